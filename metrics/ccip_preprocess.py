@@ -1,0 +1,108 @@
+"""Image loading and CCIP input preprocessing, matching the published dghs-imgutils pipeline.
+
+CCIP (Contrastive anime Character Image Pre-training, deepghs) scores are only comparable with
+published numbers when images reach the ONNX feature model exactly as ``imgutils`` prepares
+them (``imgutils.data.image.load_image(..., mode="RGB", force_background="white")`` followed by
+``imgutils.metrics.ccip._preprocess_image``):
+
+1. An image with an alpha channel -- mode RGBA, LA or PA, or a ``transparency`` entry in its
+   info -- is pasted onto a white RGBA canvas using itself as the paste mask.  Pillow refuses
+   some masks (palette and RGB images raise ``ValueError: bad transparency mask``); the library
+   then converts the image as it is, so a transparent palette colour keeps its RGB value.
+2. The image is converted to RGB and resized to 384x384 with bilinear resampling (stretched,
+   no crop).
+3. Pixels are scaled to [0, 1] and normalised with the CLIP mean and standard deviation
+   (Radford et al. 2021), channels first (NCHW).
+
+The library also asks a palette image's palette for a transparent colour; that never changes
+the outcome (a palette image is refused as a mask either way), so it is not repeated here.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "CCIP_INPUT_SIZE",
+    "CCIP_MEAN",
+    "CCIP_STD",
+    "has_alpha",
+    "load_rgb",
+    "preprocess_ccip",
+]
+
+CCIP_INPUT_SIZE = 384
+CCIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CCIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA"})
+
+
+def _build_lookup() -> np.ndarray:
+    """Per-channel table from an 8-bit value to its normalised float32 input value.
+
+    Computed with the same numpy operations and dtypes as imgutils (float32 division by 255,
+    then float64 mean/std, then a cast to float32), so indexing the table reproduces the
+    library's numbers bit for bit while costing one gather per pixel.
+    """
+    levels = np.arange(256, dtype=np.uint8).astype(np.float32) / 255.0
+    mean = np.asarray(CCIP_MEAN)[:, None]
+    std = np.asarray(CCIP_STD)[:, None]
+    return ((levels[None, :] - mean) / std).astype(np.float32)
+
+
+_LOOKUP = _build_lookup()
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether imgutils treats ``image`` as having transparency (mode or ``transparency`` info)."""
+    return image.mode in _ALPHA_MODES or "transparency" in image.info
+
+
+def load_rgb(source: str | Path | bytes | Image.Image) -> Image.Image:
+    """Open ``source`` (path, encoded bytes or a Pillow image) as RGB, flattening alpha on white.
+
+    Raises whatever Pillow raises for an unreadable file (``PIL.UnidentifiedImageError``,
+    ``OSError``, ``ValueError``...); callers that skip bad files catch those.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, bytes | bytearray):
+        image = Image.open(io.BytesIO(source))
+    else:
+        image = Image.open(source)
+    if has_alpha(image):
+        try:
+            canvas = Image.new("RGBA", image.size, "white")
+            canvas.paste(image, (0, 0), mask=image)
+            image = canvas
+        except ValueError:
+            pass  # Pillow refuses this image as a mask; imgutils then converts it unchanged
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    else:
+        image.load()  # force decoding here so a truncated file fails inside the caller's try
+    return image
+
+
+def preprocess_ccip(
+    source: str | Path | bytes | Image.Image, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Return the CCIP feature-model input for one image: float32 ``[3, 384, 384]``.
+
+    When ``out`` is given (a float32 ``[3, 384, 384]`` view, e.g. one row of a batch buffer)
+    the result is written there and ``out`` is returned, so batches need no extra copy.
+    """
+    image = load_rgb(source).resize(
+        (CCIP_INPUT_SIZE, CCIP_INPUT_SIZE), resample=Image.Resampling.BILINEAR
+    )
+    pixels = np.asarray(image, dtype=np.uint8)  # [H, W, 3]
+    if out is None:
+        out = np.empty((3, CCIP_INPUT_SIZE, CCIP_INPUT_SIZE), dtype=np.float32)
+    for channel in range(3):
+        np.take(_LOOKUP[channel], pixels[:, :, channel], out=out[channel])
+    return out
