@@ -1,0 +1,49 @@
+"""The `arena` command line. Heavy imports (torch, onnxruntime) stay inside the commands."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import typer
+
+from arena.cli import db, registry
+from arena.cli.common import new_app, print_json
+
+app = new_app("Illustrious Arena: human-preference evaluation of anime text-to-image checkpoints.")
+app.add_typer(db.app, name="db")
+app.add_typer(registry.app, name="registry")
+
+
+def _version() -> str:
+    try:
+        return version("illustrious-arena")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"arena {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    _version_flag: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Illustrious Arena."""
+
+
+@app.command("config")
+def show_config(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the settings in force (secrets masked)."""
+    from arena.settings import get_settings
+
+    data = get_settings().masked()
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        typer.echo(f"{key} = {value}")

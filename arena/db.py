@@ -1,0 +1,117 @@
+"""The one way to reach the database: engine setup and transactional sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from arena.errors import UserError
+
+# Key of the PostgreSQL advisory lock that serialises vote transactions, so that votes commit
+# in id order and a replay of the log sees them in the order the online ratings did.
+VOTE_LOCK_KEY = 0x1A7E_A4E4
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy emit BEGIN itself, so serialized sessions can ask for BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        immediate = conn.get_execution_options().get("arena_serialized", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UserError(f"database URL {url!r} is not a valid SQLAlchemy URL") from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            folder = Path(database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create the database folder {folder}: {exc}") from exc
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        _sqlite_setup(engine)
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    except ModuleNotFoundError as exc:
+        raise UserError(
+            f"the driver for {parsed.drivername!r} is not installed ({exc.name}); "
+            "install the 'postgres' extra"
+        ) from exc
+
+
+class Database:
+    """An engine and the session factory over it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._serial_engine = self.engine.execution_options(arena_serialized=True)
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._serial_factory = sessionmaker(self._serial_engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: object | None = None) -> Database:
+        """The database named by the settings (``ARENA_DATABASE_URL`` or the SQLite default)."""
+        from arena.settings import Settings, get_settings
+
+        resolved = settings if isinstance(settings, Settings) else get_settings()
+        return cls(resolved.url)
+
+    def check(self) -> None:
+        """Connect once; a database that cannot be reached is a one-line user error."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            shown = make_url(self.url).render_as_string(hide_password=True)
+            raise UserError(f"cannot reach the database {shown}: {reason}") from exc
+
+    @contextmanager
+    def session(self, serialized: bool = False) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error.
+
+        ``serialized=True`` makes the transaction exclusive among serialized ones (SQLite
+        ``BEGIN IMMEDIATE``, a PostgreSQL advisory transaction lock): vote recording uses it so
+        that concurrent votes never lose a rating update and commit in id order.
+        """
+        factory = self._serial_factory if serialized else self._factory
+        session = factory()
+        try:
+            if serialized and self.dialect == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": VOTE_LOCK_KEY})
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,330 @@
+"""The SQL schema as a typed SQLAlchemy 2.0 ORM.
+
+Data flows one way: training config -> checkpoint -> images -> matches -> votes -> ratings
+and metric scores. Votes are the append-only source of truth; rating snapshots are derived
+and can always be rebuilt by replaying the vote log (``arena ratings recompute``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MATCH_KINDS = ("fixed", "free", "ffa")
+VOTE_OUTCOMES = ("win", "tie", "both_bad", "ranking")
+JOB_STATES = ("queued", "running", "done", "failed")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (the only clock the schema uses)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the schema stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class TrainingConfigRecord(Base):
+    """A training configuration (the report's Table 5 knobs), stored once per content hash."""
+
+    __tablename__ = "training_configs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    base_model: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    checkpoints: Mapped[list[Checkpoint]] = relationship(back_populates="config")
+
+
+class Checkpoint(Base):
+    """A checkpoint file or diffusers folder, linked to the config that produced it."""
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(20))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    short_hash: Mapped[str] = mapped_column(String(10))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[int | None]
+    config_id: Mapped[int] = mapped_column(ForeignKey("training_configs.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    config: Mapped[TrainingConfigRecord] = relationship(back_populates="checkpoints")
+
+    __table_args__ = (CheckConstraint("format IN ('safetensors', 'diffusers')", name="format"),)
+
+
+class Prompt(Base):
+    """A prompt served in one match kind; fixed-characteristic prompts name their character."""
+
+    __tablename__ = "prompts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64))
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(10))
+    character: Mapped[str | None] = mapped_column(String(200), index=True)
+    source: Mapped[str] = mapped_column(String(20), default="bank")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("text_hash", "kind", name="uq_prompts_text_hash_kind"),
+        CheckConstraint("kind IN ('fixed', 'free', 'ffa')", name="kind"),
+    )
+
+
+class Image(Base):
+    """One generated image in the content-addressed store, with how it was made."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    sampler: Mapped[str | None] = mapped_column(String(50))
+    steps: Mapped[int | None]
+    cfg: Mapped[float | None]
+    width: Mapped[int]
+    height: Mapped[int]
+    parameters: Mapped[str] = mapped_column(Text, default="")
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    checkpoint: Mapped[Checkpoint] = relationship()
+    prompt: Mapped[Prompt] = relationship()
+
+    __table_args__ = (Index("ix_images_prompt_checkpoint", "prompt_id", "checkpoint_id"),)
+
+
+class Voter(Base):
+    """Someone who votes, known by an opaque id from a cookie or the X-Voter-Id header."""
+
+    __tablename__ = "voters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Match(Base):
+    """A match issued to one voter: a prompt, 2 or 4 images by shown position, an expiry."""
+
+    __tablename__ = "matches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    voter_id: Mapped[int] = mapped_column(ForeignKey("voters.id"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    skipped_at: Mapped[datetime | None]
+
+    prompt: Mapped[Prompt] = relationship()
+    images: Mapped[list[MatchImage]] = relationship(
+        order_by="MatchImage.position", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (CheckConstraint("kind IN ('fixed', 'free', 'ffa')", name="kind"),)
+
+
+class MatchImage(Base):
+    """The image shown at one position of a match (positions 0..n-1 as the voter saw them)."""
+
+    __tablename__ = "match_images"
+
+    match_id: Mapped[int] = mapped_column(ForeignKey("matches.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id"), index=True)
+
+    image: Mapped[Image] = relationship()
+    checkpoint: Mapped[Checkpoint] = relationship()
+
+
+class Vote(Base):
+    """The append-only vote log: the source of truth for every rating."""
+
+    __tablename__ = "votes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    match_id: Mapped[int] = mapped_column(ForeignKey("matches.id"), unique=True)
+    voter_id: Mapped[int] = mapped_column(ForeignKey("voters.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(10))
+    winner_position: Mapped[int | None]
+    ranking: Mapped[list[Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    match: Mapped[Match] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("outcome IN ('win', 'tie', 'both_bad', 'ranking')", name="outcome"),
+    )
+
+
+@event.listens_for(Vote, "before_update")
+def _votes_are_append_only(_mapper, _connection, target: Vote) -> None:  # type: ignore[no-untyped-def]
+    raise ValueError(f"vote {target.id} is in the append-only log and cannot be changed")
+
+
+@event.listens_for(Vote, "before_delete")
+def _votes_are_never_deleted(_mapper, _connection, target: Vote) -> None:  # type: ignore[no-untyped-def]
+    raise ValueError(f"vote {target.id} is in the append-only log and cannot be deleted")
+
+
+class RatingSnapshot(Base):
+    """Derived rating state of one checkpoint on one board in one rating system."""
+
+    __tablename__ = "rating_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board: Mapped[str] = mapped_column(String(250))
+    system: Mapped[str] = mapped_column(String(20))
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id"), index=True)
+    rating: Mapped[float]
+    mu: Mapped[float | None]
+    sigma: Mapped[float | None]
+    games: Mapped[int] = mapped_column(default=0)
+    wins: Mapped[int] = mapped_column(default=0)
+    draws: Mapped[int] = mapped_column(default=0)
+    losses: Mapped[int] = mapped_column(default=0)
+    # Time-weighted average state (the report's plotted Elo): sum of rating x seconds held,
+    # when the current value started being held, and when the first game was played.
+    weighted_sum: Mapped[float] = mapped_column(default=0.0)
+    held_since: Mapped[float | None]
+    first_time: Mapped[float | None]
+    last_vote_id: Mapped[int | None]
+    parameters: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("board", "system", "checkpoint_id", name="uq_rating_snapshots_key"),
+    )
+
+
+class MetricScore(Base):
+    """A computed metric (CCIP, CLIP score, ...) with everything needed to reproduce it."""
+
+    __tablename__ = "metric_scores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    metric: Mapped[str] = mapped_column(String(50))
+    metric_model: Mapped[str] = mapped_column(String(200))
+    metric_version: Mapped[str] = mapped_column(String(200))
+    parameters: Mapped[dict[str, Any]]
+    checkpoint_id: Mapped[int | None] = mapped_column(ForeignKey("checkpoints.id"), index=True)
+    character: Mapped[str | None] = mapped_column(String(200))
+    value: Mapped[float]
+    details: Mapped[dict[str, Any]]
+    images_used: Mapped[list[Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    checkpoint: Mapped[Checkpoint | None] = relationship()
+
+
+class CachedFeature(Base):
+    """An embedding of one image (by content hash) under one model (name + file hash)."""
+
+    __tablename__ = "feature_cache"
+
+    image_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    dim: Mapped[int]
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """Queued long work (generation, scoring) taken by ``arena worker``."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(10), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+    )
+
+
+class GenerationRequest(Base):
+    """A prompt a voter typed that the pool could not serve yet; a job renders it later."""
+
+    __tablename__ = "generation_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    voter_id: Mapped[int | None] = mapped_column(ForeignKey("voters.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    prompt: Mapped[Prompt] = relationship()

@@ -1,0 +1,166 @@
+"""The training-config and checkpoint registry in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from arena.errors import Conflict, NotFound, UserError
+from arena.hashing import sha256_file, sha256_tree, short_hash
+from arena.models import Checkpoint, TrainingConfigRecord
+from training.config import TrainingConfig
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Result of a registration: the row and whether it was new."""
+
+    name: str
+    id: int
+    created: bool
+
+
+def add_config(session: Session, config: TrainingConfig) -> Registered:
+    """Store a config; the same content registered again returns the existing row."""
+    digest = config.content_hash()
+    existing = session.scalar(
+        select(TrainingConfigRecord).where(TrainingConfigRecord.content_hash == digest)
+    )
+    if existing is not None:
+        return Registered(existing.name, existing.id, created=False)
+    clash = session.scalar(
+        select(TrainingConfigRecord).where(TrainingConfigRecord.name == config.name)
+    )
+    if clash is not None:
+        raise Conflict(
+            f"config name {config.name!r} is already registered with different content "
+            f"(hash {clash.content_hash[:12]}); choose another name"
+        )
+    row = TrainingConfigRecord(
+        name=config.name,
+        content_hash=digest,
+        base_model=config.base_model,
+        data=config.model_dump(mode="json"),
+    )
+    session.add(row)
+    session.flush()
+    return Registered(row.name, row.id, created=True)
+
+
+def get_config(session: Session, name: str) -> TrainingConfigRecord:
+    """A registered config by name."""
+    row = session.scalar(select(TrainingConfigRecord).where(TrainingConfigRecord.name == name))
+    if row is None:
+        known = session.scalars(select(TrainingConfigRecord.name).order_by("name")).all()
+        hint = f"; registered: {', '.join(known)}" if known else "; none registered yet"
+        raise NotFound(f"unknown config {name!r}{hint}")
+    return row
+
+
+def checkpoint_format(path: Path) -> str:
+    """'safetensors' for a single file, 'diffusers' for a folder with model_index.json."""
+    if path.is_file():
+        if path.suffix.lower() != ".safetensors":
+            raise UserError(
+                f"checkpoint {path}: expected a .safetensors file or a diffusers folder"
+            )
+        return "safetensors"
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise UserError(f"checkpoint folder {path} has no model_index.json (not diffusers)")
+        return "diffusers"
+    raise UserError(f"checkpoint {path} does not exist")
+
+
+def add_checkpoint(
+    session: Session,
+    path: Path,
+    config_name: str,
+    name: str | None = None,
+    step: int | None = None,
+) -> Registered:
+    """Record a checkpoint with its streamed sha256, linked to a registered config."""
+    path = path.resolve()
+    fmt = checkpoint_format(path)
+    config = get_config(session, config_name)
+    name = name or (path.stem if fmt == "safetensors" else path.name)
+    if step is not None and step < 0:
+        raise UserError(f"--step must be >= 0, got {step}")
+    digest = sha256_file(path) if fmt == "safetensors" else sha256_tree(path)
+    existing = session.scalar(select(Checkpoint).where(Checkpoint.name == name))
+    if existing is not None:
+        if existing.sha256 == digest and existing.config_id == config.id:
+            return Registered(existing.name, existing.id, created=False)
+        raise Conflict(f"checkpoint name {name!r} is already registered for another file")
+    size = (
+        path.stat().st_size
+        if fmt == "safetensors"
+        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    )
+    row = Checkpoint(
+        name=name,
+        path=str(path),
+        format=fmt,
+        sha256=digest,
+        short_hash=short_hash(digest),
+        size_bytes=size,
+        step=step,
+        config=config,
+    )
+    session.add(row)
+    session.flush()
+    return Registered(row.name, row.id, created=True)
+
+
+def get_checkpoint(session: Session, name: str) -> Checkpoint:
+    """A registered checkpoint by name."""
+    row = session.scalar(select(Checkpoint).where(Checkpoint.name == name))
+    if row is None:
+        raise NotFound(f"unknown checkpoint {name!r}; see `arena registry list`")
+    return row
+
+
+def describe_config(row: TrainingConfigRecord) -> dict[str, Any]:
+    """A config row as JSON-ready data, with its checkpoints."""
+    return {
+        "name": row.name,
+        "content_hash": row.content_hash,
+        "base_model": row.base_model,
+        "config": row.data,
+        "checkpoints": [c.name for c in sorted(row.checkpoints, key=lambda c: c.id)],
+    }
+
+
+def describe_checkpoint(row: Checkpoint) -> dict[str, Any]:
+    """A checkpoint row as JSON-ready data, with its config's name and hash."""
+    return {
+        "name": row.name,
+        "path": row.path,
+        "format": row.format,
+        "sha256": row.sha256,
+        "short_hash": row.short_hash,
+        "size_bytes": row.size_bytes,
+        "step": row.step,
+        "config": row.config.name,
+        "config_hash": row.config.content_hash,
+    }
+
+
+def list_registry(session: Session) -> dict[str, list[dict[str, Any]]]:
+    """Every config and checkpoint, with their links."""
+    configs = session.scalars(
+        select(TrainingConfigRecord)
+        .options(selectinload(TrainingConfigRecord.checkpoints))
+        .order_by(TrainingConfigRecord.id)
+    ).all()
+    checkpoints = session.scalars(
+        select(Checkpoint).options(selectinload(Checkpoint.config)).order_by(Checkpoint.id)
+    ).all()
+    return {
+        "configs": [describe_config(c) for c in configs],
+        "checkpoints": [describe_checkpoint(c) for c in checkpoints],
+    }

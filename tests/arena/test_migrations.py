@@ -1,0 +1,98 @@
+"""The schema comes from Alembic alone, matches the models, and is the same on both backends."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from arena.db import Database
+from arena.migrate import current_revision, head_revision
+from arena.models import Base, Match, Prompt, Vote, Voter, utcnow
+
+
+def test_migrated_database_matches_models(db: Database) -> None:
+    """Autogenerate finds no difference between the ORM models and the migrated schema."""
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == []
+    assert current_revision(db.engine) == head_revision()
+
+
+def test_both_backends_have_the_same_tables(
+    sqlite_template, pg_template: str  # type: ignore[no-untyped-def]
+) -> None:
+    from tests.conftest import PG_SERVER
+
+    lite = Database(f"sqlite:///{sqlite_template}")
+    pg = Database(f"{PG_SERVER}/{pg_template}")
+    try:
+        def shape(database: Database) -> dict[str, list[str]]:
+            inspector = inspect(database.engine)
+            return {
+                t: sorted(c["name"] for c in inspector.get_columns(t))
+                for t in inspector.get_table_names()
+            }
+
+        assert shape(lite) == shape(pg)
+        assert set(shape(lite)) == set(Base.metadata.tables) | {"alembic_version"}
+    finally:
+        lite.dispose()
+        pg.dispose()
+
+
+def _a_match(db: Database) -> tuple[int, int]:
+    with db.session() as s:
+        voter = Voter(external_id="v1")
+        prompt = Prompt(text="1girl", text_hash="h", kind="free")
+        s.add_all([voter, prompt])
+        s.flush()
+        match = Match(token="t", kind="free", prompt_id=prompt.id, voter_id=voter.id,
+                      expires_at=utcnow())
+        s.add(match)
+        s.flush()
+        return match.id, voter.id
+
+
+def test_one_vote_per_match_is_a_database_constraint(db: Database) -> None:
+    match_id, voter_id = _a_match(db)
+    with db.session() as s:
+        s.add(Vote(match_id=match_id, voter_id=voter_id, outcome="win", winner_position=0))
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.add(Vote(match_id=match_id, voter_id=voter_id, outcome="tie"))
+    with db.session() as s:
+        assert s.query(Vote).count() == 1
+
+
+def test_votes_are_append_only_in_the_database(db: Database) -> None:
+    """Raw SQL (bypassing the ORM guard) cannot change or delete a vote either."""
+    match_id, voter_id = _a_match(db)
+    with db.session() as s:
+        s.add(Vote(match_id=match_id, voter_id=voter_id, outcome="win", winner_position=1))
+    for statement in ("UPDATE votes SET outcome = 'tie'", "DELETE FROM votes"):
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+            conn.execute(text(statement))
+    with pytest.raises(ValueError, match="append-only"), db.session() as s:
+        vote = s.query(Vote).one()
+        assert (vote.outcome, vote.winner_position) == ("win", 1)
+        vote.outcome = "tie"
+    with db.session() as s:
+        assert s.query(Vote).one().outcome == "win"
+
+
+def test_timestamps_come_back_aware_in_utc(db: Database) -> None:
+    match_id, _ = _a_match(db)
+    with db.session() as s:
+        match = s.get(Match, match_id)
+        assert match is not None and match.issued_at.utcoffset() is not None
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    database = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    with database.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    database.dispose()
