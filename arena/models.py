@@ -140,6 +140,8 @@ class Image(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # Hash of the metadata-free copy voters are served: the only name a voter ever sees.
+    served_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id"))
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
     seed: Mapped[int | None] = mapped_column(BigInteger)

@@ -128,6 +128,7 @@ def upgrade() -> None:
     op.create_table('images',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('served_sha256', sa.String(length=64), nullable=False),
     sa.Column('checkpoint_id', sa.Integer(), nullable=False),
     sa.Column('prompt_id', sa.Integer(), nullable=False),
     sa.Column('seed', sa.BigInteger(), nullable=True),
@@ -142,7 +143,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['checkpoint_id'], ['checkpoints.id'], name=op.f('fk_images_checkpoint_id_checkpoints')),
     sa.ForeignKeyConstraint(['prompt_id'], ['prompts.id'], name=op.f('fk_images_prompt_id_prompts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_images')),
-    sa.UniqueConstraint('sha256', name=op.f('uq_images_sha256'))
+    sa.UniqueConstraint('sha256', name=op.f('uq_images_sha256')),
+    sa.UniqueConstraint('served_sha256', name=op.f('uq_images_served_sha256'))
     )
     with op.batch_alter_table('images', schema=None) as batch_op:
         batch_op.create_index('ix_images_prompt_checkpoint', ['prompt_id', 'checkpoint_id'], unique=False)
