@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 from metrics.ccip_model import FEAT_FILE, FEATURE_DIM, METRICS_FILE, THRESHOLD_FILE
@@ -68,30 +69,30 @@ def build_ccip_stand_in(
             unit = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
             return ((1.0 - unit @ unit.T) / 2.0).clamp(0.0, 1.0)
 
-    batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad():
-        torch.onnx.export(
-            Features().eval(),
-            (torch.zeros(2, 3, input_size, input_size),),
-            str(out / FEAT_FILE),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_shapes=({0: batch},),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-        torch.onnx.export(
-            Differences().eval(),
-            (torch.randn(3, feature_dim),),
-            str(out / METRICS_FILE),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_shapes=({0: batch},),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+    # The TorchScript exporter (dynamo=False) takes a fraction of a second where the
+    # torch.export one takes seconds; its deprecation warning is expected here.
+    axes = {"input": {0: "batch"}, "output": {0: "batch"}}
+    exports = (
+        (Features(), torch.zeros(2, 3, input_size, input_size), FEAT_FILE, axes),
+        (
+            Differences(),
+            torch.randn(3, feature_dim),
+            METRICS_FILE,
+            {**axes, "output": {0: "batch", 1: "batch"}},
+        ),
+    )
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for module, example, filename, dynamic_axes in exports:
+            torch.onnx.export(
+                module.eval(),
+                (example,),
+                str(out / filename),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes=dynamic_axes,
+                dynamo=False,
+            )
     (out / THRESHOLD_FILE).write_text(json.dumps({"threshold": threshold}), encoding="utf-8")
     return out
 
