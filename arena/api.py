@@ -1,0 +1,225 @@
+"""The JSON API under /api/v1 (FastAPI); the Gradio UI is mounted beside it in arena.app."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from arena.db import Database
+from arena.errors import Forbidden, NotFound, UserError
+from arena.matches import check_voter_id, issue_match, new_voter_id, skip_match
+from arena.settings import Settings
+from arena.votes import record_vote
+
+VOTER_COOKIE = "arena_voter"
+SERVED_NAME = r"^[0-9a-f]{64}$"
+
+router = APIRouter(prefix="/api/v1")
+
+
+class MatchRequest(BaseModel):
+    mode: Literal["fixed", "free", "ffa"]
+    prompt: str | None = Field(default=None, max_length=2000)
+
+
+class ShownImageOut(BaseModel):
+    position: int
+    url: str
+
+
+class MatchOut(BaseModel):
+    token: str
+    mode: str
+    prompt: str
+    images: list[ShownImageOut]
+    notice: str | None = None
+
+
+class VoteRequest(BaseModel):
+    token: str = Field(max_length=100)
+    winner: int | Literal["tie", "both_bad"] | None = None
+    ranking: list[int] | None = Field(default=None, max_length=4)
+
+
+class SkipRequest(BaseModel):
+    token: str = Field(max_length=100)
+
+
+class RevealedOut(BaseModel):
+    position: int
+    checkpoint: str
+    config: str
+
+
+class RevealOut(BaseModel):
+    token: str
+    mode: str
+    vote_id: int
+    votes_cast: int
+    images: list[RevealedOut]
+
+
+class CheckpointRequest(BaseModel):
+    path: str
+    config: str | None = Field(default=None, description="Name of a registered config.")
+    config_data: dict[str, Any] | None = Field(
+        default=None, description="A full training config to register (and link) first."
+    )
+    name: str | None = None
+    step: int | None = Field(default=None, ge=0)
+
+
+def image_url(served_sha256: str) -> str:
+    """Where a voter fetches a served (metadata-free) image: named by its content hash only."""
+    return f"/api/v1/images/{served_sha256}.png"
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def voter_id(
+    request: Request, x_voter_id: Annotated[str | None, Header()] = None
+) -> str:
+    """The voter: X-Voter-Id header, else the cookie the middleware guarantees."""
+    if x_voter_id is not None:
+        return check_voter_id(x_voter_id)
+    return request.state.voter_id
+
+
+DB = Annotated[Database, Depends(get_db)]
+SETTINGS = Annotated[Settings, Depends(get_settings_dep)]
+VOTER = Annotated[str, Depends(voter_id)]
+
+
+@router.post("/matches", response_model=MatchOut)
+def create_match(body: MatchRequest, db: DB, settings: SETTINGS, voter: VOTER) -> MatchOut:
+    """Issue a match of the given mode; the response names no checkpoint."""
+    issued = issue_match(db, settings, voter, body.mode, body.prompt)
+    return MatchOut(
+        token=issued.token,
+        mode=issued.mode,
+        prompt=issued.prompt,
+        images=[ShownImageOut(position=i.position, url=image_url(i.served_sha256))
+                for i in issued.images],
+        notice=issued.notice,
+    )
+
+
+@router.post("/votes", response_model=RevealOut)
+def create_vote(body: VoteRequest, db: DB, settings: SETTINGS, voter: VOTER) -> RevealOut:
+    """Vote on a match (a winner position, 'tie', 'both_bad', or a full ranking); reveals it."""
+    reveal = record_vote(db, settings, body.token, voter, winner=body.winner, ranking=body.ranking)
+    return RevealOut.model_validate(reveal.as_dict())
+
+
+@router.post("/skips", status_code=204)
+def create_skip(body: SkipRequest, db: DB, voter: VOTER) -> Response:
+    """Pass on a match without voting."""
+    skip_match(db, body.token, voter)
+    return Response(status_code=204)
+
+
+@router.get("/leaderboard")
+def get_leaderboard(
+    db: DB,
+    settings: SETTINGS,
+    board: str = "overall",
+    system: Literal["elo", "trueskill", "bt"] = "elo",
+) -> dict[str, Any]:
+    """Ratings on one board in one system, with intervals, games and linked configs."""
+    from arena.ratings import leaderboard
+
+    with db.session() as session:
+        rows = leaderboard(session, board, system, settings)
+    return {"board": board, "system": system, "rows": rows}
+
+
+@router.get("/images/{name}.png")
+def get_image(name: str, request: Request) -> FileResponse:
+    """A served image by its content hash: metadata-free bytes, no checkpoint in sight."""
+    from arena.images import served_path
+
+    settings: Settings = request.app.state.settings
+    if len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
+        raise NotFound("unknown image")
+    path = served_path(settings.home, name)
+    if not path.is_file():
+        raise NotFound("unknown image")
+    return FileResponse(path, media_type="image/png",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+def require_admin(
+    settings: SETTINGS, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not token:
+        raise Forbidden("the admin API is disabled: set ARENA_ADMIN_TOKEN on the server")
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        raise Forbidden("a valid admin bearer token is required")
+
+
+@router.post("/checkpoints", status_code=201, dependencies=[Depends(require_admin)])
+def create_checkpoint(body: CheckpointRequest, db: DB) -> dict[str, Any]:
+    """Register a checkpoint (and, when given, its training config) — the trainer hooks' door."""
+    from pathlib import Path
+
+    from arena.registry import add_checkpoint, add_config
+    from training.config import ConfigError, parse_config
+
+    if (body.config is None) == (body.config_data is None):
+        raise UserError("give exactly one of 'config' (a registered name) or 'config_data'")
+    with db.session() as session:
+        config_name = body.config
+        if body.config_data is not None:
+            try:
+                config = parse_config(body.config_data, source="config_data")
+            except ConfigError as exc:
+                raise UserError(str(exc)) from None
+            config_name = add_config(session, config).name
+        assert config_name is not None
+        result = add_checkpoint(session, Path(body.path), config_name, body.name, body.step)
+    return {"checkpoint": result.name, "config": config_name, "created": result.created}
+
+
+@router.get("/health")
+def health(db: DB) -> dict[str, Any]:
+    """Liveness and schema revision."""
+    from arena.migrate import current_revision, head_revision
+
+    db.check()
+    return {"status": "ok", "schema": current_revision(db.engine), "head": head_revision()}
+
+
+def install(app: FastAPI) -> None:
+    """Add the API routes, the voter cookie and the JSON error handler to ``app``."""
+    app.include_router(router)
+
+    @app.exception_handler(UserError)
+    async def _user_error(_request: Request, exc: UserError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def _voter_cookie(request: Request, call_next):  # type: ignore[no-untyped-def]
+        existing = request.cookies.get(VOTER_COOKIE)
+        try:
+            request.state.voter_id = check_voter_id(existing) if existing else new_voter_id()
+        except UserError:
+            existing, request.state.voter_id = None, new_voter_id()
+        response = await call_next(request)
+        if not existing:
+            response.set_cookie(
+                VOTER_COOKIE, request.state.voter_id, max_age=3600 * 24 * 365,
+                httponly=True, samesite="lax",
+            )
+        return response

@@ -1,0 +1,39 @@
+"""The web application: the JSON API and the Gradio UI in one FastAPI process."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from arena import api
+from arena.db import Database
+from arena.settings import Settings, get_settings
+
+
+def create_app(
+    settings: Settings | None = None, db: Database | None = None, ui: bool = True
+) -> FastAPI:
+    """FastAPI app with /api/v1 and, unless ``ui=False``, the Gradio arena mounted at /."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    settings = settings or get_settings()
+    db = db or Database(settings.url)
+    app = FastAPI(
+        title="Illustrious Arena",
+        version="1",
+        description="Human-preference arena for anime text-to-image checkpoints.",
+    )
+    app.state.settings = settings
+    app.state.db = db
+    api.install(app)
+    if ui:
+        import gradio as gr
+
+        from arena.ui import build_ui
+
+        (settings.home / "served").mkdir(parents=True, exist_ok=True)
+        blocks = build_ui(db, settings)
+        app = gr.mount_gradio_app(
+            app, blocks, path="/", allowed_paths=[str((settings.home / "served").resolve())]
+        )
+    return app

@@ -1,0 +1,172 @@
+"""Issuing matches: voters, unguessable tokens, shuffled positions, expiry, skips."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from arena import matchmaking
+from arena.db import Database
+from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
+from arena.models import GenerationRequest, Match, MatchImage, Prompt, Vote, Voter, utcnow
+from arena.settings import Settings
+
+VOTER_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,100}$")
+MAX_PROMPT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ShownImage:
+    """What a voter learns about one image before voting: its position and anonymous name."""
+
+    position: int
+    served_sha256: str
+
+
+@dataclass(frozen=True)
+class IssuedMatch:
+    """A match as sent to the voter: nothing in it names a checkpoint."""
+
+    token: str
+    mode: str
+    prompt: str
+    images: tuple[ShownImage, ...]
+    notice: str | None = None
+
+
+def new_voter_id() -> str:
+    """A fresh opaque voter id (for the cookie)."""
+    return secrets.token_urlsafe(18)
+
+
+def check_voter_id(external_id: str) -> str:
+    """Validate a voter id from a cookie or the X-Voter-Id header."""
+    if not VOTER_ID.match(external_id or ""):
+        raise UserError(
+            "voter id must be 8-100 characters of letters, digits, '.', '_', ':' or '-'"
+        )
+    return external_id
+
+
+def get_or_create_voter(session: Session, external_id: str) -> Voter:
+    """The voter row for an external id, created on first sight (safe under races)."""
+    check_voter_id(external_id)
+    voter = session.scalar(select(Voter).where(Voter.external_id == external_id))
+    if voter is not None:
+        return voter
+    try:
+        with session.begin_nested():
+            voter = Voter(external_id=external_id)
+            session.add(voter)
+    except IntegrityError:
+        voter = session.scalar(select(Voter).where(Voter.external_id == external_id))
+        assert voter is not None
+    return voter
+
+
+def prompt_hash(text: str) -> str:
+    """The identity of a prompt's text: sha256 of the whitespace-normalised text."""
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+
+
+def _request_generation(session: Session, text: str, voter: Voter) -> None:
+    digest = prompt_hash(text)
+    prompt = session.scalar(select(Prompt).where(Prompt.text_hash == digest, Prompt.kind == "free"))
+    if prompt is None:
+        prompt = Prompt(text=" ".join(text.split()), text_hash=digest, kind="free", source="voter")
+        session.add(prompt)
+        session.flush()
+    session.add(GenerationRequest(prompt_id=prompt.id, voter_id=voter.id))
+
+
+def issue_match(
+    db: Database,
+    settings: Settings,
+    voter_external_id: str,
+    mode: str,
+    prompt: str | None = None,
+    rng: random.Random | None = None,
+) -> IssuedMatch:
+    """Choose images for a new match of ``mode``, store it with shuffled positions, return it.
+
+    A free-prompt duel may carry a voter's prompt: served when the pool holds it from two or
+    more checkpoints, otherwise stored as a generation request while a pool prompt is served.
+    """
+    rng = rng or random.SystemRandom()
+    if mode not in matchmaking.SIZES:
+        raise UserError(f"mode {mode!r} is not a match kind; expected fixed, free or ffa")
+    typed = (prompt or "").strip()
+    if typed and mode != "free":
+        raise UserError("a prompt can only be given for mode 'free'")
+    if len(typed) > MAX_PROMPT_CHARS:
+        raise UserError(f"prompt is {len(typed)} characters; at most {MAX_PROMPT_CHARS} allowed")
+    notice = None
+    with db.session() as session:
+        voter = get_or_create_voter(session, voter_external_id)
+        prompt_id = None
+        if typed:
+            prompt_id = matchmaking.find_prompt(session, prompt_hash(typed), "free")
+            if prompt_id is None:
+                _request_generation(session, typed, voter)
+                notice = (
+                    "Your prompt is not in the pool yet: it was queued for generation. "
+                    "Meanwhile, here is a prompt from the pool."
+                )
+        choice = matchmaking.choose(session, mode, voter.id, rng, prompt_id)
+        order = list(choice.images)
+        rng.shuffle(order)
+        now = utcnow()
+        match = Match(
+            token=secrets.token_urlsafe(24),
+            kind=mode,
+            prompt_id=choice.prompt_id,
+            voter_id=voter.id,
+            issued_at=now,
+            expires_at=now + timedelta(seconds=settings.match_ttl_seconds),
+        )
+        match.images = [
+            MatchImage(position=i, image_id=img.image_id, checkpoint_id=img.checkpoint_id)
+            for i, img in enumerate(order)
+        ]
+        session.add(match)
+        session.flush()
+        text = matchmaking.POOL.prompts[choice.prompt_id].text
+        return IssuedMatch(
+            token=match.token,
+            mode=mode,
+            prompt=text,
+            images=tuple(ShownImage(i, img.served_sha256) for i, img in enumerate(order)),
+            notice=notice,
+        )
+
+
+def load_match_for(session: Session, token: str, voter_external_id: str) -> Match:
+    """The match behind ``token`` if this voter may still act on it; else a clear refusal."""
+    match = session.scalar(select(Match).where(Match.token == token))
+    if match is None:
+        raise NotFound("unknown match token")
+    voter = session.get(Voter, match.voter_id)
+    if voter is None or voter.external_id != voter_external_id:
+        raise Forbidden("this match was issued to another voter")
+    if session.scalar(select(Vote.id).where(Vote.match_id == match.id)) is not None:
+        raise Conflict("this match has already been voted on")
+    if match.skipped_at is not None:
+        raise Conflict("this match was skipped")
+    if match.expires_at <= utcnow():
+        raise Gone("this match has expired; ask for a new one")
+    return match
+
+
+def skip_match(db: Database, token: str, voter_external_id: str) -> None:
+    """The voter passes on a match: it can no longer be voted on and teaches nothing."""
+    with db.session(serialized=True) as session:
+        match = load_match_for(session, token, voter_external_id)
+        match.skipped_at = utcnow()

@@ -1,0 +1,152 @@
+"""Recording a vote: checks, the append-only row and the rating updates in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from arena.db import Database
+from arena.errors import Conflict, RateLimited, UserError
+from arena.matches import load_match_for
+from arena.models import Checkpoint, Vote, utcnow
+from arena.ratings import apply_vote_online
+from arena.settings import Settings
+from metrics.outcomes import InvalidVote, VoteRecord
+
+
+@dataclass(frozen=True)
+class RevealedImage:
+    """After the vote: which checkpoint (and config) made the image at each position."""
+
+    position: int
+    checkpoint: str
+    config: str
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """The answer to a vote."""
+
+    token: str
+    mode: str
+    vote_id: int
+    images: tuple[RevealedImage, ...]
+    votes_cast: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "token": self.token,
+            "mode": self.mode,
+            "vote_id": self.vote_id,
+            "votes_cast": self.votes_cast,
+            "images": [vars(i) for i in self.images],
+        }
+
+
+def _parse_winner(mode: str, winner: Any) -> tuple[str, int | None]:
+    if winner in ("tie", "both_bad"):
+        if mode == "ffa":
+            raise UserError(f"winner {winner!r} is not allowed in a four-way match")
+        if mode == "free" and winner == "tie":
+            raise UserError("a free-prompt duel has no draw; pick A, B or 'both_bad'")
+        return winner, None
+    if isinstance(winner, str) and winner.strip().isdigit():
+        winner = int(winner)
+    if isinstance(winner, bool) or not isinstance(winner, int):
+        raise UserError(f"winner must be a position, 'tie' or 'both_bad', got {winner!r}")
+    return "win", winner
+
+
+def record_vote(
+    db: Database,
+    settings: Settings,
+    token: str,
+    voter_external_id: str,
+    winner: int | str | None = None,
+    ranking: list[int] | None = None,
+) -> Reveal:
+    """Store one vote and update every affected rating board, all in one transaction.
+
+    Refuses (changing nothing) an unknown, foreign, expired, skipped or already-voted match,
+    an invalid winner or ranking, and a voter over the rate limit.
+    """
+    if (winner is None) == (ranking is None):
+        raise UserError("give exactly one of 'winner' or 'ranking'")
+    try:
+        with db.session(serialized=True) as session:
+            match = load_match_for(session, token, voter_external_id)
+            if settings.votes_per_minute:
+                since = utcnow() - timedelta(seconds=60)
+                recent = session.scalar(
+                    select(func.count(Vote.id)).where(
+                        Vote.voter_id == match.voter_id, Vote.created_at > since
+                    )
+                )
+                if (recent or 0) >= settings.votes_per_minute:
+                    raise RateLimited(
+                        f"rate limit: at most {settings.votes_per_minute} votes a minute; "
+                        "wait a little"
+                    )
+            positions = [mi.checkpoint_id for mi in match.images]
+            order: list[int] | None = None
+            position: int | None = None
+            if ranking is not None:
+                if match.kind != "ffa":
+                    raise UserError("a full ranking is only allowed in a four-way match")
+                outcome, order = "ranking", list(ranking)
+            else:
+                outcome, position = _parse_winner(match.kind, winner)
+            try:  # the structural checks (positions exist, no repeats) live in one place
+                VoteRecord(
+                    participants=tuple(positions),
+                    winner=position if outcome == "win" else (None if order else outcome),
+                    ranking=tuple(order) if order is not None else None,
+                )
+            except InvalidVote as exc:
+                raise UserError(str(exc)) from None
+            vote = Vote(
+                match_id=match.id,
+                voter_id=match.voter_id,
+                outcome=outcome,
+                winner_position=position,
+                ranking=order,
+                created_at=utcnow(),
+            )
+            vote.match = match
+            session.add(vote)
+            session.flush()
+            apply_vote_online(session, vote)
+            shown = {
+                c.id: c
+                for c in session.scalars(
+                    select(Checkpoint)
+                    .options(joinedload(Checkpoint.config))
+                    .where(Checkpoint.id.in_(positions))
+                )
+            }
+            cast = session.scalar(
+                select(func.count(Vote.id)).where(Vote.voter_id == match.voter_id)
+            )
+            return Reveal(
+                token=token,
+                mode=match.kind,
+                vote_id=vote.id,
+                images=tuple(
+                    RevealedImage(
+                        mi.position,
+                        shown[mi.checkpoint_id].name,
+                        shown[mi.checkpoint_id].config.name,
+                    )
+                    for mi in match.images
+                ),
+                votes_cast=int(cast or 0),
+            )
+    except IntegrityError as exc:
+        # Two requests raced past the checks: the unique constraint keeps the first vote.
+        raise Conflict("this match has already been voted on") from exc
