@@ -48,3 +48,7 @@ def show_config(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         return
     for key, value in data.items():
         typer.echo(f"{key} = {value}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,239 @@
+"""Vote-load benchmark: `arena serve` on loopback driven through match + vote cycles.
+
+N concurrent clients (default 32) each loop POST /api/v1/matches then POST /api/v1/votes for a
+fixed time against a real `arena serve` process, on SQLite and on PostgreSQL. Printed: cycles
+per second, p50/p99 cycle latency, and the ratio against plain SQLAlchemy inserts of the same
+vote rows (one transaction each, no HTTP, no checks, no rating update) measured in the same run.
+
+    python benchmarks/vote_load.py [--clients 32] [--seconds 10] [--backend sqlite|postgresql|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from PIL import Image as PILImage
+from sqlalchemy import create_engine, text
+
+from arena.db import Database
+from arena.migrate import upgrade
+from arena.models import Match, Prompt, Vote, Voter, utcnow
+from arena.pool import import_records
+from arena.registry import add_checkpoint, add_config
+from training.presets import load_preset
+
+PG_SERVER = os.environ.get("ARENA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+MODES = ["fixed"] * 6 + ["free"] * 2 + ["ffa"] * 2  # the issue's mix, 60/20/20
+
+
+def build_pool(db: Database, home: Path, checkpoints: int, prompts: int, seeds: int) -> None:
+    """A config, `checkpoints` registered files and a PNG per (checkpoint, prompt, seed)."""
+    files = home / "bench-files"
+    files.mkdir(parents=True)
+    names = []
+    with db.session() as session:
+        add_config(session, load_preset("illustrious-v2.0"))
+        for i in range(checkpoints):
+            path = files / f"bench-model-{i}.safetensors"
+            path.write_bytes(os.urandom(1024))
+            names.append(add_checkpoint(session, path, "illustrious-v2.0").name)
+    records = []
+    rng = random.Random(0)
+    for kind in ("fixed", "free", "ffa"):
+        for p in range(prompts):
+            prompt = f"1girl, bench {kind} prompt {p}, general, masterpiece"
+            for name in names:
+                for seed in range(seeds):
+                    colour = tuple(rng.randrange(256) for _ in range(3))
+                    buffer = io.BytesIO()
+                    PILImage.new("RGB", (64, 64), colour).save(buffer, format="PNG")
+                    path = files / f"{uuid.uuid4().hex}.png"
+                    path.write_bytes(buffer.getvalue())
+                    records.append({
+                        "file": str(path), "checkpoint": name, "prompt": prompt, "kind": kind,
+                        "character": "hatsune miku" if kind == "fixed" else None, "seed": seed,
+                        "sampler": "Euler a", "steps": 28, "cfg": 6.0, "width": 64, "height": 64,
+                    })
+    import_records(db, records, home)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def client(base: str, index: int, deadline: float, latencies: list[float],
+                 errors: list[str]) -> int:
+    rng = random.Random(index)
+    headers = {"X-Voter-Id": f"bench-client-{index:04d}"}
+    cycles = 0
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+        while time.perf_counter() < deadline:
+            mode = rng.choice(MODES)
+            start = time.perf_counter()
+            match = await http.post("/api/v1/matches", json={"mode": mode})
+            if match.status_code != 200:
+                errors.append(f"match {match.status_code} {match.text[:100]}")
+                continue
+            body = match.json()
+            if mode == "ffa" and rng.random() < 0.5:
+                order = [0, 1, 2, 3]
+                rng.shuffle(order)
+                vote = {"token": body["token"], "ranking": order}
+            elif mode == "fixed" and rng.random() < 0.1:
+                vote = {"token": body["token"], "winner": "tie"}
+            else:
+                vote = {"token": body["token"], "winner": rng.randrange(len(body["images"]))}
+            answer = await http.post("/api/v1/votes", json=vote)
+            if answer.status_code != 200:
+                errors.append(f"vote {answer.status_code} {answer.text[:100]}")
+                continue
+            latencies.append(time.perf_counter() - start)
+            cycles += 1
+    return cycles
+
+
+async def drive(base: str, clients: int, seconds: float) -> tuple[int, list[float], list[str]]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+    counts = await asyncio.gather(
+        *(client(base, i, deadline, latencies, errors) for i in range(clients))
+    )
+    return sum(counts), latencies, errors
+
+
+def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"arena serve exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("arena serve did not become ready")
+
+
+def baseline_inserts(url: str, n: int) -> float:
+    """Plain SQLAlchemy: insert `n` vote rows (and the match each needs), one transaction each."""
+    db = Database(url)
+    with db.session() as session:
+        voter = Voter(external_id="baseline-voter")
+        prompt = Prompt(text="p", text_hash=uuid.uuid4().hex, kind="fixed")
+        session.add_all([voter, prompt])
+        session.flush()
+        voter_id, prompt_id = voter.id, prompt.id
+    start = time.perf_counter()
+    for _ in range(n):
+        with db.session() as session:
+            now = utcnow()
+            match = Match(token=uuid.uuid4().hex, kind="fixed", prompt_id=prompt_id,
+                          voter_id=voter_id, issued_at=now, expires_at=now)
+            session.add(match)
+            session.flush()
+            session.add(Vote(match_id=match.id, voter_id=voter_id, outcome="win",
+                             winner_position=0, created_at=now))
+    elapsed = time.perf_counter() - start
+    db.dispose()
+    return n / elapsed
+
+
+def fresh_url(backend: str, folder: Path, name: str) -> tuple[str, str | None]:
+    if backend == "sqlite":
+        return f"sqlite:///{folder / f'{name}.db'}", None
+    database = f"arena_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{database}"'))
+    admin.dispose()
+    return f"{PG_SERVER}/{database}", database
+
+
+def drop(database: str | None) -> None:
+    if database is None:
+        return
+    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        url, database = fresh_url(backend, Path(tmp), "arena")
+        base_url, base_database = fresh_url(backend, Path(tmp), "baseline")
+        server = None
+        try:
+            upgrade(url)
+            db = Database(url)
+            build_pool(db, home, args.checkpoints, args.prompts, args.seeds)
+            db.dispose()
+            port = free_port()
+            env = dict(os.environ, ARENA_HOME=str(home), ARENA_DATABASE_URL=url,
+                       ARENA_VOTES_PER_MINUTE="0", GRADIO_ANALYTICS_ENABLED="False")
+            server = subprocess.Popen(
+                [sys.executable, "-m", "arena.cli.main", "serve", "--port", str(port)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base, server)
+            asyncio.run(drive(base, args.clients, min(2.0, args.seconds)))  # warm-up
+            cycles, latencies, errors = asyncio.run(drive(base, args.clients, args.seconds))
+            server.terminate()
+            server.wait(timeout=30)
+            server = None
+            upgrade(base_url)
+            inserts_per_s = baseline_inserts(base_url, max(200, cycles // 4))
+        finally:
+            if server is not None:
+                server.kill()
+            drop(database)
+            drop(base_database)
+    rate = cycles / args.seconds
+    ms = sorted(x * 1000 for x in latencies) or [float("nan")]
+    p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+    print(f"[{backend}] {args.clients} clients, {args.seconds:.0f} s: {cycles} match+vote cycles "
+          f"= {rate:.1f} cycles/s; cycle latency p50 {statistics.median(ms):.1f} ms, "
+          f"p99 {p99:.1f} ms; errors {len(errors)}")
+    if errors:
+        print(f"[{backend}]   first error: {errors[0]}")
+    print(f"[{backend}] baseline plain SQLAlchemy vote inserts: {inserts_per_s:.1f} rows/s; "
+          f"arena cycles / baseline inserts = {rate / inserts_per_s:.3f}")
+    print(f"[{backend}] target: >= 500 cycles/s with p99 < 100 ms on 2 cores -> "
+          f"{'met' if rate >= 500 and p99 < 100 else 'not met'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--checkpoints", type=int, default=8)
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=2)
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        run_backend(backend, args)
+
+
+if __name__ == "__main__":
+    main()
