@@ -25,13 +25,13 @@ import uuid
 from pathlib import Path
 
 import httpx
+from arena.pool import import_records
 from PIL import Image as PILImage
 from sqlalchemy import create_engine, text
 
 from arena.db import Database
 from arena.migrate import upgrade
 from arena.models import Match, Prompt, Vote, Voter, utcnow
-from arena.pool import import_records
 from arena.registry import add_checkpoint, add_config
 from training.presets import load_preset
 
