@@ -24,10 +24,14 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
-from PIL import UnidentifiedImageError
 
 from metrics.ccip_model import FEATURE_DIM, CCIPModel
-from metrics.ccip_preprocess import CCIP_INPUT_SIZE, preprocess_ccip
+from metrics.ccip_preprocess import (
+    CCIP_INPUT_SIZE,
+    ImageFailure,
+    preprocess_ccip,
+    unreadable_reason,
+)
 
 __all__ = [
     "CCIPScore",
@@ -86,14 +90,6 @@ class InMemoryFeatureCache:
             self.store[key] = np.array(value, dtype=np.float32, copy=True)
 
 
-@dataclass(frozen=True)
-class ImageFailure:
-    """An image that could not be read or decoded, with the reason, so callers can list it."""
-
-    name: str
-    reason: str
-
-
 @dataclass
 class FeatureSet:
     """Features of the readable images, in input order, with what happened to the others."""
@@ -119,11 +115,8 @@ def _decode_into(data: bytes, out: np.ndarray) -> str | None:
     """Preprocess one image into ``out``; return the reason it failed, or None."""
     try:
         preprocess_ccip(data, out=out)
-    except UnidentifiedImageError:
-        return "not an image file Pillow can read"
     except Exception as exc:  # Pillow raises many types for corrupt files; report, don't abort
-        message = str(exc).splitlines()[0] if str(exc) else "could not be decoded"
-        return f"{type(exc).__name__}: {message}"
+        return unreadable_reason(exc)
     return None
 
 
@@ -176,7 +169,7 @@ def extract_features(
             try:
                 data[i], shas[i] = future.result()
             except OSError as exc:
-                failures[i] = f"{type(exc).__name__}: {exc.strerror or exc}"
+                failures[i] = unreadable_reason(exc)
         wanted = sorted({shas[i] for i in data} - found.keys() - bad.keys())  # type: ignore[operator]
         if cache is not None and wanted:
             cached = cache.get_many([FeatureKey(h, model.key) for h in wanted])

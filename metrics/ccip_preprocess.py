@@ -21,18 +21,21 @@ the outcome (a palette image is refused as a mask either way), so it is not repe
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "CCIP_INPUT_SIZE",
     "CCIP_MEAN",
     "CCIP_STD",
+    "ImageFailure",
     "has_alpha",
     "load_rgb",
     "preprocess_ccip",
+    "unreadable_reason",
 ]
 
 CCIP_INPUT_SIZE = 384
@@ -56,6 +59,24 @@ def _build_lookup() -> np.ndarray:
 
 
 _LOOKUP = _build_lookup()
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """An image that could not be read or decoded, with the reason, so callers can list it."""
+
+    name: str
+    reason: str
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """One line saying why an image could not be loaded, for reports of skipped files."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image file Pillow can read"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else "could not be decoded"
+    return f"{type(exc).__name__}: {message}"
 
 
 def has_alpha(image: Image.Image) -> bool:
