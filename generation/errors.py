@@ -1,0 +1,13 @@
+"""The one error type the generation package raises for input a user can get wrong."""
+
+from __future__ import annotations
+
+__all__ = ["GenerationError"]
+
+
+class GenerationError(ValueError):
+    """A checkpoint, config folder, prompt, prompt set or setting that cannot be used.
+
+    The message is one line that names the input and what was expected, so the CLI can print
+    it as it is (the ``arena`` layer turns it into ``arena.errors.UserError``).
+    """
