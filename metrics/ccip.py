@@ -111,7 +111,7 @@ def _read(source: ImageSource) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _decode_into(data: bytes, out: np.ndarray) -> str | None:
+def _decode_into(data: bytes | str, out: np.ndarray) -> str | None:
     """Preprocess one image into ``out``; return the reason it failed, or None."""
     try:
         preprocess_ccip(data, out=out)
@@ -134,6 +134,7 @@ def extract_features(
     model: CCIPModel,
     sources: Sequence[ImageSource],
     *,
+    sha256: Sequence[str | None] | None = None,
     cache: FeatureCache | None = None,
     chunk_size: int = 32,
     workers: int = 4,
@@ -141,8 +142,10 @@ def extract_features(
 ) -> FeatureSet:
     """Embed image files with the CCIP feature model, ``chunk_size`` images per session call.
 
-    Each file is read once and hashed (sha256 of its bytes); features already in ``cache``
-    under ``(hash, model.key)`` are reused and identical files are embedded once.  Uncached
+    Each file is read once and hashed (sha256 of its bytes) unless ``sha256[i]`` already gives
+    its hash (e.g. content-addressed pool files; trusted, not re-checked), in which case a
+    cached image is not read at all.  Features already in ``cache`` under
+    ``(hash, model.key)`` are reused and identical files are embedded once.  Uncached
     images are decoded and preprocessed by ``workers`` threads into one of two reused
     ``[chunk_size, 3, 384, 384]`` buffers, the next chunk decoding while the current one runs;
     new features are written back to ``cache``.  Unreadable files are skipped and listed in
@@ -153,7 +156,9 @@ def extract_features(
     if workers < 1:
         raise ValueError(f"workers: expected a positive integer, got {workers}")
     names = [str(s) for s in sources]
-    shas: list[str | None] = [None] * len(names)
+    if sha256 is not None and len(sha256) != len(names):
+        raise ValueError(f"sha256: expected one entry per source ({len(names)}), got {len(sha256)}")
+    shas: list[str | None] = list(sha256) if sha256 is not None else [None] * len(names)
     found: dict[str, np.ndarray] = {}  # sha256 -> feature
     bad: dict[str, str] = {}  # sha256 -> why it could not be decoded
     failures: dict[int, str] = {}  # input index -> why it could not be read
@@ -164,24 +169,28 @@ def extract_features(
     def start(pool: ThreadPoolExecutor, indices: Sequence[int], buffer: np.ndarray) -> _Chunk:
         nonlocal hits
         data: dict[int, bytes] = {}
-        reads = [pool.submit(_read, names[i]) for i in indices]
-        for i, future in zip(indices, reads, strict=True):
+        unhashed = [i for i in indices if shas[i] is None]
+        reads = [pool.submit(_read, names[i]) for i in unhashed]
+        for i, future in zip(unhashed, reads, strict=True):
             try:
                 data[i], shas[i] = future.result()
             except OSError as exc:
                 failures[i] = unreadable_reason(exc)
-        wanted = sorted({shas[i] for i in data} - found.keys() - bad.keys())  # type: ignore[operator]
+        present = [i for i in indices if i not in failures]
+        wanted = sorted({shas[i] for i in present} - found.keys() - bad.keys())  # type: ignore[operator]
         if cache is not None and wanted:
             cached = cache.get_many([FeatureKey(h, model.key) for h in wanted])
             found.update({k.image_sha256: np.asarray(v, np.float32) for k, v in cached.items()})
             hits += len(cached)
         todo: dict[str, int] = {}
-        for i in data:
+        for i in present:
             sha = shas[i]
             if sha not in found and sha not in bad and sha not in todo:
                 todo[sha] = i  # type: ignore[index]
+        # Files whose hash was given are read by the decoding thread itself.
         decodes = [
-            pool.submit(_decode_into, data[i], buffer[row]) for row, i in enumerate(todo.values())
+            pool.submit(_decode_into, data.get(i, names[i]), buffer[row])
+            for row, i in enumerate(todo.values())
         ]
         return _Chunk(indices, [(i, sha) for sha, i in todo.items()], decodes, buffer)
 
@@ -395,6 +404,7 @@ def score_character(
     references: Sequence[ImageSource],
     images: Sequence[ImageSource],
     *,
+    image_sha256: Sequence[str | None] | None = None,
     cache: FeatureCache | None = None,
     chunk_size: int = 32,
     workers: int = 4,
@@ -405,10 +415,11 @@ def score_character(
 
     Follows the Illustrious report's use of CCIP: for each generated image, the fraction of
     reference images whose difference is at or below the model threshold; the score is the
-    mean of those fractions.  Unreadable files are skipped and returned in ``unreadable``;
+    mean of those fractions.  ``image_sha256`` passes known content hashes of ``images`` (see
+    :func:`extract_features`).  Unreadable files are skipped and returned in ``unreadable``;
     :class:`NothingToScoreError` is raised when either side has no readable image.
     """
     common = {"cache": cache, "chunk_size": chunk_size, "workers": workers, "progress": progress}
     ref_set = extract_features(model, references, **common)
-    image_set = extract_features(model, images, **common)
+    image_set = extract_features(model, images, sha256=image_sha256, **common)
     return score_features(model, ref_set, image_set, block=block)

@@ -173,6 +173,18 @@ def test_cache_reuse_skips_the_feature_model(model: CCIPModel, images: dict[str,
     assert extract_features(model, paths[:2], cache=other).cache_hits == 0
 
 
+def test_known_hashes_skip_reading_cached_files(model: CCIPModel, images: dict[str, Path]) -> None:
+    cache = InMemoryFeatureCache()
+    red = extract_features(model, [images["red"]], cache=cache)
+    gone = images["missing"]  # never created: only the cache can answer for it
+    result = extract_features(model, [gone, gone], sha256=[red.sha256[0], "0" * 64], cache=cache)
+    assert result.names == [str(gone)]
+    np.testing.assert_array_equal(result.features[0], red.features[0])
+    assert [f.reason.split(":")[0] for f in result.failures] == ["FileNotFoundError"]
+    with pytest.raises(ValueError, match=r"sha256: expected one entry per source \(1\), got 2"):
+        extract_features(model, [gone], sha256=["a", "b"])
+
+
 def test_cached_feature_is_what_the_score_uses(model: CCIPModel, images: dict[str, Path]) -> None:
     # Plant a feature for blue equal to red's: the score must then count blue as red.
     cache = InMemoryFeatureCache()
