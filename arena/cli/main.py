@@ -6,12 +6,13 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from arena.cli import db, registry, serve
+from arena.cli import db, pool, registry, serve
 from arena.cli.common import new_app, print_json
 
 app = new_app("Illustrious Arena: human-preference evaluation of anime text-to-image checkpoints.")
 app.add_typer(db.app, name="db")
 app.add_typer(registry.app, name="registry")
+app.add_typer(pool.app, name="pool")
 app.command("serve")(serve.serve)
 
 
