@@ -45,8 +45,9 @@ MAX_PIXELS = 64_000_000
 MAX_FILE_BYTES = 512 << 20
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# zlib level of the served copy; fixed so the same pixels always give the same bytes.
-SERVED_COMPRESS_LEVEL = 6
+# zlib level of the served copy, fixed so the same pixels always give the same bytes. Level 3
+# encodes a 1024x1024 render about twice as fast as Pillow's default 6 for ~10% more bytes.
+SERVED_COMPRESS_LEVEL = 3
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # What Pillow raises on malformed input besides its own errors: bad chunk lengths, bad
 # zlib streams, over-long text chunks (ValueError), short reads.

@@ -8,6 +8,7 @@ Re-importing the same bytes changes nothing: an image is known by the sha256 of 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,7 @@ def _as_float(value: Any, name: str) -> float:
         number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
         raise RowError(f"field {name!r} is {value!r}; expected a number") from None
-    if number != number or number in (float("inf"), float("-inf")) or number < 0:
+    if not math.isfinite(number) or number < 0:
         raise RowError(f"field {name!r} is {value!r}; expected a non-negative number")
     return number
 

@@ -203,6 +203,8 @@ def test_broken_and_invalid_rows_are_reported_by_name(pool_db: Database, tmp_pat
     for name, color in (("u1", 11), ("u2", 12), ("u3", 13), ("u4", 14), ("u5", 15), ("u6", 16),
                         ("u7", 17), ("u8", 18), ("u9", 19)):
         make_png(folder / f"{name}.png", (color, color, color), parameters=a1111(f"p {name}"))
+    make_png(folder / "u10.png", (20, 20, 20), parameters="a prompt but no settings line")
+    make_png(folder / "u11.png", (21, 21, 21), parameters=a1111("x", model_hash="0123456789"))
     good_hash = hashlib.sha256(good.read_bytes()).hexdigest()
     rows: list[dict[str, Any] | str] = [
         {"file": "good.png", "checkpoint": "ckpt-a", "kind": "free", "sha256": good_hash},
@@ -221,6 +223,8 @@ def test_broken_and_invalid_rows_are_reported_by_name(pool_db: Database, tmp_pat
         {"file": "u7.png", "checkpoint": "ckpt-a", "kind": "free", "sampler": "x" * 51},
         {"file": "u8.png", "checkpoint": "ckpt-a", "kind": "free", "seed": -1, "hue": 3},
         {"file": "u9.png", "checkpoint": "ckpt-a", "kind": "free", "width": 32},
+        {"file": "u10.png", "checkpoint": "ckpt-a", "kind": "free"},
+        {"file": "u11.png", "kind": "free"},
         {"checkpoint": "ckpt-a", "kind": "free"},
         "{not json",
     ]
@@ -244,10 +248,14 @@ def test_broken_and_invalid_rows_are_reported_by_name(pool_db: Database, tmp_pat
     assert "field 'sampler' is 51 characters long; the limit is 50" in reasons["u7.png"]
     assert "unknown field 'hue'" in reasons["u8.png"]
     assert "the manifest says width 32 but the image has 16" in reasons["u9.png"]
-    assert reasons["manifest.jsonl line 16"] == "missing required field 'file'"
-    assert reasons["manifest.jsonl line 17"].startswith("not valid JSON")
+    assert reasons["u10.png"].startswith(
+        "missing required field 'prompt': not in the manifest, the PNG's parameters text: "
+        "expected a last line with Steps")
+    assert "none registered with the parameters' model hash '0123456789'" in reasons["u11.png"]
+    assert reasons["manifest.jsonl line 18"] == "missing required field 'file'"
+    assert reasons["manifest.jsonl line 19"].startswith("not valid JSON")
     assert reasons["unlisted.png"] == "not listed in manifest.jsonl"
-    assert len(report.skipped) == 18
+    assert len(report.skipped) == 20
     assert counts(pool_db) == (1, 1)
     # Images refused while decoding never reach the store.
     assert not original_path(home, hashlib.sha256(bomb_png(20_000, 20_000)).hexdigest()).exists()
@@ -355,6 +363,27 @@ def test_served_copy_has_no_metadata_and_a_stable_hash(tmp_path: Path) -> None:
     source.save(plain, format="PNG")
     assert store_image(home, plain.getvalue()).served_sha256 == stored.served_sha256
     assert store_image(home, original) == stored
+
+
+@pytest.mark.parametrize("mode", ["P", "L", "LA", "1"])
+def test_served_copy_keeps_pixels_of_other_modes(tmp_path: Path, mode: str) -> None:
+    image = PILImage.new(mode, (6, 4))
+    for x in range(6):
+        image.putpixel((x, x % 4), {"P": x, "L": 40 * x, "LA": (40 * x, 255 - x), "1": 1}[mode])
+    buffer = io.BytesIO()
+    if mode == "P":
+        image.putpalette(bytes(range(18)) + bytes(750))
+        image.save(buffer, format="PNG", transparency=2)
+    else:
+        image.save(buffer, format="PNG")
+
+    stored = store_image(tmp_path, buffer.getvalue())
+
+    served = PILImage.open(stored.served_path)
+    assert served.mode == ("RGBA" if mode in ("P", "LA") else "RGB")
+    original = PILImage.open(io.BytesIO(buffer.getvalue()))
+    assert served.convert("RGBA").tobytes() == original.convert("RGBA").tobytes()
+    assert (stored.width, stored.height) == (6, 4)
 
 
 def test_store_refuses_bad_bytes_and_paths_refuse_non_hashes(tmp_path: Path) -> None:
