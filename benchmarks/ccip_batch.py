@@ -1,0 +1,199 @@
+"""CCIP scoring throughput, cache speed-up and peak memory, against a naive path in the same run.
+
+Writes ``--generated`` (default 2,000) generated-like and ``--references`` (default 50)
+reference PNGs of ``--size`` (default 832x1216: gradients, shapes and a grainy region, about
+1-1.5 MB each, like real generations) into ``--data-dir`` (reused when it already holds them;
+a temporary folder otherwise), builds a CCIP-shaped ONNX stand-in of about 4 million
+parameters (:mod:`metrics.ccip_stand_in`, ``pool=32, hidden=1024``), then measures:
+
+1. naive: the published library's way -- decode one image at a time, one feature-model call
+   per image, then one metrics call on the full square matrix over references and generated
+   images, no cache;
+2. batched: :func:`metrics.ccip.score_character` -- threaded decode overlapping batched
+   feature calls, reference x generated differences block by block, cold in-memory cache;
+   both paths' per-image fractions are compared;
+3. cached re-runs with the warm cache: images re-read and re-hashed (a folder of files), and
+   with their content hashes given (pool images, content-addressed), against cold batched;
+4. peak resident memory of a fresh process scoring ``--memory-images`` (default 20,000)
+   generated images: the generated files cycled to that many entries, so every per-image
+   structure (names, hashes, the ``[n, 768]`` feature matrix, per-image results, difference
+   blocks) is at full size while duplicate files are embedded once.
+
+    python benchmarks/ccip_batch.py [--generated N] [--references R] [--size WxH]
+        [--memory-images M] [--data-dir DIR] [--workers W] [--chunk-size C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metrics.ccip import InMemoryFeatureCache, score_character
+from metrics.ccip_model import CCIPModel, load_ccip_model
+from metrics.ccip_preprocess import preprocess_ccip
+from metrics.ccip_stand_in import cached_ccip_stand_in
+
+MODEL_PARAMS = {"pool": 32, "hidden": 1024, "threshold": 0.15}
+
+
+def make_image(path: Path, seed: int, width: int, height: int) -> None:
+    """A synthetic illustration-like PNG: gradient, random shapes, a grainy region."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0.0, 1.0, height)[:, None, None]
+    x = np.linspace(0.0, 1.0, width)[None, :, None]
+    c0, c1, c2 = (rng.integers(0, 256, 3) for _ in range(3))
+    base = c0 * (1 - y) + c1 * y * x + c2 * y * (1 - x)
+    image = Image.fromarray(np.broadcast_to(base, (height, width, 3)).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(14):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        box = [x0, y0, x0 + int(rng.integers(20, 400)), y0 + int(rng.integers(20, 500))]
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    pixels = np.asarray(image).astype(np.int16)
+    top = int(rng.integers(0, height // 3))
+    band = pixels[top : top + height // 2]
+    band += rng.integers(-3, 4, band.shape, dtype=np.int16)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, compress_level=1)
+
+
+def make_dataset(
+    folder: Path, generated: int, references: int, size: tuple[int, int], workers: int
+) -> tuple[list[Path], list[Path]]:
+    """Create missing images (seeded by index, so a reused folder holds the same files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    refs = [folder / f"ref_{i:05d}.png" for i in range(references)]
+    gens = [folder / f"gen_{i:05d}.png" for i in range(generated)]
+    todo = [(p, s) for s, p in enumerate(refs + gens) if not p.exists()]
+    if todo:
+        print(f"writing {len(todo)} PNGs of {size[0]}x{size[1]} into {folder} ...", flush=True)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda ps: make_image(ps[0], ps[1], *size), todo))
+    return refs, gens
+
+
+def naive_fractions(model: CCIPModel, refs: list[Path], gens: list[Path]) -> np.ndarray:
+    """One image per feature call, then the square matrix over everything (imgutils' way)."""
+    feats = np.concatenate([model.run_features(preprocess_ccip(p)[None]) for p in refs + gens])
+    square = model.run_metrics(feats)
+    block = square[: len(refs), len(refs) :]
+    return (block <= model.threshold).mean(axis=0)
+
+
+def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def memory_child(args: argparse.Namespace) -> None:
+    """Run in a fresh process: score ``--memory-images`` entries, print peak RSS as JSON."""
+    refs = sorted(Path(args.data_dir).glob("ref_*.png"))[: args.references]
+    gens = sorted(Path(args.data_dir).glob("gen_*.png"))[: args.generated]
+    images = [gens[i % len(gens)] for i in range(args.memory_images)]
+    model = load_ccip_model(args.model_dir, device="cpu")
+    result = score_character(model, refs, images, chunk_size=args.chunk_size, workers=args.workers)
+    # VmHWM, not ru_maxrss: the latter carries the parent's size across fork + exec.
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"peak_mib": peak_kib / 1024, "count": result.count}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generated", type=int, default=2000)
+    parser.add_argument("--references", type=int, default=50)
+    parser.add_argument("--size", default="832x1216", help="WIDTHxHEIGHT of the PNGs")
+    parser.add_argument("--memory-images", type=int, default=20000)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--chunk-size", type=int, default=32)
+    parser.add_argument("--model-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args)
+        return
+
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = args.data_dir or Path(tmp) / "images"
+        refs, gens = make_dataset(
+            data_dir, args.generated, args.references, (width, height), args.workers
+        )
+        model_dir = cached_ccip_stand_in(Path(tmp), **MODEL_PARAMS)
+        model = load_ccip_model(model_dir, device="cpu")
+        mean_mb = np.mean([p.stat().st_size for p in gens[:200]]) / 1e6
+        n_params = 3 * 32 * 32 * 1024 + 1024 + 1024 * 768 + 768
+        print(
+            f"{len(gens)} generated + {len(refs)} references, {width}x{height} PNG"
+            f" (~{mean_mb:.1f} MB each); stand-in with {n_params / 1e6:.1f}M parameters;"
+            f" {os.cpu_count()} CPUs, {args.workers} decode threads, chunks of {args.chunk_size}"
+        )
+        # Warm the page cache and the sessions so neither path pays first-touch costs.
+        for p in refs + gens:
+            p.read_bytes()
+        model.run_features(np.zeros((2, 3, 384, 384), np.float32))
+
+        naive, t_naive = timed(naive_fractions, model, refs, gens)
+        n = len(refs) + len(gens)
+        print(f"naive   : {t_naive:8.2f} s  {n / t_naive:7.1f} images/s")
+
+        cache = InMemoryFeatureCache()
+        options = {"chunk_size": args.chunk_size, "workers": args.workers}
+        cold, t_cold = timed(score_character, model, refs, gens, cache=cache, **options)
+        print(
+            f"batched : {t_cold:8.2f} s  {n / t_cold:7.1f} images/s"
+            f"   throughput ratio {t_naive / t_cold:5.2f}x  (target >= 3x)"
+        )
+        gap = np.abs(naive - np.array([f for _, f, _ in cold.per_image])).max()
+        print(f"          max |naive - batched| per-image fraction: {gap:.3g}")
+
+        _, t_rehash = timed(score_character, model, refs, gens, cache=cache, **options)
+        print(
+            f"cached  : {t_rehash:8.2f} s  files re-read and re-hashed"
+            f"   speed-up {t_cold / t_rehash:6.1f}x vs cold  (target >= 20x)"
+        )
+        known = list(cold.image_sha256)
+        _, t_known = timed(
+            score_character, model, refs, gens, image_sha256=known, cache=cache, **options
+        )
+        print(
+            f"cached  : {t_known:8.2f} s  content hashes known (pool images)"
+            f"   speed-up {t_cold / t_known:6.1f}x vs cold  (target >= 20x)"
+        )
+
+        child = subprocess.run(
+            [
+                sys.executable, __file__, "--memory-child",
+                "--data-dir", str(data_dir), "--model-dir", str(model_dir),
+                "--generated", str(args.generated), "--references", str(args.references),
+                "--memory-images", str(args.memory_images),
+                "--workers", str(args.workers), "--chunk-size", str(args.chunk_size),
+            ],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        measured = json.loads(child.stdout.strip().splitlines()[-1])
+        square_gib = (args.memory_images + len(refs)) ** 2 * 4 / 2**30
+        print(
+            f"memory  : {measured['peak_mib']:8.0f} MiB peak RSS scoring {measured['count']}"
+            f" images in a fresh process  (target < 2048 MiB; the naive square matrix alone"
+            f" would be {square_gib:.1f} GiB)"
+        )
+
+
+if __name__ == "__main__":
+    main()
