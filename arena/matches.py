@@ -138,11 +138,10 @@ def issue_match(
         ]
         session.add(match)
         session.flush()
-        text = matchmaking.POOL.prompts[choice.prompt_id].text
         return IssuedMatch(
             token=match.token,
             mode=mode,
-            prompt=text,
+            prompt=choice.prompt,
             images=tuple(ShownImage(i, img.served_sha256) for i, img in enumerate(order)),
             notice=notice,
         )

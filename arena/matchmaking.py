@@ -1,7 +1,7 @@
 """Which images a voter is shown: the one place that picks prompts and checkpoints.
 
-The pool index is read from the database in one query and cached in memory until the pool
-changes, so issuing a match costs a few small queries, not a scan of the pool. Pair choice
+The pool index is read from the database in one query and cached in memory (per database
+URL) until the pool changes, so issuing a match costs a few small queries, not a pool scan. Pair choice
 spreads games over checkpoints (fewest games first, random among equals) and avoids showing a
 voter a pair (or four-way set) of checkpoints it has already judged for that kind.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from arena.errors import UserError
@@ -51,6 +52,7 @@ class Choice:
     """A prompt and the images to show, in an order still to be shuffled."""
 
     prompt_id: int
+    prompt: str
     images: tuple[PoolImage, ...]
 
 
@@ -113,9 +115,6 @@ class PoolIndex:
         return [p for p in self.prompts.values() if len(p.by_checkpoint) >= need]
 
 
-POOL = PoolIndex()
-
-
 class GameCounts:
     """Matches issued per (kind, checkpoint): read from the database once, then kept in memory.
 
@@ -143,12 +142,31 @@ class GameCounts:
             counts = self._counts.setdefault(kind, Counter())
             counts.update(checkpoints)
 
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
+
+@dataclass
+class _State:
+    pool: PoolIndex = field(default_factory=PoolIndex)
+    games: GameCounts = field(default_factory=GameCounts)
 
 
-GAMES = GameCounts()
+_STATES: dict[str, _State] = {}
+_STATES_LOCK = threading.Lock()
+
+
+def _state(session: Session) -> _State:
+    key = str(session.get_bind().url)
+    with _STATES_LOCK:
+        return _STATES.setdefault(key, _State())
+
+
+def invalidate(url: str) -> None:
+    """Make the next match on the database at ``url`` re-read the pool (after an import)."""
+    with _STATES_LOCK:
+        state = _STATES.get(str(make_url(url)))
+    if state is not None:
+        state.pool.invalidate()
+
+
 SEEN_WINDOW = 200  # how many of a voter's latest matches count as "already shown"
 
 
@@ -198,15 +216,18 @@ def choose(
     """
     if kind not in SIZES:
         raise UserError(f"mode {kind!r} is not a match kind; expected fixed, free or ffa")
-    POOL.refresh(session)
+    state = _state(session)
+    state.pool.refresh(session)
     need = SIZES[kind]
-    entries = [POOL.prompts[prompt_id]] if prompt_id is not None else POOL.candidates(kind)
+    entries = (
+        [state.pool.prompts[prompt_id]] if prompt_id is not None else state.pool.candidates(kind)
+    )
     if not entries:
         raise UserError(
             f"the pool has no {kind} prompt with images from {need} or more checkpoints; "
             "import or generate images first"
         )
-    games = GAMES.get(session, kind)
+    games = state.games.get(session, kind)
     seen = _seen_sets(session, voter_id, kind)
     best: list[tuple[PromptEntry, tuple[int, ...]]] = []
     best_key: tuple[int, int] | None = None
@@ -223,15 +244,16 @@ def choose(
                 best.append((entry, group))
     entry, group = rng.choice(best)
     images = _pick_images(entry, group, rng, same_seed=kind == "fixed")
-    GAMES.add(kind, group)
-    return Choice(entry.prompt_id, images)
+    state.games.add(kind, group)
+    return Choice(entry.prompt_id, entry.text, images)
 
 
 def find_prompt(session: Session, text_hash: str, kind: str) -> int | None:
     """The pool prompt with this text that can serve ``kind`` now, if any."""
-    POOL.refresh(session)
-    prompt_id = POOL.text_index.get((text_hash, kind))
+    pool = _state(session).pool
+    pool.refresh(session)
+    prompt_id = pool.text_index.get((text_hash, kind))
     if prompt_id is None:
         return None
-    entry = POOL.prompts[prompt_id]
+    entry = pool.prompts[prompt_id]
     return prompt_id if len(entry.by_checkpoint) >= SIZES[kind] else None

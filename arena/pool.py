@@ -369,9 +369,9 @@ def _import_rows(
             continue
         (report.imported if new else report.already_present).append(name)
     if report.imported:
-        from arena.matchmaking import POOL
+        from arena.matchmaking import invalidate
 
-        POOL.invalidate()
+        invalidate(db.url)
     return report
 
 
