@@ -1,9 +1,10 @@
 """Which images a voter is shown: the one place that picks prompts and checkpoints.
 
 The pool index is read from the database in one query and cached in memory (per database
-URL) until the pool changes, so issuing a match costs a few small queries, not a pool scan. Pair choice
-spreads games over checkpoints (fewest games first, random among equals) and avoids showing a
-voter a pair (or four-way set) of checkpoints it has already judged for that kind.
+URL) until the pool changes, so issuing a match costs a few small queries, not a pool scan.
+Pair choice spreads games over checkpoints (fewest games first, random among equals) and
+avoids showing a voter a pair (or four-way set) of checkpoints it has already judged for that
+kind.
 """
 
 from __future__ import annotations
