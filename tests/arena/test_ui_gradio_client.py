@@ -1,0 +1,118 @@
+"""The Gradio app driven by the real ``gradio_client`` over HTTP, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gradio_client import Client
+from sqlalchemy import select
+
+from arena.app import create_app
+from arena.db import Database
+from arena.models import Image, Match, Vote, Voter
+from arena.settings import Settings
+from tests.arena.fixtures_pool import FIXED_PROMPTS, PoolFixture, build_pool, serve
+
+
+@pytest.fixture
+def pool(arena_env: Database, arena_home: Path, tmp_path: Path) -> PoolFixture:
+    return build_pool(arena_env, arena_home, tmp_path / "pool-src")
+
+
+@pytest.fixture
+def server(arena_env: Database, arena_home: Path, pool: PoolFixture) -> Iterator[str]:
+    # One vote a minute: the second vote of a test meets the rate limit.
+    settings = Settings(home=arena_home, database_url=arena_env.url, votes_per_minute=1)
+    with serve(create_app(settings, arena_env)) as url:
+        yield url
+
+
+def value(output: Any) -> Any:
+    """An output's value: gradio_client hands back ``gr.update(...)`` outputs as dicts."""
+    return output.get("value") if isinstance(output, dict) else output
+
+
+@pytest.fixture
+def connect(server: str, tmp_path: Path) -> Iterator[Callable[..., Client]]:
+    """Open gradio_client connections to the live app; closed after the test."""
+    clients: list[Client] = []
+
+    def open_client(cookies: dict[str, str] | None = None) -> Client:
+        client = Client(
+            server + "/",
+            verbose=False,
+            analytics_enabled=False,
+            download_files=str(tmp_path / "downloads"),
+            httpx_kwargs={"cookies": cookies} if cookies else None,
+        )
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+def test_one_vote_through_gradio_client(
+    connect: Callable[..., Client], arena_env: Database, pool: PoolFixture
+) -> None:
+    client = connect()
+    shown = client.predict(api_name="/fixed_next")
+    prompt, image_a, image_b, status = (value(x) for x in shown[:4])
+    assert prompt in FIXED_PROMPTS.values()
+    assert status == "Which image is better?"
+    with arena_env.session() as s:
+        served = set(s.scalars(select(Image.served_sha256)))
+    for path in (image_a, image_b):
+        # The file the client downloaded is the served copy, named by its own hash only.
+        assert Path(path).stem in served
+        data = Path(path).read_bytes().lower()
+        assert not [x for x in pool.secrets if x.lower().encode() in data]
+    assert not [x for x in pool.secrets if x.lower() in repr(shown).lower()]
+
+    answer = client.predict(api_name="/fixed_vote_a")
+    reveal = answer[3]
+    assert "Revealed" in reveal and "You have cast **1** vote." in reveal
+    with arena_env.session() as s:
+        (vote,) = s.scalars(select(Vote)).all()
+        match = s.get(Match, vote.match_id)
+        voter = s.get(Voter, vote.voter_id)
+        assert match is not None and voter is not None
+        winner = next(mi for mi in match.images if mi.position == 0).checkpoint.name
+        assert vote.outcome == "win" and vote.winner_position == 0
+    # The client keeps the voter cookie the app set: the UI and the JSON API share a voter.
+    assert voter.external_id == client.cookies["arena_voter"]
+    assert f"| A ✔ your pick | {winner} |" in reveal
+
+    # Voting again on the revealed match changes nothing.
+    again = client.predict(api_name="/fixed_vote_b")
+    assert "no open match" in again[3]
+    # A new match, then the rate limit (1 vote a minute) is shown as a message.
+    client.predict(api_name="/fixed_next")
+    limited = client.predict(api_name="/fixed_vote_tie")
+    assert limited[3].startswith("⚠️ rate limit")
+    with arena_env.session() as s:
+        assert len(s.scalars(select(Vote)).all()) == 1
+
+
+def test_session_voter_free_prompt_notice_and_ranking_check(
+    connect: Callable[..., Client], arena_env: Database, pool: PoolFixture
+) -> None:
+    # A mangled voter cookie is not trusted: the voter is the Gradio session instead.
+    client = connect(cookies={"arena_voter": "bad!"})
+    shown = client.predict("an entirely new prompt, not in the pool", api_name="/free_prompt")
+    assert "queued for generation" in shown[3]
+    answer = client.predict(api_name="/free_vote_both_bad")
+    assert "Revealed" in answer[3]
+    with arena_env.session() as s:
+        (vote,) = s.scalars(select(Vote)).all()
+        assert vote.outcome == "both_bad"
+        voter = s.get(Voter, vote.voter_id)
+        assert voter is not None and voter.external_id == f"gradio-{client.session_hash}"
+    # A four-way match takes a full ranking; an incomplete one is refused with a message.
+    client.predict(api_name="/ffa_next")
+    refused = client.predict("2", "2", "1", "3", api_name="/ffa_rank")
+    assert "each of the four images exactly one place" in refused[5]
