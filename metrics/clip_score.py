@@ -12,6 +12,7 @@ open_clip are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -130,6 +131,7 @@ class ClipScore:
     score: float
     count: int
     per_image: tuple[tuple[str, float], ...]
+    image_sha256: tuple[str, ...]
     unreadable: tuple[ImageFailure, ...]
     model_name: str
     weights_sha256: str
@@ -150,9 +152,11 @@ class ClipScore:
         }
 
 
-def _load(model: ClipModel, path: str) -> Any:
+def _load(model: ClipModel, path: str) -> tuple[str, Any] | ImageFailure:
+    """(sha256 of the file's bytes, model input tensor), or why the file could not be used."""
     try:
-        return model._preprocess(load_rgb(path))
+        data = Path(path).read_bytes()
+        return hashlib.sha256(data).hexdigest(), model._preprocess(load_rgb(data))
     except Exception as exc:  # Pillow raises many types for corrupt files; report, don't abort
         return ImageFailure(path, unreadable_reason(exc))
 
@@ -168,8 +172,9 @@ def clip_score(
 ) -> ClipScore:
     """CLIPScore of each image with its prompt (``images[i]`` with ``prompts[i]``) and the mean.
 
-    Images are decoded by ``workers`` threads (alpha flattened on white, as for CCIP) and
-    embedded ``batch_size`` at a time; unreadable files are skipped and listed.
+    Images are read, hashed (sha256, for provenance) and decoded by ``workers`` threads (alpha
+    flattened on white, as for CCIP) and embedded ``batch_size`` at a time; unreadable files
+    are skipped and listed.
     """
     import torch
 
@@ -179,6 +184,7 @@ def clip_score(
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
     names = [str(p) for p in images]
     scored: list[tuple[str, float]] = []
+    hashes: list[str] = []
     failures: list[ImageFailure] = []
     with ThreadPoolExecutor(max_workers=workers) as pool, torch.no_grad():
         for start in range(0, len(names), batch_size):
@@ -191,7 +197,7 @@ def clip_score(
             ]
             failures.extend(t for t in loaded if isinstance(t, ImageFailure))
             if good:
-                pixels = torch.stack([t for _, t in good]).to(model.device)
+                pixels = torch.stack([t for _, (_, t) in good]).to(model.device)
                 tokens = model._tokenizer([prompts[i] for i, _ in good]).to(model.device)
                 image_emb = torch.nn.functional.normalize(
                     model._model.encode_image(pixels).float(), dim=-1
@@ -202,6 +208,7 @@ def clip_score(
                 cosine = (image_emb * text_emb).sum(dim=-1).cpu().numpy()
                 values = CLIPSCORE_W * np.maximum(cosine, 0.0)
                 scored.extend((names[i], float(v)) for (i, _), v in zip(good, values, strict=True))
+                hashes.extend(sha for _, (sha, _) in good)
             if progress is not None:
                 progress(len(chunk))
     if not scored:
@@ -210,6 +217,7 @@ def clip_score(
         score=float(np.mean([v for _, v in scored])),
         count=len(scored),
         per_image=tuple(scored),
+        image_sha256=tuple(hashes),
         unreadable=tuple(failures),
         model_name=model.name,
         weights_sha256=model.weights_sha256,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def test_scores_follow_the_clipscore_formula(files: dict[str, Path]) -> None:
     assert result.count == 4 and result.w == CLIPSCORE_W == 2.5
     assert result.model_name == "tiny-arena-clip"
     assert result.config_sha256 is not None and len(result.weights_sha256) == 64
+    assert result.image_sha256 == tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in images)
 
 
 def test_negative_cosines_are_clipped_to_zero(files: dict[str, Path]) -> None:
