@@ -6,13 +6,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from arena.cli import db, pool, registry, serve
+from arena.cli import db, pool, ratings, registry, serve
 from arena.cli.common import new_app, print_json
 
 app = new_app("Illustrious Arena: human-preference evaluation of anime text-to-image checkpoints.")
 app.add_typer(db.app, name="db")
 app.add_typer(registry.app, name="registry")
 app.add_typer(pool.app, name="pool")
+app.add_typer(ratings.app, name="ratings")
 app.command("serve")(serve.serve)
 
 

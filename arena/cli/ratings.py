@@ -1,0 +1,63 @@
+"""`arena ratings`: leaderboards per board and rating system, and the replay of the vote log."""
+
+from __future__ import annotations
+
+import typer
+
+from arena.cli.common import new_app, open_database, print_json
+
+app = new_app("Leaderboards (Elo, TrueSkill, Bradley-Terry) and the replay of the vote log.")
+# `arena ratings` alone prints the overall Elo board instead of the help.
+app.info.no_args_is_help = False
+app.info.invoke_without_command = True
+
+
+@app.callback()
+def show(
+    ctx: typer.Context,
+    board: str = typer.Option(
+        "overall", "--board", "-b", help="overall, fixed, free, ffa or fixed/<character>."
+    ),
+    system: str = typer.Option("elo", "--system", "-s", help="elo, trueskill or bt."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print one leaderboard (Bradley-Terry is fitted from the log, with bootstrap intervals)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from arena.ratings import leaderboard, rating_parameters
+    from arena.settings import get_settings
+
+    settings = get_settings()
+    db = open_database()
+    with db.session() as session:
+        rows = leaderboard(session, board, system, settings)
+    if as_json:
+        print_json({"board": board, "system": system,
+                    "parameters": rating_parameters(system, settings),
+                    "rows": rows})
+        return
+    if not rows:
+        typer.echo(f"(no votes on board {board!r} yet)")
+        return
+    width = max(len("checkpoint"), *(len(r["checkpoint"]) for r in rows))
+    typer.echo(f"{'rank':>4}  {'checkpoint'.ljust(width)}  {'rating':>8}  {'interval':>17}  "
+               f"{'games':>6} {'wins':>6} {'draws':>6}  config")
+    for r in rows:
+        interval = (f"{r['lower']:8.1f}-{r['upper']:<8.1f}" if r["lower"] is not None
+                    else "-".center(17))
+        typer.echo(f"{r['rank']:>4}  {r['checkpoint'].ljust(width)}  {r['rating']:8.1f}  "
+                   f"{interval:>17}  {r['games']:>6} {r['wins']:>6} {r['draws']:>6}  "
+                   f"{r['config']}")
+
+
+@app.command("recompute")
+def recompute_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Replay the whole vote log in order and rewrite every Elo and TrueSkill snapshot."""
+    from arena.ratings import recompute
+
+    db = open_database()
+    replayed = recompute(db, progress=not as_json)
+    if as_json:
+        print_json({"votes_replayed": replayed})
+    else:
+        typer.echo(f"replayed {replayed} votes")

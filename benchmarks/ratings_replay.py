@@ -1,0 +1,219 @@
+"""Replay speed of the rating library on a synthetic vote log, against plain baselines.
+
+Builds a log of ``--votes`` votes (default 1,000,000) over 50 checkpoints with hidden
+Bradley-Terry strengths: 60% Fixed-Characteristics duels (10% of them draws), 20% free-prompt
+duels, 20% four-way free-for-all (half "best of four", half full rankings, drawn from the
+Plackett-Luce model). Then, each step measured in this run:
+
+1. Elo + TrueSkill replay through :class:`metrics.rating_book.RatingBook` (the ``overall``
+   board, every vote), against the ``trueskill`` package rating the same TrueSkill games
+   (timed on the first ``--reference-votes`` votes and scaled to the full log; the package
+   does no Elo). On those votes both run in alternating chunks of 2,000 votes, so that both
+   see the same machine load (the 2 cores are shared), and their states are compared.
+2. Bradley-Terry fit + ``--rounds`` bootstrap rounds (:func:`metrics.bradley_terry
+   .bradley_terry`, aggregation included), against one plain logistic-regression fit with one
+   row per pairwise outcome (scipy L-BFGS-B on the raw likelihood); the two fits are compared.
+
+Peak memory of each step is the growth of the process's peak resident set (VmHWM, reset
+through /proc/self/clear_refs before the step) over its resident set when the step began.
+
+    python benchmarks/ratings_replay.py [--votes N] [--rounds R] [--reference-votes M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metrics.bradley_terry import RIDGE, bradley_terry, group_votes, to_elo_scale
+from metrics.outcomes import TIE, VoteRecord, pairwise, trueskill_games
+from metrics.rating_book import RatingBook, RatingConfig
+from metrics.trueskill_fast import TrueSkillModel
+
+T = TypeVar("T")
+N_CHECKPOINTS = 50
+
+
+def synthetic_log(n_votes: int, seed: int = 0) -> list[VoteRecord]:
+    """The benchmark's vote log (see the module docstring for the mix)."""
+    rng = np.random.default_rng(seed)
+    strength = rng.normal(0.0, 0.8, N_CHECKPOINTS)
+    kind = rng.choice(4, size=n_votes, p=[0.6, 0.2, 0.1, 0.1])  # fixed, free, best-of, ranking
+    pairs = np.concatenate([  # four distinct checkpoints per vote, in chunks to bound memory
+        np.argsort(rng.random((min(100_000, n_votes - s), N_CHECKPOINTS)), axis=1)[:, :4]
+        for s in range(0, n_votes, 100_000)
+    ])
+    gumbel = strength[pairs] + rng.gumbel(size=(n_votes, 4))  # Plackett-Luce by Gumbel max
+    draw = rng.random(n_votes) < 0.10
+    votes: list[VoteRecord] = []
+    for i in range(n_votes):
+        k, t = int(kind[i]), 1.7e9 + 3.0 * i
+        if k <= 1:
+            ids = (int(pairs[i, 0]), int(pairs[i, 1]))
+            if k == 0 and draw[i]:
+                votes.append(VoteRecord(ids, winner=TIE, time=t))
+            else:
+                votes.append(VoteRecord(ids, winner=int(gumbel[i, 1] > gumbel[i, 0]), time=t))
+            continue
+        ids = tuple(int(c) for c in pairs[i])
+        order = tuple(int(p) for p in np.argsort(-gumbel[i]))
+        if k == 2:
+            votes.append(VoteRecord(ids, winner=order[0], time=t))
+        else:
+            votes.append(VoteRecord(ids, ranking=order, time=t))
+    return votes
+
+
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def measure(label: str, step: Callable[[], T]) -> tuple[T, float, float]:
+    """Run ``step``; return its result, seconds, and peak memory growth in MiB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _status("VmRSS")
+    start = time.perf_counter()
+    result = step()
+    seconds = time.perf_counter() - start
+    peak = (_status("VmHWM") - base) / 2**20
+    print(f"  {label:<52} {seconds:9.2f} s   peak +{peak:8.1f} MiB", flush=True)
+    return result, seconds, peak
+
+
+def replay(votes: list[VoteRecord]) -> RatingBook:
+    book = RatingBook(RatingConfig())
+    for vote in votes:
+        book.apply(vote)
+    return book
+
+
+def package_replay(
+    votes: list[VoteRecord], ratings: dict[int, tuple[float, float]]
+) -> dict[int, tuple[float, float]]:
+    """TrueSkill with the ``trueskill`` package itself, same games, same combination rule."""
+    model = TrueSkillModel(RatingConfig().trueskill, engine="package")
+    params = model.params
+    for vote in votes:
+        games = trueskill_games(vote)
+        pre = {c: ratings.get(c, (params.mu, params.sigma)) for c in vote.participants}
+        ratings.update(model.rate_games(pre, games))
+    return ratings
+
+
+def interleaved(votes: list[VoteRecord], chunk: int = 2_000) -> tuple[float, float, float]:
+    """Seconds for RatingBook and for the package on ``votes``, run in alternating chunks,
+    and the largest |mu| or |sigma| difference between their final states."""
+    book, ratings = RatingBook(RatingConfig()), {}
+    ours = theirs = 0.0
+    for start in range(0, len(votes), chunk):
+        part = votes[start : start + chunk]
+        t0 = time.perf_counter()
+        for vote in part:
+            book.apply(vote)
+        t1 = time.perf_counter()
+        package_replay(part, ratings)
+        t2 = time.perf_counter()
+        ours, theirs = ours + t1 - t0, theirs + t2 - t1
+    diff = max(
+        max(abs(book.states[c].mu - mu), abs(book.states[c].sigma - sigma))
+        for c, (mu, sigma) in ratings.items()
+    )
+    return ours, theirs, diff
+
+
+def logistic_regression(votes: list[VoteRecord], n: int) -> np.ndarray:
+    """Plain BT fit: one row per pairwise outcome, target = score, scipy L-BFGS-B."""
+    from scipy.optimize import minimize
+    from scipy.sparse import csr_matrix
+
+    rows = [o for vote in votes for o in pairwise(vote)]
+    a = np.fromiter((o.a for o in rows), dtype=np.int64, count=len(rows))
+    b = np.fromiter((o.b for o in rows), dtype=np.int64, count=len(rows))
+    y = np.fromiter((o.score_a for o in rows), dtype=np.float64, count=len(rows))
+    m = len(rows)
+    x = csr_matrix(
+        (np.r_[np.ones(m), -np.ones(m)], (np.r_[np.arange(m), np.arange(m)], np.r_[a, b])),
+        shape=(m, n),
+    )
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ theta
+        value = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * RIDGE * theta @ theta
+        grad = x.T @ (1.0 / (1.0 + np.exp(-z)) - y) + RIDGE * theta
+        return float(value), grad
+
+    fit = minimize(loss, np.zeros(n), jac=True, method="L-BFGS-B", options={"gtol": 1e-8})
+    return fit.x
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--votes", type=int, default=1_000_000, help="log size")
+    parser.add_argument("--rounds", type=int, default=100, help="bootstrap rounds")
+    parser.add_argument(
+        "--reference-votes", type=int, default=50_000, help="votes the package replays"
+    )
+    args = parser.parse_args()
+    n_ref = min(args.reference_votes, args.votes)
+
+    print(f"synthetic log: {args.votes:,} votes over {N_CHECKPOINTS} checkpoints "
+          "(60% fixed duels, 10% of them draws; 20% free duels; "
+          "10% best-of-four; 10% four-way rankings)")
+    votes, _, _ = measure("build log", lambda: synthetic_log(args.votes))
+
+    print("Elo + TrueSkill replay (overall board, every vote):")
+    book, t_fast, _ = measure("RatingBook replay, full log", lambda: replay(votes))
+    (t_ours, t_ref, diff), _, _ = measure(
+        f"RatingBook vs package, first {n_ref:,} votes, interleaved",
+        lambda: interleaved(votes[:n_ref]),
+    )
+    t_ref_full = t_ref * args.votes / n_ref
+    print(f"  on the first {n_ref:,} votes: RatingBook {t_ours:.2f} s, package {t_ref:.2f} s: "
+          f"ratio {t_ref / t_ours:.1f}x")
+    print(f"  package time scaled from {n_ref:,} to {args.votes:,} votes: {t_ref_full:.1f} s; "
+          f"vs the full RatingBook replay: {t_ref_full / t_fast:.1f}x")
+    print("  (target >= 20x; the package does TrueSkill only, RatingBook Elo + TrueSkill)")
+    print(f"  max |mu|,|sigma| difference after {n_ref:,} votes: {diff:.2e}")
+    top = max(book.states.values(), key=lambda s: s.conservative)
+    print(f"  top by mu - 3 sigma: checkpoint {top.checkpoint_id} "
+          f"(elo {top.elo:.1f}, mu {top.mu:.3f}, sigma {top.sigma:.3f})")
+
+    print(f"Bradley-Terry, fit + {args.rounds} bootstrap rounds:")
+    groups, t_group, _ = measure("aggregate votes into groups", lambda: group_votes(votes))
+    result, t_boot, _ = measure(
+        f"fit + {args.rounds} bootstrap rounds", lambda: bradley_terry(groups, args.rounds)
+    )
+    t_bt = t_group + t_boot
+    theta, t_lr, _ = measure(
+        "plain logistic regression, one fit", lambda: logistic_regression(votes, N_CHECKPOINTS)
+    )
+    lr_rating = to_elo_scale(theta)
+    ours = {r.checkpoint_id: r.rating for r in result.ratings}
+    gap = max(abs(ours[c] - lr_rating[c]) for c in ours)
+    widths = [r.upper - r.lower for r in result.ratings]
+    print(f"  total from votes: {t_bt:.2f} s (target <= 15 s on 2 cores) "
+          f"for {groups.n_votes:,} votes in {len(groups.group_counts):,} groups")
+    print(f"  ratio vs one plain logistic-regression fit: {t_lr / t_bt:.2f}x "
+          f"(fit + {args.rounds} bootstraps vs 1 fit); "
+          f"vs {args.rounds + 1} plain fits: {t_lr * (args.rounds + 1) / t_bt:.1f}x")
+    print(f"  max |rating difference| vs logistic regression: {gap:.2e} Elo points")
+    print(f"  95% interval width: median {np.median(widths):.1f}, max {max(widths):.1f}; "
+          f"distinct ranks: {len({r.rank for r in result.ratings})}")
+    if not math.isfinite(gap):
+        raise SystemExit("logistic regression diverged")
+
+
+if __name__ == "__main__":
+    main()

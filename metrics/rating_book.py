@@ -1,0 +1,153 @@
+"""In-memory Elo and TrueSkill state of one leaderboard, updated one vote at a time.
+
+The same :class:`RatingBook` serves the online path (the database layer loads the rows of a
+vote's participants, applies the vote, writes the touched rows back, all in the vote's
+transaction) and the replay of the whole log, so both produce the same numbers bit for bit.
+:class:`CheckpointRating` is a plain dataclass whose fields map one to one to database
+columns, so a row round-trips exactly.
+
+Boards (:func:`boards_for`): a vote counts on the board of its match kind (``fixed``, ``free``,
+``ffa``), on ``fixed/<character>`` when it is a Fixed-Characteristics vote about a character,
+and on ``overall``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
+from metrics.outcomes import VoteRecord, pairwise, placements, trueskill_games
+from metrics.trueskill_fast import TrueSkillModel, TrueSkillParams, conservative_score
+
+__all__ = [
+    "MATCH_KINDS",
+    "OVERALL",
+    "CheckpointRating",
+    "RatingBook",
+    "RatingConfig",
+    "boards_for",
+]
+
+MATCH_KINDS = ("fixed", "free", "ffa")
+OVERALL = "overall"
+
+
+def boards_for(kind: str, character: str | None = None) -> tuple[str, ...]:
+    """Boards a vote counts on: its kind, ``fixed/<character>`` for a fixed vote with a
+    character, and ``overall``."""
+    if kind not in MATCH_KINDS:
+        raise ValueError(f"match kind: expected one of {', '.join(MATCH_KINDS)}, got {kind!r}")
+    if kind == "fixed" and character:
+        return (kind, f"fixed/{character}", OVERALL)
+    return (kind, OVERALL)
+
+
+@dataclass(frozen=True, slots=True)
+class RatingConfig:
+    """Everything that decides the numbers: Elo and TrueSkill parameters and how a "both bad"
+    vote counts (a draw by default; excluded when False)."""
+
+    elo: EloParams = field(default_factory=EloParams)
+    trueskill: TrueSkillParams = field(default_factory=TrueSkillParams)
+    both_bad_as_draw: bool = True
+
+
+@dataclass(slots=True)
+class CheckpointRating:
+    """One checkpoint's ratings on one board; fields map 1:1 to database columns.
+
+    ``weighted_sum`` is the integral of the Elo rating over time up to ``held_since``;
+    ``first_time`` is when the checkpoint first played on this board (unix seconds, ``None``
+    before its first vote).
+    """
+
+    checkpoint_id: int
+    elo: float
+    mu: float
+    sigma: float
+    games: int = 0
+    wins: int = 0
+    draws: int = 0
+    losses: int = 0
+    weighted_sum: float = 0.0
+    held_since: float | None = None
+    first_time: float | None = None
+
+    @property
+    def conservative(self) -> float:
+        """TrueSkill's ``mu - 3 sigma``."""
+        return conservative_score(self.mu, self.sigma)
+
+    def time_weighted_elo(self, now: float) -> float:
+        """Average Elo from the first vote to ``now``, each value weighted by how long it was
+        held (the Illustrious report's Fixed-Characteristics curve)."""
+        return time_weighted_average(
+            self.weighted_sum, self.held_since, self.first_time, self.elo, now
+        )
+
+
+class RatingBook:
+    """Elo and TrueSkill state of one board, keyed by checkpoint id."""
+
+    def __init__(
+        self,
+        config: RatingConfig | None = None,
+        states: Iterable[CheckpointRating] = (),
+    ) -> None:
+        self.config = config or RatingConfig()
+        self.trueskill = TrueSkillModel(self.config.trueskill)
+        self.states: dict[int, CheckpointRating] = {s.checkpoint_id: s for s in states}
+
+    def new_state(self, checkpoint_id: int) -> CheckpointRating:
+        """A checkpoint that has not played on this board yet."""
+        return CheckpointRating(
+            checkpoint_id,
+            elo=self.config.elo.initial,
+            mu=self.config.trueskill.mu,
+            sigma=self.config.trueskill.sigma,
+        )
+
+    def get(self, checkpoint_id: int) -> CheckpointRating:
+        """The state of a checkpoint (a fresh one, not stored, if it has not played)."""
+        state = self.states.get(checkpoint_id)
+        return state if state is not None else self.new_state(checkpoint_id)
+
+    def apply(self, vote: VoteRecord) -> tuple[int, ...]:
+        """Apply one vote and return the ids of the checkpoints whose state changed (none when
+        the vote teaches nothing, e.g. "both bad" with ``both_bad_as_draw=False``)."""
+        both_bad = self.config.both_bad_as_draw
+        outcomes = pairwise(vote, both_bad)
+        if not outcomes:
+            return ()
+        states = self.states
+        current: list[CheckpointRating] = []
+        for checkpoint in vote.participants:
+            state = states.get(checkpoint)
+            if state is None:
+                state = states[checkpoint] = self.new_state(checkpoint)
+            current.append(state)
+        elo = elo_update({s.checkpoint_id: s.elo for s in current}, outcomes, self.config.elo)
+        rated = self.trueskill.rate_games(
+            {s.checkpoint_id: (s.mu, s.sigma) for s in current}, trueskill_games(vote, both_bad)
+        )
+        placed = placements(vote, both_bad)
+        now = vote.time
+        for state in current:
+            checkpoint = state.checkpoint_id
+            state.weighted_sum, state.held_since = hold_rating(
+                state.weighted_sum, state.held_since, state.elo, now
+            )
+            if state.first_time is None:
+                state.first_time = state.held_since
+            state.elo = elo[checkpoint]
+            state.mu, state.sigma = rated[checkpoint]
+            state.games += 1
+            placement = placed[checkpoint]
+            if placement == "win":
+                state.wins += 1
+            elif placement == "draw":
+                state.draws += 1
+            else:
+                state.losses += 1
+        return vote.participants
