@@ -138,7 +138,7 @@ def get_leaderboard(
     """Ratings on one board in one system, with intervals, games and linked configs."""
     from arena.ratings import leaderboard
 
-    with db.session() as session:
+    with db.session(readonly=True) as session:
         rows = leaderboard(session, board, system, settings)
     return {"board": board, "system": system, "rows": rows}
 

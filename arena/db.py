@@ -32,8 +32,11 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        immediate = conn.get_execution_options().get("arena_serialized", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # A deferred transaction that reads and then writes fails at once with "database is
+        # locked" when another writer committed in between (WAL snapshot); writers therefore
+        # take the write lock up front and wait for it (busy_timeout) instead.
+        readonly = conn.get_execution_options().get("arena_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -69,9 +72,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
-        self._serial_engine = self.engine.execution_options(arena_serialized=True)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
-        self._serial_factory = sessionmaker(self._serial_engine, expire_on_commit=False)
+        self._read_factory = sessionmaker(
+            self.engine.execution_options(arena_readonly=True), expire_on_commit=False
+        )
 
     @classmethod
     def from_settings(cls, settings: object | None = None) -> Database:
@@ -92,15 +96,18 @@ class Database:
             raise UserError(f"cannot reach the database {shown}: {reason}") from exc
 
     @contextmanager
-    def session(self, serialized: bool = False) -> Iterator[Session]:
+    def session(self, serialized: bool = False, readonly: bool = False) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on any error.
 
-        ``serialized=True`` makes the transaction exclusive among serialized ones (SQLite
-        ``BEGIN IMMEDIATE``, a PostgreSQL advisory transaction lock): vote recording uses it so
-        that concurrent votes never lose a rating update and commit in id order.
+        ``serialized=True`` makes the transaction exclusive among serialized ones (on
+        PostgreSQL a transaction-scoped advisory lock; on SQLite every writing transaction is
+        already exclusive): vote recording uses it so that concurrent votes never lose a rating
+        update and commit in id order. ``readonly=True`` lets SQLite readers run beside a
+        writer; such a session must not write.
         """
-        factory = self._serial_factory if serialized else self._factory
-        session = factory()
+        if serialized and readonly:
+            raise ValueError("a serialized session is a writing session")
+        session = (self._read_factory if readonly else self._factory)()
         try:
             if serialized and self.dialect == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": VOTE_LOCK_KEY})

@@ -25,13 +25,13 @@ import uuid
 from pathlib import Path
 
 import httpx
-from arena.pool import import_records
 from PIL import Image as PILImage
 from sqlalchemy import create_engine, text
 
 from arena.db import Database
 from arena.migrate import upgrade
 from arena.models import Match, Prompt, Vote, Voter, utcnow
+from arena.pool import import_records
 from arena.registry import add_checkpoint, add_config
 from training.presets import load_preset
 
@@ -78,33 +78,43 @@ def free_port() -> int:
 
 async def client(base: str, index: int, deadline: float, latencies: list[float],
                  errors: list[str]) -> int:
+    """One voter looping match + vote until the deadline; returns its completed cycles."""
     rng = random.Random(index)
     headers = {"X-Voter-Id": f"bench-client-{index:04d}"}
     cycles = 0
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
         while time.perf_counter() < deadline:
-            mode = rng.choice(MODES)
             start = time.perf_counter()
-            match = await http.post("/api/v1/matches", json={"mode": mode})
-            if match.status_code != 200:
-                errors.append(f"match {match.status_code} {match.text[:100]}")
-                continue
-            body = match.json()
-            if mode == "ffa" and rng.random() < 0.5:
-                order = [0, 1, 2, 3]
-                rng.shuffle(order)
-                vote = {"token": body["token"], "ranking": order}
-            elif mode == "fixed" and rng.random() < 0.1:
-                vote = {"token": body["token"], "winner": "tie"}
-            else:
-                vote = {"token": body["token"], "winner": rng.randrange(len(body["images"]))}
-            answer = await http.post("/api/v1/votes", json=vote)
-            if answer.status_code != 200:
-                errors.append(f"vote {answer.status_code} {answer.text[:100]}")
+            try:
+                error = await cycle(http, rng, rng.choice(MODES))
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            if error:
+                errors.append(error)
                 continue
             latencies.append(time.perf_counter() - start)
             cycles += 1
     return cycles
+
+
+async def cycle(http: httpx.AsyncClient, rng: random.Random, mode: str) -> str | None:
+    """One match + vote; the error text when either request failed."""
+    match = await http.post("/api/v1/matches", json={"mode": mode})
+    if match.status_code != 200:
+        return f"match {match.status_code} {match.text[:100]}"
+    body = match.json()
+    if mode == "ffa" and rng.random() < 0.5:
+        order = [0, 1, 2, 3]
+        rng.shuffle(order)
+        vote: dict[str, object] = {"token": body["token"], "ranking": order}
+    elif mode == "fixed" and rng.random() < 0.1:
+        vote = {"token": body["token"], "winner": "tie"}
+    else:
+        vote = {"token": body["token"], "winner": rng.randrange(len(body["images"]))}
+    answer = await http.post("/api/v1/votes", json=vote)
+    if answer.status_code != 200:
+        return f"vote {answer.status_code} {answer.text[:100]}"
+    return None
 
 
 async def drive(base: str, clients: int, seconds: float) -> tuple[int, list[float], list[str]]:
@@ -189,9 +199,10 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             port = free_port()
             env = dict(os.environ, ARENA_HOME=str(home), ARENA_DATABASE_URL=url,
                        ARENA_VOTES_PER_MINUTE="0", GRADIO_ANALYTICS_ENABLED="False")
+            log = (Path(tmp) / "serve.log").open("w")
             server = subprocess.Popen(
                 [sys.executable, "-m", "arena.cli.main", "serve", "--port", str(port)],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                env=env, stdout=log, stderr=subprocess.STDOUT,
             )
             base = f"http://127.0.0.1:{port}"
             wait_ready(base, server)
@@ -200,6 +211,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             server.terminate()
             server.wait(timeout=30)
             server = None
+            log.close()
+            if errors:
+                print((Path(tmp) / "serve.log").read_text()[-3000:])
             upgrade(base_url)
             inserts_per_s = baseline_inserts(base_url, max(200, cycles // 4))
         finally:
