@@ -140,7 +140,8 @@ class CheckpointSpec:
 
     ``path`` is a single ``.safetensors`` file or a diffusers folder; ``config_dir`` is the
     local diffusers folder (configs and tokenizers) that a single file needs to load offline;
-    ``name`` is the name recorded with its images (the file or folder name if not given).
+    ``name`` is the name recorded with its images (the file or folder name if not given);
+    ``sha256``, when the caller knows it (the registry does), saves hashing the file again.
     """
 
     path: Path
@@ -148,6 +149,7 @@ class CheckpointSpec:
     config_dir: Path | None = None
     lora: LoraSpec | None = None
     allow_download: bool = False
+    sha256: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -155,17 +157,25 @@ class CheckpointSpec:
         return self.name or (self.path.stem if self.path.suffix else self.path.name)
 
 
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def model_hash(path: Path) -> str:
     """The A1111 web UI's model hash: the first 10 hex digits of the file's SHA-256.
 
-    For a diffusers folder, the SHA-256 runs over its weight files in path order.
+    For a diffusers folder the SHA-256 is taken over a listing of its files (each relative
+    path and content hash, in sorted order), the same definition ``arena registry`` uses.
     """
-    files = [path] if path.is_file() else sorted(path.glob("*/*.safetensors"))
+    if path.is_file():
+        return _sha256_file(path)[:10]
     digest = hashlib.sha256()
-    for file in files:
-        with file.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{_sha256_file(file)}\n".encode())
     return digest.hexdigest()[:10]
 
 
@@ -329,12 +339,13 @@ class LoadedPipeline:
     def model_hash(self) -> str:
         """A1111-style model hash of the checkpoint file (computed once, on first use)."""
         if self._hash is None:
-            self._hash = model_hash(self.spec.path)
+            known = self.spec.sha256
+            self._hash = known[:10].lower() if known else model_hash(self.spec.path)
         return self._hash
 
     def chunk_count(self, text: str) -> int:
-        """How many 75-token chunks ``text`` takes with the first tokenizer."""
-        return len(_chunks(self.pipe.tokenizer, text))
+        """How many 75-token chunks ``text`` is encoded in."""
+        return max(len(_chunks(tok, text)) for tok in (self.pipe.tokenizer, self.pipe.tokenizer_2))
 
     def encode(
         self, prompts: Sequence[str], negative_prompt: str
@@ -386,6 +397,11 @@ class LoadedPipeline:
 
         if len(prompts) != len(seeds):
             raise ValueError("render needs one seed per prompt")
+        # Padding a prompt with empty chunks changes its image, so a batch never mixes
+        # chunk counts: each image stays what it would be if rendered alone.
+        negative_chunks = self.chunk_count(settings.negative_prompt)
+        if len({max(self.chunk_count(p), negative_chunks) for p in prompts}) > 1:
+            raise ValueError("render batches only prompts of the same chunk count")
         pe, pooled, npe, npooled = self.encode(prompts, settings.negative_prompt)
 
         def generators() -> list[torch.Generator]:
@@ -430,7 +446,14 @@ class LoadedPipeline:
     def _img2img_pipe(self) -> Any:
         if self._img2img is None:
             from diffusers import StableDiffusionXLImg2ImgPipeline
+            from diffusers.utils import logging
 
-            self._img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(self.pipe)
+            # from_pipe re-casts shared modules and warns about it; nothing changes here.
+            level = logging.get_verbosity()
+            logging.set_verbosity_error()
+            try:
+                self._img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(self.pipe)
+            finally:
+                logging.set_verbosity(level)
             self._img2img.set_progress_bar_config(disable=True)
         return self._img2img

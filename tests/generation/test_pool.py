@@ -1,0 +1,190 @@
+"""Pool generation: content-addressed PNGs, a manifest, parameters that parse back, resuming."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from generation.errors import GenerationError
+from generation.parameters import read_parameters
+from generation.pipeline import CheckpointSpec
+from generation.pool import MANIFEST_FIELDS, generate_pool, pool_items, read_manifest_rows
+from generation.prompt_sets import PromptSet
+from tests.generation.helpers import TinyFiles
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spec(tiny: TinyFiles, name: str = "tiny-a") -> CheckpointSpec:
+    return CheckpointSpec(tiny.single_file, name=name, config_dir=tiny.config_dir)
+
+
+@pytest.fixture(scope="module")
+def pool(tiny: TinyFiles, tiny_set: PromptSet, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One pool of the tiny set for checkpoint ``tiny-a`` (8 images)."""
+    import torch
+
+    out = tmp_path_factory.mktemp("pool")
+    torch.set_num_threads(1)
+    report = generate_pool(spec(tiny), tiny_set, out, progress=False)
+    assert len(report.generated) == len(pool_items(tiny_set)) == 8
+    assert report.skipped == 0
+    return out
+
+
+def test_images_are_content_addressed_and_listed(pool: Path, tiny_set: PromptSet) -> None:
+    rows = read_manifest_rows(pool / "manifest.jsonl")
+    assert len(rows) == 8
+    for row in rows:
+        assert tuple(row) == MANIFEST_FIELDS
+        data = (pool / row["file"]).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        assert row["sha256"] == digest
+        assert row["file"] == f"images/{digest[:2]}/{digest}.png"
+        assert (row["width"], row["height"]) == Image.open(pool / row["file"]).size == (64, 64)
+    wanted = {
+        (i.entry.kind, i.entry.prompt, i.entry.character, i.seed) for i in pool_items(tiny_set)
+    }
+    assert {(r["kind"], r["prompt"], r["character"], r["seed"]) for r in rows} == wanted
+    assert {r["kind"] for r in rows} == {"fixed", "free", "ffa"}
+
+
+def test_png_parameters_parse_back_to_the_recorded_values(pool: Path, tiny: TinyFiles) -> None:
+    model_hash = hashlib.sha256(tiny.single_file.read_bytes()).hexdigest()[:10]
+    for row in read_manifest_rows(pool / "manifest.jsonl"):
+        params = read_parameters(pool / row["file"])
+        assert params.prompt == row["prompt"]
+        assert params.negative_prompt == row["negative_prompt"] == "worst quality"
+        assert (params.seed, params.steps, params.sampler, params.cfg) == (
+            row["seed"],
+            row["steps"],
+            row["sampler"],
+            row["cfg"],
+        )
+        assert (params.width, params.height) == (row["width"], row["height"])
+        assert (params.model_name, params.model_hash) == ("tiny-a", model_hash)
+
+
+def test_rerun_generates_nothing_new(pool: Path, tiny: TinyFiles, tiny_set: PromptSet) -> None:
+    before = (pool / "manifest.jsonl").read_bytes()
+    report = generate_pool(spec(tiny), tiny_set, pool, progress=False)
+    assert report.generated == []
+    assert report.skipped == 8
+    assert len(report.rows) == 8
+    assert (pool / "manifest.jsonl").read_bytes() == before
+
+
+def test_a_lost_image_is_rendered_again_with_the_same_bytes(
+    pool: Path, tiny: TinyFiles, tiny_set: PromptSet
+) -> None:
+    row = read_manifest_rows(pool / "manifest.jsonl")[3]
+    lost = pool / row["file"]
+    original = lost.read_bytes()
+    lost.unlink()
+    report = generate_pool(spec(tiny), tiny_set, pool, batch_size=4, progress=False)
+    assert [(r["prompt"], r["seed"]) for r in report.generated] == [(row["prompt"], row["seed"])]
+    # the same seed and settings give the same pixels, hence the same file
+    assert report.generated[0]["file"] == row["file"]
+    assert lost.read_bytes() == original
+
+
+def test_changed_settings_and_another_checkpoint_render_anew(
+    pool: Path, tiny: TinyFiles, tiny_set: PromptSet, tmp_path: Path
+) -> None:
+    small = replace(tiny_set, entries=tiny_set.entries[:1], seeds=(0,))
+    more_steps = replace(small, settings=replace(small.settings, steps=3))
+    assert len(generate_pool(spec(tiny), more_steps, pool, progress=False).generated) == 1
+    other = CheckpointSpec(tiny.other, name="tiny-b", config_dir=tiny.config_dir)
+    [b_row] = generate_pool(other, small, pool, progress=False).generated
+    [a_row] = [
+        r
+        for r in read_manifest_rows(pool / "manifest.jsonl")
+        if r["checkpoint"] == "tiny-a"
+        and r["seed"] == 0
+        and r["steps"] == 2
+        and r["prompt"] == small.entries[0].prompt
+    ]
+    a = np.asarray(Image.open(pool / a_row["file"]))
+    b = np.asarray(Image.open(pool / b_row["file"]))
+    assert not np.array_equal(a, b)  # other weights, other image for the same seed
+
+
+def test_bad_batch_size(tiny: TinyFiles, tiny_set: PromptSet, tmp_path: Path) -> None:
+    with pytest.raises(GenerationError, match="batch size: expected an integer >= 1, got 0"):
+        generate_pool(spec(tiny), tiny_set, tmp_path, batch_size=0)
+
+
+_WORKER = """
+import sys
+from dataclasses import replace
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from generation.pipeline import CheckpointSpec
+from generation.pool import generate_pool
+from generation.prompt_sets import default_prompt_set
+ps = default_prompt_set()
+ps = replace(ps, entries=ps.entries[:2], seeds=(0, 1),
+             settings=replace(ps.settings, width=64, height=64, steps=2))
+spec = CheckpointSpec(Path(sys.argv[1]), name="tiny-a", config_dir=Path(sys.argv[2]))
+report = generate_pool(spec, ps, Path(sys.argv[3]), device="cpu", progress=False)
+print(report.process_index, report.num_processes, len(report.generated), len(report.rows))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_processes_of_a_launch_share_the_work(tiny: TinyFiles, tmp_path: Path) -> None:
+    """Two processes with the environment ``accelerate launch`` sets render half each."""
+    port = str(_free_port())
+    procs = []
+    for rank in range(2):
+        env = {
+            **os.environ,
+            "WORLD_SIZE": "2",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+            "ACCELERATE_USE_CPU": "true",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(REPO),
+        }
+        args = [
+            sys.executable,
+            "-c",
+            _WORKER,
+            str(tiny.single_file),
+            str(tiny.config_dir),
+            str(tmp_path),
+        ]
+        procs.append(
+            subprocess.Popen(
+                args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        outputs.append(out.split()[-4:])
+    assert sorted(outputs) == [["0", "2", "2", "4"], ["1", "2", "2", "4"]]
+    rows = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    assert len({(r["prompt"], r["seed"]) for r in rows}) == 4
