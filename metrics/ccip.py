@@ -103,7 +103,11 @@ class FeatureSet:
 
 
 class NothingToScoreError(ValueError):
-    """No readable image was left on one side of a comparison."""
+    """No readable image was left on one side of a comparison; ``unreadable`` lists why."""
+
+    def __init__(self, message: str, unreadable: Sequence[ImageFailure] = ()) -> None:
+        super().__init__(message)
+        self.unreadable = tuple(unreadable)
 
 
 def _read(source: ImageSource) -> tuple[bytes, str]:
@@ -341,6 +345,8 @@ class CCIPScore:
     per_image: tuple[tuple[str, float, float], ...]
     unreadable: tuple[ImageFailure, ...]
     computed_at: datetime
+    embedded: int = 0  # images the feature model ran on for this score
+    cache_hits: int = 0  # images whose features came from the cache
 
     def provenance(self) -> dict[str, object]:
         """JSON-ready description of how the number was produced."""
@@ -366,10 +372,11 @@ def score_features(
     block: int = 256,
 ) -> CCIPScore:
     """Score already-extracted features (see :func:`score_character`)."""
+    unreadable = (*references.failures, *images.failures)
     if not len(references.names):
-        raise NothingToScoreError("references: no readable reference image")
+        raise NothingToScoreError("references: no readable reference image", unreadable)
     if not len(images.names):
-        raise NothingToScoreError("images: no readable generated image")
+        raise NothingToScoreError("images: no readable generated image", unreadable)
     same = np.zeros(len(images.names), np.int64)
     total = np.zeros(len(images.names), np.float64)
     for _, cols, d in difference_blocks(model, references.features, images.features, block=block):
@@ -394,8 +401,10 @@ def score_features(
             (name, float(f), float(m))
             for name, f, m in zip(images.names, fractions, means, strict=True)
         ),
-        unreadable=tuple(references.failures) + tuple(images.failures),
+        unreadable=unreadable,
         computed_at=datetime.now(UTC),
+        embedded=references.computed + images.computed,
+        cache_hits=references.cache_hits + images.cache_hits,
     )
 
 

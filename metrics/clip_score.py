@@ -212,7 +212,7 @@ def clip_score(
             if progress is not None:
                 progress(len(chunk))
     if not scored:
-        raise NothingToScoreError("images: no readable image to score")
+        raise NothingToScoreError("images: no readable image to score", failures)
     return ClipScore(
         score=float(np.mean([v for _, v in scored])),
         count=len(scored),

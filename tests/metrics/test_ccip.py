@@ -193,6 +193,7 @@ def test_cached_feature_is_what_the_score_uses(model: CCIPModel, images: dict[st
     cache.put_many({FeatureKey(blue_sha, model.key): red.features[0]})
     result = score_character(model, [images["red"]], [images["blue"]], cache=cache)
     assert result.score == 1.0 and result.mean_difference < 1e-5
+    assert (result.embedded, result.cache_hits) == (0, 2)
 
 
 def test_score_matches_a_hand_computation(model: CCIPModel, images: dict[str, Path]) -> None:
