@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from arena.cli import db, pool, ratings, registry, score, serve
+from arena.cli import db, generate, pool, ratings, registry, score, serve
 from arena.cli.common import new_app, print_json
 
 app = new_app("Illustrious Arena: human-preference evaluation of anime text-to-image checkpoints.")
@@ -16,6 +16,7 @@ app.add_typer(pool.app, name="pool")
 app.add_typer(ratings.app, name="ratings")
 app.add_typer(score.app, name="score")
 app.command("serve")(serve.serve)
+app.command("generate")(generate.generate)
 
 
 def _version() -> str:
