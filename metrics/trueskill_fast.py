@@ -105,15 +105,6 @@ def _pdf(x: float) -> float:
     return _PDF_SCALE * math.exp(-(x**2 / 2))
 
 
-def _win_vw(diff: float, margin: float) -> tuple[float, float] | None:
-    """``TrueSkill.v_win`` and ``w_win``; None where the package raises FloatingPointError."""
-    x = diff - margin
-    denom = _cdf(x)
-    v = _pdf(x) / denom if denom else -x
-    w = v * (v + x)
-    return (v, w) if 0 < w < 1 else None
-
-
 def _draw_vw(diff: float, margin: float) -> tuple[float, float] | None:
     """``TrueSkill.v_draw`` and ``w_draw``; None where the package raises."""
     abs_diff = abs(diff)
@@ -183,6 +174,10 @@ class TrueSkillModel:
         checkpoint in several games (the best-of-four winner) multiplies their messages."""
         if len(games) == 1:
             checkpoints, ranks = games[0]
+            if len(checkpoints) == 2 and self.engine == "fast":
+                a, b = checkpoints
+                new_a, new_b = self._rate_duel((ratings[a], ratings[b]), ranks)
+                return {a: new_a, b: new_b}
             rated = self._rate([ratings[c] for c in checkpoints], ranks)
             return dict(zip(checkpoints, rated, strict=True))
         results: dict[int, list[Rating]] = {}
@@ -216,10 +211,18 @@ class TrueSkillModel:
         c2 = 2.0 * self._beta2 + var_a + var_b
         c = math.sqrt(c2)
         t, margin = (mu_a - mu_b) / c, self._margin / c
-        vw = _draw_vw(t, margin) if ranks[0] == ranks[1] else _win_vw(t, margin)
-        if vw is None:
-            raise _unstable(ratings)
-        v, w = vw
+        if ranks[0] == ranks[1]:
+            vw = _draw_vw(t, margin)
+            if vw is None:
+                raise _unstable(ratings)
+            v, w = vw
+        else:  # TrueSkill.v_win and w_win, with _cdf and _pdf inlined
+            z = t - margin
+            cdf = 0.5 * _erfc(-z / _SQRT2)
+            v = _PDF_SCALE * math.exp(-(z**2 / 2)) / cdf if cdf else -z
+            w = v * (v + z)
+            if not 0 < w < 1:
+                raise _unstable(ratings)
         new_a = (mu_a + var_a / c * v, math.sqrt(var_a * (1.0 - var_a / c2 * w)))
         new_b = (mu_b - var_b / c * v, math.sqrt(var_b * (1.0 - var_b / c2 * w)))
         return [new_a, new_b] if first == 0 else [new_b, new_a]
@@ -298,7 +301,7 @@ class TrueSkillModel:
                         v, w = vw
                     else:
                         z = diff - margin * sqrt_pi
-                        c = 0.5 * erfc(-z / _SQRT2)  # _cdf(z), _pdf(z) inlined
+                        c = 0.5 * erfc(-z / _SQRT2)  # v_win, w_win; _cdf, _pdf inlined
                         v = _PDF_SCALE * exp(-(z**2 / 2)) / c if c else -z
                         w = v * (v + z)
                         if not 0 < w < 1:
