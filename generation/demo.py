@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from generation.errors import GenerationError
-from generation.pipeline import CheckpointSpec
+from generation.pipeline import CheckpointSpec, Runtime
 from generation.pool import PoolReport, generate_pool
 from generation.prompt_sets import PromptSet, default_prompt_set
 from generation.tiny import write_tiny_checkpoint
@@ -96,7 +96,8 @@ def render_demo_pool(
     try:
         ps = prompt_set or demo_prompt_set()
         return [
-            generate_pool(c.spec, ps, out_dir, device="cpu", progress=progress) for c in checkpoints
+            generate_pool(c.spec, ps, out_dir, runtime=Runtime(device="cpu"), progress=progress)
+            for c in checkpoints
         ]
     finally:
         torch.set_num_threads(threads)

@@ -39,6 +39,7 @@ __all__ = [
     "LoadedPipeline",
     "LoraSpec",
     "RenderSettings",
+    "Runtime",
     "SecondPass",
     "load_pipeline",
     "model_hash",
@@ -124,6 +125,21 @@ class RenderSettings:
 
 def _scaled(side: int, scale: float) -> int:
     return max(_SIZE_MULTIPLE, round(side * scale / _SIZE_MULTIPLE) * _SIZE_MULTIPLE)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a checkpoint runs.
+
+    ``device`` and ``dtype`` (``fp32|fp16|bf16``) are chosen from what is available when
+    ``None``. ``compile_unet`` compiles the UNet with ``torch.compile`` (on a GPU it pays
+    for its first-call compile time over a pool of images; see
+    ``benchmarks/generation_overhead.py``).
+    """
+
+    device: str | None = None
+    dtype: str | None = None
+    compile_unet: bool = False
 
 
 @dataclass(frozen=True)
@@ -279,15 +295,18 @@ def _load_diffusers(spec: CheckpointSpec, dtype: torch.dtype) -> StableDiffusion
         ) from exc
 
 
-def load_pipeline(
-    spec: CheckpointSpec, *, device: str | None = None, dtype: str | None = None
-) -> LoadedPipeline:
-    """Load ``spec`` on ``device`` (auto if ``None``) with ``dtype`` (``fp32|fp16|bf16``, auto).
+def load_pipeline(spec: CheckpointSpec, runtime: Runtime | None = None) -> LoadedPipeline:
+    """Load ``spec`` as ``runtime`` says (by default: auto device and dtype, no compile).
 
-    Raises ``GenerationError`` with a one-line message for a missing or unreadable
-    checkpoint, a config folder that does not fit it, or a LoRA that does not apply.
+    On a CUDA device the UNet and VAE use the channels-last memory layout, which cuDNN's
+    convolutions prefer. Raises ``GenerationError`` with a one-line message for a missing or
+    unreadable checkpoint, a config folder that does not fit it, or a LoRA that does not
+    apply.
     """
-    dev, torch_dtype = pick_device_dtype(device, dtype)
+    import torch
+
+    runtime = runtime or Runtime()
+    dev, torch_dtype = pick_device_dtype(runtime.device, runtime.dtype)
     pipe = _load_diffusers(spec, torch_dtype)
     if spec.lora is not None:
         lora = spec.lora.path
@@ -302,6 +321,11 @@ def load_pipeline(
                 f"LoRA {lora} does not apply to checkpoint {spec.path} ({_one_line(exc)})"
             ) from exc
     pipe.to(dev)
+    if dev.type == "cuda":
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    if runtime.compile_unet:
+        pipe.unet = torch.compile(pipe.unet, fullgraph=True)
     pipe.set_progress_bar_config(disable=True)
     return LoadedPipeline(pipe, spec, dev)
 

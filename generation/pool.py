@@ -25,13 +25,19 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from generation.errors import GenerationError
 from generation.parameters import ImageParameters, png_bytes, read_parameters
-from generation.pipeline import CheckpointSpec, LoadedPipeline, RenderSettings, load_pipeline
+from generation.pipeline import (
+    CheckpointSpec,
+    LoadedPipeline,
+    RenderSettings,
+    Runtime,
+    load_pipeline,
+)
 from generation.prompt_sets import PromptEntry, PromptSet
 
 if TYPE_CHECKING:
@@ -264,20 +270,20 @@ def _render_fitting(
 
 
 def generate_pool(
-    spec: CheckpointSpec,
+    checkpoint: CheckpointSpec | LoadedPipeline,
     prompt_set: PromptSet,
     out_dir: Path,
     *,
     batch_size: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
+    runtime: Runtime | None = None,
     progress: bool = True,
 ) -> PoolReport:
-    """Render every missing (prompt, seed) of ``prompt_set`` for checkpoint ``spec``.
+    """Render every missing (prompt, seed) of ``prompt_set`` for ``checkpoint``.
 
-    ``batch_size`` of ``None`` picks one from free GPU memory (4 on a CPU); a batch that
-    does not fit is halved. The checkpoint is loaded only if something is left to render.
-    Raises ``GenerationError`` (one line) for checkpoint, config or setting problems.
+    ``checkpoint`` is a spec, loaded (as ``runtime`` says) only if something is left to
+    render, or a pipeline already loaded. ``batch_size`` of ``None`` picks one from free GPU
+    memory (4 on a CPU); a batch that does not fit is halved. Raises ``GenerationError``
+    (one line) for checkpoint, config or setting problems.
     """
     from tqdm import tqdm
 
@@ -285,7 +291,12 @@ def generate_pool(
         raise GenerationError(f"batch size: expected an integer >= 1, got {batch_size}")
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST_NAME
-    index, count, device, state = _process_share(device)
+    preloaded = checkpoint if isinstance(checkpoint, LoadedPipeline) else None
+    spec = preloaded.spec if preloaded else checkpoint
+    if preloaded is not None and runtime is not None:
+        raise ValueError("a loaded pipeline already has its runtime")
+    runtime = runtime or Runtime()
+    index, count, device, state = _process_share(runtime.device)
     settings = prompt_set.settings
     items = pool_items(prompt_set)
     done = _done_rows(out_dir, items, settings, spec)
@@ -299,7 +310,7 @@ def generate_pool(
         num_processes=count,
     )
     if mine:
-        loaded = load_pipeline(spec, device=device, dtype=dtype)
+        loaded = preloaded or load_pipeline(spec, replace(runtime, device=device))
         size = batch_size or _auto_batch(loaded, settings)
         width, height = settings.output_size
         bar = tqdm(

@@ -30,6 +30,9 @@ def generate(
     ),
     device: str | None = typer.Option(None, "--device", help="cuda, cuda:1, mps or cpu; auto."),
     dtype: str | None = typer.Option(None, "--dtype", help="fp32, fp16 or bf16; auto."),
+    compile_unet: bool = typer.Option(
+        False, "--compile", help="torch.compile the UNet (pays off over large GPU pools)."
+    ),
     lora: Path | None = typer.Option(None, "--lora", help="A LoRA .safetensors to fuse."),
     lora_scale: float = typer.Option(1.0, "--lora-scale", help="Strength of --lora."),
     allow_download: bool = typer.Option(
@@ -48,7 +51,7 @@ def generate(
     from arena.registry import get_checkpoint
     from arena.settings import get_settings
     from generation.errors import GenerationError
-    from generation.pipeline import CheckpointSpec, LoraSpec
+    from generation.pipeline import CheckpointSpec, LoraSpec, Runtime
     from generation.pool import generate_pool
     from generation.prompt_sets import default_prompt_set, load_prompt_set
 
@@ -72,8 +75,7 @@ def generate(
             prompt_set,
             folder,
             batch_size=batch_size,
-            device=device,
-            dtype=dtype,
+            runtime=Runtime(device=device, dtype=dtype, compile_unet=compile_unet),
             progress=not as_json,
         )
     except GenerationError as exc:

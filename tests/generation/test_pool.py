@@ -17,7 +17,7 @@ from PIL import Image
 
 from generation.errors import GenerationError
 from generation.parameters import read_parameters
-from generation.pipeline import CheckpointSpec
+from generation.pipeline import CheckpointSpec, LoadedPipeline, Runtime
 from generation.pool import MANIFEST_FIELDS, generate_pool, pool_items, read_manifest_rows
 from generation.prompt_sets import PromptSet
 from tests.generation.helpers import TinyFiles
@@ -130,14 +130,14 @@ from dataclasses import replace
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
-from generation.pipeline import CheckpointSpec
+from generation.pipeline import CheckpointSpec, Runtime
 from generation.pool import generate_pool
 from generation.prompt_sets import default_prompt_set
 ps = default_prompt_set()
 ps = replace(ps, entries=ps.entries[:2], seeds=(0, 1),
              settings=replace(ps.settings, width=64, height=64, steps=2))
 spec = CheckpointSpec(Path(sys.argv[1]), name="tiny-a", config_dir=Path(sys.argv[2]))
-report = generate_pool(spec, ps, Path(sys.argv[3]), device="cpu", progress=False)
+report = generate_pool(spec, ps, Path(sys.argv[3]), runtime=Runtime(device="cpu"), progress=False)
 print(report.process_index, report.num_processes, len(report.generated), len(report.rows))
 """
 
@@ -188,3 +188,18 @@ def test_processes_of_a_launch_share_the_work(tiny: TinyFiles, tmp_path: Path) -
     rows = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 4
     assert len({(r["prompt"], r["seed"]) for r in rows}) == 4
+
+
+def test_a_loaded_pipeline_renders_the_same_files(
+    pool: Path, loaded: LoadedPipeline, tiny_set: PromptSet, tmp_path: Path
+) -> None:
+    report = generate_pool(loaded, tiny_set, tmp_path, progress=False)
+    first = {
+        r["sha256"]
+        for r in read_manifest_rows(pool / "manifest.jsonl")
+        if r["checkpoint"] == "tiny-a" and r["steps"] == 2
+    }
+    assert {r["sha256"] for r in report.generated} <= first
+    assert len(report.generated) == 8
+    with pytest.raises(ValueError, match="already has its runtime"):
+        generate_pool(loaded, tiny_set, tmp_path, runtime=Runtime(device="cpu"))
