@@ -43,12 +43,12 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def open_database():  # type: ignore[no-untyped-def]
-    """The configured database, checked reachable and migrated to the shipped head."""
+def open_database(settings=None):  # type: ignore[no-untyped-def]
+    """The configured database (or ``settings``'), checked reachable and migrated to head."""
     from arena.db import Database
     from arena.migrate import current_revision, head_revision
 
-    db = Database.from_settings()
+    db = Database.from_settings(settings)
     db.check()
     if current_revision(db.engine) != head_revision():
         raise UserError(

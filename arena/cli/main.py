@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from arena.cli import db, generate, pool, ratings, registry, score, serve
+from arena.cli import db, demo, generate, pool, ratings, registry, score, serve
 from arena.cli.common import new_app, print_json
 
 app = new_app("Illustrious Arena: human-preference evaluation of anime text-to-image checkpoints.")
@@ -17,6 +17,7 @@ app.add_typer(ratings.app, name="ratings")
 app.add_typer(score.app, name="score")
 app.command("serve")(serve.serve)
 app.command("generate")(generate.generate)
+app.command("demo")(demo.demo)
 
 
 def _version() -> str:

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from arena.cli.common import open_database
+
+
+def _settings_to_serve():  # type: ignore[no-untyped-def]
+    """The configured arena; with nothing configured and no arena yet, the demo's if built."""
+    from arena.demo import DEFAULT_DEMO_HOME, demo_settings
+    from arena.settings import get_settings
+
+    settings = get_settings()
+    configured = os.environ.get("ARENA_HOME") or os.environ.get("ARENA_DATABASE_URL")
+    if (
+        not configured
+        and not (settings.home / "arena.db").exists()
+        and (DEFAULT_DEMO_HOME / "arena.db").exists()
+    ):
+        settings = demo_settings(DEFAULT_DEMO_HOME)
+        typer.echo(f"no arena in {get_settings().home}; serving the demo arena in {settings.home}")
+    return settings
 
 
 def serve(
@@ -15,9 +34,8 @@ def serve(
     import uvicorn
 
     from arena.app import create_app
-    from arena.settings import get_settings
 
-    db = open_database()
+    settings = _settings_to_serve()
+    db = open_database(settings)
     typer.echo(f"Illustrious Arena on http://{host}:{port}  (API: /api/v1, docs: /docs)")
-    app = create_app(get_settings(), db)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings, db), host=host, port=port, log_level="warning")
