@@ -7,12 +7,12 @@ arenas do (Chiang et al. 2024, "Chatbot Arena", sec. 5). A vanishing ridge (``RI
 squared norm of theta, halved) keeps the maximum finite when a checkpoint never lost or never
 won; on connected data its effect is far below display precision.
 
-Speed comes from aggregation: identical votes (the same set of pairwise outcomes) form one
-group, the likelihood only needs the n x n win matrix, and a bootstrap round that resamples
-votes with replacement is a multinomial draw of group counts (Efron & Tibshirani 1993, ch. 6),
-so a four-way vote always stays whole. The fit is Newton's method on the win matrix
-(Hunter 2004, "MM algorithms for generalized Bradley-Terry models", discusses the same
-likelihood), warm-started from the full-data fit in every round.
+Speed comes from aggregation: identical votes (the same checkpoints in the same positions,
+the same verdict) form one group, the likelihood only needs the n x n win matrix, and a
+bootstrap round that resamples votes with replacement is a multinomial draw of group counts
+(Efron & Tibshirani 1993, ch. 6), so a four-way vote always stays whole. The fit is Newton's
+method on the win matrix (Hunter 2004, "MM algorithms for generalized Bradley-Terry models",
+discusses the same likelihood), warm-started from the full-data fit in every round.
 
 Interval: the percentile bootstrap. Rank: 1 + the number of checkpoints whose lower bound is
 above this one's upper bound, so overlapping checkpoints share a rank.
@@ -21,12 +21,14 @@ above this one's upper bound, so overlapping checkpoints share a rank.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
-from metrics.outcomes import PairOutcome, VoteRecord, pairwise
+from metrics.outcomes import VoteRecord, pairwise
 
 __all__ = [
     "RIDGE",
@@ -43,6 +45,8 @@ RIDGE = 1e-6
 ELO_SCALE = 400.0 / math.log(10.0)
 ELO_ANCHOR = 1000.0
 _MAX_NEWTON = 200
+_STEP_TOL = 1e-9  # log-strength units: 4e-7 Elo points
+_MIN_SCALE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -73,46 +77,35 @@ class VoteGroups:
 
 def group_votes(votes: Iterable[VoteRecord], both_bad_as_draw: bool = True) -> VoteGroups:
     """Aggregate votes into groups of identical votes (see :class:`VoteGroups`)."""
-    group_of: dict[tuple[PairOutcome, ...], int] = {}
+    # Count identical ballots in a C-level loop, then map each distinct ballot once.
+    ballots = Counter(map(attrgetter("participants", "winner", "ranking"), votes))
     counts: list[int] = []
-    for vote in votes:
-        outcomes = pairwise(vote, both_bad_as_draw)
+    group: list[int] = []
+    first: list[int] = []
+    second: list[int] = []
+    score: list[float] = []
+    for (participants, winner, ranking), count in ballots.items():
+        outcomes = pairwise(VoteRecord(participants, winner, ranking), both_bad_as_draw)
         if not outcomes:
             continue
-        key = tuple(sorted(_canonical(o) for o in outcomes))
-        g = group_of.get(key)
-        if g is None:
-            group_of[key] = len(counts)
-            counts.append(1)
-        else:
-            counts[g] += 1
-    ids = sorted({c for key in group_of for o in key for c in (o.a, o.b)})
-    index = {c: i for i, c in enumerate(ids)}
+        for a, b, score_a in outcomes:
+            group.append(len(counts))
+            first.append(a)
+            second.append(b)
+            score.append(score_a)
+        counts.append(count)
+    ids = np.unique(np.asarray(first + second, dtype=np.int64))
     n = len(ids)
-    groups, cells, scores = [], [], []
-    for key, g in group_of.items():
-        for a, b, score in key:
-            groups.append(g)
-            cells.append(index[a] * n + index[b])
-            scores.append(score)
-            if score < 1.0:
-                groups.append(g)
-                cells.append(index[b] * n + index[a])
-                scores.append(1.0 - score)
+    a, b = np.searchsorted(ids, first), np.searchsorted(ids, second)
+    g, s = np.asarray(group, dtype=np.int64), np.asarray(score, dtype=np.float64)
+    draw = s < 1.0  # a draw also credits b with half a win over a
     return VoteGroups(
-        checkpoint_ids=tuple(ids),
+        checkpoint_ids=tuple(int(c) for c in ids),
         group_counts=np.asarray(counts, dtype=np.int64),
-        entry_group=np.asarray(groups, dtype=np.int64),
-        entry_cell=np.asarray(cells, dtype=np.int64),
-        entry_score=np.asarray(scores, dtype=np.float64),
+        entry_group=np.concatenate([g, g[draw]]),
+        entry_cell=np.concatenate([a * n + b, b[draw] * n + a[draw]]),
+        entry_score=np.concatenate([s, 1.0 - s[draw]]),
     )
-
-
-def _canonical(outcome: PairOutcome) -> PairOutcome:
-    # A draw reads the same both ways; list it once so identical votes share a group.
-    if outcome.score_a == 0.5 and outcome.a > outcome.b:
-        return PairOutcome(outcome.b, outcome.a, 0.5)
-    return outcome
 
 
 def _log_likelihood(theta: np.ndarray, wins: np.ndarray, ridge: float) -> float:
@@ -124,11 +117,17 @@ def fit_strengths(
     wins: np.ndarray, ridge: float = RIDGE, start: np.ndarray | None = None
 ) -> np.ndarray:
     """Log-strengths theta maximising ``sum W_ij log sigmoid(theta_i - theta_j) -
-    ridge / 2 * |theta|^2`` by Newton's method with step halving (the objective is concave)."""
+    ridge / 2 * |theta|^2`` by Newton's method (the objective is concave), halving a step
+    that would lower it; done when a step moves no strength by more than 1e-9.
+
+    The maximum has mean(theta) = 0 (the gradient's components sum to -ridge * sum(theta)),
+    and the all-ones direction is the Hessian's eigenvector with the tiny eigenvalue ridge,
+    so steps are kept centred: along it a solve would only amplify rounding noise."""
     n = wins.shape[0]
     games = wins + wins.T
     won = wins.sum(axis=1)
     theta = np.zeros(n) if start is None else np.array(start, dtype=np.float64)
+    theta -= theta.mean()
     value = _log_likelihood(theta, wins, ridge)
     for _ in range(_MAX_NEWTON):
         p = 1.0 / (1.0 + np.exp(theta[None, :] - theta[:, None]))  # P(i beats j)
@@ -136,16 +135,17 @@ def fit_strengths(
         curvature = games * p * p.T
         hessian = np.diag(curvature.sum(axis=1) + ridge) - curvature  # minus the Hessian
         step = np.linalg.solve(hessian, grad)
-        scale = 1.0
-        while True:
+        step -= step.mean()
+        if np.max(np.abs(step)) < _STEP_TOL:
+            return theta + step
+        scale, candidate = 1.0, theta + step
+        new_value = _log_likelihood(candidate, wins, ridge)
+        slack = 1e-12 * abs(value)  # rounding of a sum over all games
+        while new_value < value - slack and scale > _MIN_SCALE:
+            scale *= 0.5
             candidate = theta + scale * step
             new_value = _log_likelihood(candidate, wins, ridge)
-            if new_value >= value or scale < 1e-8:
-                break
-            scale *= 0.5
         theta, value = candidate, new_value
-        if np.max(np.abs(scale * step)) < 1e-10:
-            break
     return theta
 
 

@@ -92,16 +92,18 @@ def test_a_draw_is_half_a_win_each_way() -> None:
 
 def test_groups_keep_four_way_votes_whole() -> None:
     """Identical votes share a group; a four-way vote's three outcomes move together."""
-    votes = [VoteRecord((1, 2, 3, 4), winner=0), VoteRecord((4, 3, 2, 1), winner=3),
+    votes = [VoteRecord((1, 2, 3, 4), winner=0, time=1.0), VoteRecord((1, 2, 3, 4), winner=0,
+                                                                      time=2.0),
              VoteRecord((1, 2), winner="tie"), VoteRecord((2, 1), winner="tie"),
              VoteRecord((1, 2), winner=0)]
     groups = group_votes(votes)
-    assert groups.n_votes == 5 and sorted(groups.group_counts.tolist()) == [1, 2, 2]
-    best_of = int(np.argmax(np.bincount(groups.entry_group)))
+    assert groups.n_votes == 5 and sorted(groups.group_counts.tolist()) == [1, 1, 1, 2]
+    best_of = int(np.argmax(groups.group_counts))
     assert np.sum(groups.entry_group == best_of) == 3
     counts = np.zeros(len(groups.group_counts), dtype=np.int64)
     counts[best_of] = 1
     assert groups.win_matrix(counts).sum() == 3.0
+    assert groups.win_matrix().sum() == 2 * 3 + 1 + 1 + 1
 
 
 def test_bootstrap_is_seeded_and_ranks_account_for_overlap() -> None:

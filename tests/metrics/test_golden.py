@@ -76,9 +76,11 @@ def test_bradley_terry(board: str) -> None:
     assert [str(r.checkpoint_id) for r in result.ratings] == list(want)
     for r in result.ratings:
         w = want[str(r.checkpoint_id)]
-        assert r.rating == pytest.approx(w["rating"], abs=1e-6)
-        assert r.lower == pytest.approx(w["lower"], abs=1e-6)
-        assert r.upper == pytest.approx(w["upper"], abs=1e-6)
+        # Newton stops within 1e-9 in log-strength; unbeaten checkpoints sit where the tiny
+        # ridge puts them, so allow 1e-4 Elo points for other BLAS builds.
+        assert r.rating == pytest.approx(w["rating"], abs=1e-4)
+        assert r.lower == pytest.approx(w["lower"], abs=1e-4)
+        assert r.upper == pytest.approx(w["upper"], abs=1e-4)
         assert r.rank == w["rank"]
 
 
