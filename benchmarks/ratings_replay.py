@@ -6,10 +6,12 @@ duels, 20% four-way free-for-all (half "best of four", half full rankings, drawn
 Plackett-Luce model). Then, each step measured in this run:
 
 1. Elo + TrueSkill replay through :class:`metrics.rating_book.RatingBook` (the ``overall``
-   board, every vote), against the ``trueskill`` package rating the same TrueSkill games
-   (timed on the first ``--reference-votes`` votes and scaled to the full log; the package
-   does no Elo). On those votes both run in alternating chunks of 2,000 votes, so that both
-   see the same machine load (the 2 cores are shared), and their states are compared.
+   board, every vote), against the ``trueskill`` package rating the same TrueSkill games (the
+   package does no Elo), on ``--reference-votes`` votes, scaled to the full log: the first
+   ones from scratch, and as many again in chunks of 2,000 spread evenly over the log, each
+   chunk started from the RatingBook's state at that point (later votes meet settled ratings,
+   whose four-way games need fewer sweeps). Each chunk runs RatingBook then the package, so
+   both see the same machine load (the 2 cores are shared); their states are compared.
 2. Bradley-Terry fit + ``--rounds`` bootstrap rounds (:func:`metrics.bradley_terry
    .bradley_terry`, aggregation included), against one plain logistic-regression fit with one
    row per pairwise outcome (scipy L-BFGS-B on the raw likelihood); the two fits are compared.
@@ -23,6 +25,7 @@ through /proc/self/clear_refs before the step) over its resident set when the st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -36,11 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metrics.bradley_terry import RIDGE, bradley_terry, group_votes, to_elo_scale
 from metrics.outcomes import TIE, VoteRecord, pairwise, trueskill_games
-from metrics.rating_book import RatingBook, RatingConfig
+from metrics.rating_book import CheckpointRating, RatingBook, RatingConfig
 from metrics.trueskill_fast import TrueSkillModel
 
 T = TypeVar("T")
 N_CHECKPOINTS = 50
+CHUNK = 2_000
 
 
 def synthetic_log(n_votes: int, seed: int = 0) -> list[VoteRecord]:
@@ -92,11 +96,18 @@ def measure(label: str, step: Callable[[], T]) -> tuple[T, float, float]:
     return result, seconds, peak
 
 
-def replay(votes: list[VoteRecord]) -> RatingBook:
+def replay(votes: list[VoteRecord], marks: frozenset[int] = frozenset()) -> tuple[
+    RatingBook, dict[int, list[CheckpointRating]]
+]:
+    """Replay every vote; also copy the states found just before each vote index in
+    ``marks``."""
     book = RatingBook(RatingConfig())
-    for vote in votes:
+    saved: dict[int, list[CheckpointRating]] = {}
+    for i, vote in enumerate(votes):
+        if i in marks:
+            saved[i] = [dataclasses.replace(s) for s in book.states.values()]
         book.apply(vote)
-    return book
+    return book, saved
 
 
 def package_replay(
@@ -112,13 +123,16 @@ def package_replay(
     return ratings
 
 
-def interleaved(votes: list[VoteRecord], chunk: int = 2_000) -> tuple[float, float, float]:
-    """Seconds for RatingBook and for the package on ``votes``, run in alternating chunks,
-    and the largest |mu| or |sigma| difference between their final states."""
-    book, ratings = RatingBook(RatingConfig()), {}
-    ours = theirs = 0.0
-    for start in range(0, len(votes), chunk):
-        part = votes[start : start + chunk]
+def side_by_side(
+    chunks: list[tuple[list[CheckpointRating], list[VoteRecord]]],
+) -> tuple[float, float, float]:
+    """RatingBook and the package on each chunk of votes from the same starting states, one
+    after the other (so both see the same machine load); their seconds and the largest |mu|
+    or |sigma| difference at the end of any chunk."""
+    ours = theirs = diff = 0.0
+    for states, part in chunks:
+        book = RatingBook(RatingConfig(), [dataclasses.replace(s) for s in states])
+        ratings = {s.checkpoint_id: (s.mu, s.sigma) for s in states}
         t0 = time.perf_counter()
         for vote in part:
             book.apply(vote)
@@ -126,10 +140,8 @@ def interleaved(votes: list[VoteRecord], chunk: int = 2_000) -> tuple[float, flo
         package_replay(part, ratings)
         t2 = time.perf_counter()
         ours, theirs = ours + t1 - t0, theirs + t2 - t1
-    diff = max(
-        max(abs(book.states[c].mu - mu), abs(book.states[c].sigma - sigma))
-        for c, (mu, sigma) in ratings.items()
-    )
+        diff = max(diff, *(max(abs(book.states[c].mu - mu), abs(book.states[c].sigma - sigma))
+                           for c, (mu, sigma) in ratings.items()))
     return ours, theirs, diff
 
 
@@ -174,18 +186,28 @@ def main() -> None:
     votes, _, _ = measure("build log", lambda: synthetic_log(args.votes))
 
     print("Elo + TrueSkill replay (overall board, every vote):")
-    book, t_fast, _ = measure("RatingBook replay, full log", lambda: replay(votes))
-    (t_ours, t_ref, diff), _, _ = measure(
-        f"RatingBook vs package, first {n_ref:,} votes, interleaved",
-        lambda: interleaved(votes[:n_ref]),
-    )
-    t_ref_full = t_ref * args.votes / n_ref
-    print(f"  on the first {n_ref:,} votes: RatingBook {t_ours:.2f} s, package {t_ref:.2f} s: "
-          f"ratio {t_ref / t_ours:.1f}x")
-    print(f"  package time scaled from {n_ref:,} to {args.votes:,} votes: {t_ref_full:.1f} s; "
-          f"vs the full RatingBook replay: {t_ref_full / t_fast:.1f}x")
+    chunk = CHUNK
+    n_chunks = max(1, n_ref // chunk)
+    marks = frozenset(int(k) for k in np.linspace(0, args.votes - chunk, n_chunks))
+    (book, saved), t_fast, _ = measure("RatingBook replay, full log", lambda: replay(votes, marks))
+    print(f"  {args.votes / t_fast:,.0f} votes/s")
+    first = [([], votes[:n_ref])]
+    spread = [(saved[k], votes[k : k + chunk]) for k in sorted(marks)]
+    (o1, p1, d1), _, _ = measure(f"first {n_ref:,} votes: RatingBook, package", lambda: (
+        side_by_side(first)))
+    (o2, p2, d2), _, _ = measure(f"{len(spread)} x {chunk:,} votes spread over the log",
+                                 lambda: side_by_side(spread))
+    n2 = sum(len(part) for _, part in spread)
+    print(f"  first {n_ref:,} votes from the start: RatingBook {o1:.2f} s, package {p1:.2f} s:"
+          f" {p1 / o1:.1f}x; max |mu|, |sigma| difference {d1:.1e}")
+    print(f"  {n2:,} votes in {len(spread)} chunks spread over the log, each from the "
+          f"RatingBook state there: RatingBook {o2:.2f} s, package {p2:.2f} s: {p2 / o2:.1f}x; "
+          f"max difference {d2:.1e}")
+    print(f"  package time scaled from those {n2:,} votes to the full log: "
+          f"{p2 * args.votes / n2:.0f} s vs the RatingBook replay above, {t_fast:.1f} s: "
+          f"{p2 * args.votes / n2 / t_fast:.1f}x (timed at another moment: the load of the "
+          "shared cores differs)")
     print("  (target >= 20x; the package does TrueSkill only, RatingBook Elo + TrueSkill)")
-    print(f"  max |mu|,|sigma| difference after {n_ref:,} votes: {diff:.2e}")
     top = max(book.states.values(), key=lambda s: s.conservative)
     print(f"  top by mu - 3 sigma: checkpoint {top.checkpoint_id} "
           f"(elo {top.elo:.1f}, mu {top.mu:.3f}, sigma {top.sigma:.3f})")
