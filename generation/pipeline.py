@@ -332,7 +332,8 @@ def load_pipeline(spec: CheckpointSpec, runtime: Runtime | None = None) -> Loade
 
 def _chunks(tokenizer: Any, text: str) -> list[list[int]]:
     body = tokenizer.model_max_length - 2  # room for the start and end tokens
-    ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
+    # tokenize() neither adds start/end tokens nor warns about texts over 77 tokens
+    ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
     return [ids[i : i + body] for i in range(0, len(ids), body)] or [[]]
 
 
@@ -356,7 +357,8 @@ class LoadedPipeline:
         self.device = device
         self.name = spec.display_name
         self._hash: str | None = None
-        self._scheduler_config = dict(pipe.scheduler.config)
+        # the checkpoint's own noise schedule, which every sampler is built on
+        self.scheduler_config = dict(pipe.scheduler.config)
         self._img2img: Any = None
 
     @property
@@ -432,7 +434,7 @@ class LoadedPipeline:
             return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
 
         pipe = self.pipe
-        pipe.scheduler = make_scheduler(settings.sampler, self._scheduler_config)
+        pipe.scheduler = make_scheduler(settings.sampler, self.scheduler_config)
         images = pipe(
             prompt_embeds=pe,
             pooled_prompt_embeds=pooled,
@@ -452,7 +454,7 @@ class LoadedPipeline:
         size = settings.output_size
         upscaled = [im.resize(size, PILImage.Resampling.LANCZOS) for im in images]
         img2img = self._img2img_pipe()
-        img2img.scheduler = make_scheduler(settings.sampler, self._scheduler_config)
+        img2img.scheduler = make_scheduler(settings.sampler, self.scheduler_config)
         return img2img(
             image=upscaled,
             prompt_embeds=pe,

@@ -70,7 +70,7 @@ def test_generate_renders_imports_and_resumes(
     )
     assert added.exit_code == 0, added.output
     args = ["generate", "--checkpoint", "tiny-a", "--prompts", str(prompt_set(tmp_path))]
-    args += ["--config-dir", str(config_dir), "--json"]
+    args += ["--config-dir", str(config_dir), "--device", "cpu", "--json"]
 
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output

@@ -18,7 +18,7 @@ pytest.importorskip("diffusers")
 
 from generation.pipeline import LoadedPipeline, RenderSettings  # noqa: E402
 from generation.prompt_sets import PromptSet  # noqa: E402
-from tests.generation.helpers import TinyFiles  # noqa: E402
+from tests.generation.helpers import CPU, TinyFiles  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +59,7 @@ def loaded(tiny: TinyFiles) -> LoadedPipeline:
     """The tiny single-file checkpoint, loaded once (fp32 on the CPU)."""
     from generation.pipeline import CheckpointSpec, load_pipeline
 
-    return load_pipeline(CheckpointSpec(tiny.single_file, config_dir=tiny.config_dir))
+    return load_pipeline(CheckpointSpec(tiny.single_file, config_dir=tiny.config_dir), CPU)
 
 
 @pytest.fixture(scope="session")

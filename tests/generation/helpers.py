@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np
 from PIL.Image import Image
 
+from generation.pipeline import Runtime
+
+# The tests run on the CPU in fp32 everywhere, also on a machine with a GPU.
+CPU = Runtime(device="cpu")
+
 
 @dataclass(frozen=True)
 class TinyFiles:

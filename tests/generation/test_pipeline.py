@@ -25,7 +25,7 @@ from generation.pipeline import (
 )
 from generation.samplers import SAMPLERS, make_scheduler
 from generation.single_file import original_state_dict
-from tests.generation.helpers import TinyFiles, pixels
+from tests.generation.helpers import CPU, TinyFiles, pixels
 
 
 def test_single_file_has_the_original_sdxl_layout(loaded: LoadedPipeline) -> None:
@@ -46,7 +46,7 @@ def test_single_file_has_the_original_sdxl_layout(loaded: LoadedPipeline) -> Non
 def test_single_file_and_folder_give_identical_images(
     tiny: TinyFiles, loaded: LoadedPipeline, tiny_settings: RenderSettings
 ) -> None:
-    folder = load_pipeline(CheckpointSpec(tiny.folder))
+    folder = load_pipeline(CheckpointSpec(tiny.folder), CPU)
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         a, b = getattr(loaded.pipe, name).state_dict(), getattr(folder.pipe, name).state_dict()
         assert a.keys() == b.keys()
@@ -168,15 +168,17 @@ def test_lora_changes_the_image_and_scale_zero_does_not(
     lora = _lora(tmp_path, build_tiny_pipeline(1, tokenizer_dir=tmp_path / "tok"))
     base = CheckpointSpec(tiny.single_file, config_dir=tiny.config_dir)
     plain = pixels(loaded.render(["1girl"], [0], tiny_settings)).astype(int)
-    strong = load_pipeline(dataclasses.replace(base, lora=LoraSpec(lora, 1.0)))
-    off = load_pipeline(dataclasses.replace(base, lora=LoraSpec(lora, 0.0)))
+    strong = load_pipeline(dataclasses.replace(base, lora=LoraSpec(lora, 1.0)), CPU)
+    off = load_pipeline(dataclasses.replace(base, lora=LoraSpec(lora, 0.0)), CPU)
     assert np.abs(plain - pixels(strong.render(["1girl"], [0], tiny_settings))).mean() > 1.0
     # at scale 0 the fused weights are the base weights; kernels may still sum differently
     weights, fused = loaded.pipe.unet.state_dict(), off.pipe.unet.state_dict()
     assert all(torch.equal(weights[k], fused[k]) for k in weights)
     assert np.abs(plain - pixels(off.render(["1girl"], [0], tiny_settings))).max() <= 2
     with pytest.raises(GenerationError, match=r"LoRA .*missing\.safetensors does not exist"):
-        load_pipeline(dataclasses.replace(base, lora=LoraSpec(tmp_path / "missing.safetensors")))
+        load_pipeline(
+            dataclasses.replace(base, lora=LoraSpec(tmp_path / "missing.safetensors")), CPU
+        )
 
 
 # ---- errors a user can cause: one line, naming the input ----
@@ -184,7 +186,7 @@ def test_lora_changes_the_image_and_scale_zero_does_not(
 
 def _one_line(spec: CheckpointSpec, match: str) -> None:
     with pytest.raises(GenerationError, match=match) as caught:
-        load_pipeline(spec)
+        load_pipeline(spec, CPU)
     assert "\n" not in str(caught.value)
 
 

@@ -20,7 +20,7 @@ from generation.parameters import read_parameters
 from generation.pipeline import CheckpointSpec, LoadedPipeline, Runtime
 from generation.pool import MANIFEST_FIELDS, generate_pool, pool_items, read_manifest_rows
 from generation.prompt_sets import PromptSet
-from tests.generation.helpers import TinyFiles
+from tests.generation.helpers import CPU, TinyFiles
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ def pool(tiny: TinyFiles, tiny_set: PromptSet, tmp_path_factory: pytest.TempPath
 
     out = tmp_path_factory.mktemp("pool")
     torch.set_num_threads(1)
-    report = generate_pool(spec(tiny), tiny_set, out, progress=False)
+    report = generate_pool(spec(tiny), tiny_set, out, runtime=CPU, progress=False)
     assert len(report.generated) == len(pool_items(tiny_set)) == 8
     assert report.skipped == 0
     return out
@@ -77,7 +77,7 @@ def test_png_parameters_parse_back_to_the_recorded_values(pool: Path, tiny: Tiny
 
 def test_rerun_generates_nothing_new(pool: Path, tiny: TinyFiles, tiny_set: PromptSet) -> None:
     before = (pool / "manifest.jsonl").read_bytes()
-    report = generate_pool(spec(tiny), tiny_set, pool, progress=False)
+    report = generate_pool(spec(tiny), tiny_set, pool, runtime=CPU, progress=False)
     assert report.generated == []
     assert report.skipped == 8
     assert len(report.rows) == 8
@@ -91,7 +91,7 @@ def test_a_lost_image_is_rendered_again_with_the_same_bytes(
     lost = pool / row["file"]
     original = lost.read_bytes()
     lost.unlink()
-    report = generate_pool(spec(tiny), tiny_set, pool, batch_size=4, progress=False)
+    report = generate_pool(spec(tiny), tiny_set, pool, batch_size=4, runtime=CPU, progress=False)
     assert [(r["prompt"], r["seed"]) for r in report.generated] == [(row["prompt"], row["seed"])]
     # the same seed and settings give the same pixels, hence the same file
     assert report.generated[0]["file"] == row["file"]
@@ -103,9 +103,11 @@ def test_changed_settings_and_another_checkpoint_render_anew(
 ) -> None:
     small = replace(tiny_set, entries=tiny_set.entries[:1], seeds=(0,))
     more_steps = replace(small, settings=replace(small.settings, steps=3))
-    assert len(generate_pool(spec(tiny), more_steps, pool, progress=False).generated) == 1
+    assert (
+        len(generate_pool(spec(tiny), more_steps, pool, runtime=CPU, progress=False).generated) == 1
+    )
     other = CheckpointSpec(tiny.other, name="tiny-b", config_dir=tiny.config_dir)
-    [b_row] = generate_pool(other, small, pool, progress=False).generated
+    [b_row] = generate_pool(other, small, pool, runtime=CPU, progress=False).generated
     [a_row] = [
         r
         for r in read_manifest_rows(pool / "manifest.jsonl")
@@ -121,7 +123,7 @@ def test_changed_settings_and_another_checkpoint_render_anew(
 
 def test_bad_batch_size(tiny: TinyFiles, tiny_set: PromptSet, tmp_path: Path) -> None:
     with pytest.raises(GenerationError, match="batch size: expected an integer >= 1, got 0"):
-        generate_pool(spec(tiny), tiny_set, tmp_path, batch_size=0)
+        generate_pool(spec(tiny), tiny_set, tmp_path, batch_size=0, runtime=CPU)
 
 
 _WORKER = """
