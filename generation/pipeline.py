@@ -325,7 +325,7 @@ def load_pipeline(spec: CheckpointSpec, runtime: Runtime | None = None) -> Loade
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
     if runtime.compile_unet:
-        pipe.unet = torch.compile(pipe.unet, fullgraph=True)
+        pipe.unet = torch.compile(pipe.unet)
     pipe.set_progress_bar_config(disable=True)
     return LoadedPipeline(pipe, spec, dev)
 
