@@ -7,6 +7,7 @@
    generator=[...])`` calls that return PIL images, (b) ``generate_pool`` into a fresh folder
    (chunked prompt encoding, PNGs with parameters written under their hash, manifest).
    Printed: median seconds per image of each and the overhead (b / a - 1); target <= 10%.
+   With CUDA available this runs once more on the GPU, as ``load_pipeline`` sets it up.
 2. GPU (only where CUDA is available): an SDXL-sized pipeline (SDXL base's architecture,
    random weights: nothing is downloaded) at 1024x1024, 28 steps, batch 1:
    plain diffusers fp16 defaults (which already pick PyTorch SDPA attention), the same with
@@ -132,7 +133,7 @@ def compare(loaded: LoadedPipeline, ps: PromptSet, batch: int, rounds: int, labe
     return overhead
 
 
-def overhead_section(args: argparse.Namespace) -> None:
+def overhead_section(args: argparse.Namespace, runtime: Runtime) -> None:
     from generation.tiny import write_tiny_checkpoint
 
     settings = replace(
@@ -149,12 +150,13 @@ def overhead_section(args: argparse.Namespace) -> None:
             Path(tmp) / "tiny.safetensors", seed=0, config_dir=Path(tmp) / "config"
         )
         spec = CheckpointSpec(written.checkpoint, config_dir=written.config_dir)
-        loaded = load_pipeline(spec, Runtime(device="cpu"))
+        loaded = load_pipeline(spec, runtime)
+        where = f"{loaded.device} {loaded.pipe.unet.dtype}"
         print(
-            f"tiny SDXL on CPU ({torch.get_num_threads()} thread(s)), {args.size}x{args.size}, "
-            f"{args.steps} steps, batch {args.batch_size}"
+            f"tiny SDXL on {where} ({torch.get_num_threads()} CPU thread(s)), "
+            f"{args.size}x{args.size}, {args.steps} steps, batch {args.batch_size}"
         )
-        compare(loaded, ps, args.batch_size, args.rounds, "tiny, CPU")
+        compare(loaded, ps, args.batch_size, args.rounds, f"tiny, {where}")
 
 
 def _sdxl(device: torch.device, dtype: torch.dtype):  # -> StableDiffusionXLPipeline
@@ -312,8 +314,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.skip_cpu:
-        overhead_section(args)
+        overhead_section(args, Runtime(device="cpu"))
     if torch.cuda.is_available():
+        overhead_section(args, Runtime())  # the load path's own GPU choices: bf16, channels-last
         gpu_section(args, torch.device("cuda"))
     else:
         print("GPU section skipped: CUDA is not available on this machine")
