@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from arena import matchmaking
 from arena.db import Database
@@ -149,13 +149,24 @@ def issue_match(
 
 def load_match_for(session: Session, token: str, voter_external_id: str) -> Match:
     """The match behind ``token`` if this voter may still act on it; else a clear refusal."""
-    match = session.scalar(select(Match).where(Match.token == token))
-    if match is None:
+    # One round trip: the match with its images and prompt, its voter, and any vote on it.
+    row = (
+        session.execute(
+            select(Match, Voter.external_id, Vote.id)
+            .join(Voter, Voter.id == Match.voter_id)
+            .outerjoin(Vote, Vote.match_id == Match.id)
+            .options(joinedload(Match.images), joinedload(Match.prompt))
+            .where(Match.token == token)
+        )
+        .unique()
+        .first()
+    )
+    if row is None:
         raise NotFound("unknown match token")
-    voter = session.get(Voter, match.voter_id)
-    if voter is None or voter.external_id != voter_external_id:
+    match, owner, vote_id = row
+    if owner != voter_external_id:
         raise Forbidden("this match was issued to another voter")
-    if session.scalar(select(Vote.id).where(Vote.match_id == match.id)) is not None:
+    if vote_id is not None:
         raise Conflict("this match has already been voted on")
     if match.skipped_at is not None:
         raise Conflict("this match was skipped")

@@ -24,15 +24,14 @@ from sqlalchemy.orm import Session
 from arena.db import Database
 from arena.errors import UserError
 from arena.models import (
-    Checkpoint,
     Match,
     MatchImage,
     Prompt,
     RatingSnapshot,
-    TrainingConfigRecord,
     Vote,
     utcnow,
 )
+from arena.registry import checkpoint_labels
 from arena.settings import Settings, get_settings
 from metrics.bradley_terry import RIDGE, bradley_terry
 from metrics.elo import EloParams, time_weighted_average
@@ -263,15 +262,6 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
     return replayed
 
 
-def _names(session: Session, ids: list[int]) -> dict[int, tuple[str, str]]:
-    rows = session.execute(
-        select(Checkpoint.id, Checkpoint.name, TrainingConfigRecord.name)
-        .join(TrainingConfigRecord, TrainingConfigRecord.id == Checkpoint.config_id)
-        .where(Checkpoint.id.in_(ids))
-    )
-    return {cid: (name, config) for cid, name, config in rows}
-
-
 def leaderboard(
     session: Session, board: str = OVERALL, system: str = "elo",
     settings: Settings | None = None,
@@ -295,7 +285,7 @@ def leaderboard(
             f"the {system} snapshots on board {board!r} were computed with other rating "
             "parameters; run `arena ratings recompute`"
         )
-    names = _names(session, [s.checkpoint_id for s in snapshots])
+    names = checkpoint_labels(session, [s.checkpoint_id for s in snapshots])
     now = max((s.held_since for s in snapshots if s.held_since is not None), default=0.0)
     rows = []
     for s in snapshots:
@@ -339,7 +329,7 @@ def _bt_rows(session: Session, board: str, config: RatingConfig,
             tally = counts.setdefault(c, {"games": 0, "win": 0, "draw": 0, "loss": 0})
             tally["games"] += 1
             tally[placed] += 1
-    names = _names(session, [r.checkpoint_id for r in result.ratings])
+    names = checkpoint_labels(session, [r.checkpoint_id for r in result.ratings])
     return [
         {
             "rank": r.rank,

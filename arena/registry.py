@@ -124,6 +124,16 @@ def get_checkpoint(session: Session, name: str) -> Checkpoint:
     return row
 
 
+def checkpoint_labels(session: Session, ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Checkpoint id -> (checkpoint name, training config name), in one query."""
+    rows = session.execute(
+        select(Checkpoint.id, Checkpoint.name, TrainingConfigRecord.name)
+        .join(TrainingConfigRecord, TrainingConfigRecord.id == Checkpoint.config_id)
+        .where(Checkpoint.id.in_(ids))
+    )
+    return {cid: (name, config) for cid, name, config in rows}
+
+
 def describe_config(row: TrainingConfigRecord) -> dict[str, Any]:
     """A config row as JSON-ready data, with its checkpoints."""
     return {

@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
 
 from arena.db import Database
 from arena.errors import Conflict, RateLimited, UserError
 from arena.matches import load_match_for
-from arena.models import Checkpoint, Vote, utcnow
+from arena.models import Vote, utcnow
 from arena.ratings import apply_vote_online
+from arena.registry import checkpoint_labels
 from arena.settings import Settings
 from metrics.outcomes import InvalidVote, VoteRecord
 
@@ -122,14 +122,7 @@ def record_vote(
             session.add(vote)
             session.flush()
             apply_vote_online(session, vote)
-            shown = {
-                c.id: c
-                for c in session.scalars(
-                    select(Checkpoint)
-                    .options(joinedload(Checkpoint.config))
-                    .where(Checkpoint.id.in_(positions))
-                )
-            }
+            labels = checkpoint_labels(session, positions)
             cast = session.scalar(
                 select(func.count(Vote.id)).where(Vote.voter_id == match.voter_id)
             )
@@ -138,11 +131,7 @@ def record_vote(
                 mode=match.kind,
                 vote_id=vote.id,
                 images=tuple(
-                    RevealedImage(
-                        mi.position,
-                        shown[mi.checkpoint_id].name,
-                        shown[mi.checkpoint_id].config.name,
-                    )
+                    RevealedImage(mi.position, *labels[mi.checkpoint_id])
                     for mi in match.images
                 ),
                 votes_cast=int(cast or 0),
