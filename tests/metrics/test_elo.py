@@ -103,7 +103,7 @@ def test_incremental_state_equals_the_integral(steps: list[tuple[float, float]],
         current = rating
     now = times[-1] + tail
     area = sum(value[i] * (times[i + 1] - times[i]) for i in range(len(times) - 1))
-    area += value[-1] * tail
+    area += value[-1] * (now - times[-1])  # the tail as the clock can represent it
     span = now - times[0]
     expected = area / span if span > 0 else value[-1]
     assert time_weighted_average(ws, since, times[0], current, now) == pytest.approx(
