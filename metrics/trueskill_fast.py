@@ -3,8 +3,9 @@
 TrueSkill (Herbrich, Minka & Graepel 2007, "TrueSkill: A Bayesian Skill Rating System") keeps a
 Gaussian N(mu, sigma^2) per player. The ``trueskill`` package (Heungsub Lee) is the reference:
 its model, parameters (mu 25, sigma 25/3, beta sigma/2, tau sigma/100, draw probability 0.10)
-and numeric primitives (its ``cdf``/``pdf``/``ppf``) are used here unchanged. What is faster is
-the arithmetic around them:
+and numeric primitives are used here unchanged: its ``ppf`` and its ``erfc`` approximation,
+the latter through the same standard-normal ``cdf``/``pdf`` formulas as its default backend
+(bit for bit, a test checks). What is faster is the arithmetic around them:
 
 - a duel is the closed form of the two-player factor graph (Herbrich et al. 2007, Table 1;
   Moser 2010, "Computing Your Skill"): with ``c^2 = 2 beta^2 + s_w^2 + s_l^2``,
