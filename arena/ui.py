@@ -171,7 +171,7 @@ class MatchPanel:
                         choices=[position_label(self.mode, p) for p in range(self.size)],
                         value=None,
                         label=place,
-                        interactive=False,
+                        interactive=True,  # only "Submit full ranking" follows the match
                         min_width=100,
                     )
                 )
@@ -190,7 +190,6 @@ class MatchPanel:
         updates[self.next] = gr.update(visible=not voting)
         updates[self.skip] = gr.update(interactive=voting)
         if self.mode == "ffa":
-            updates |= {d: gr.update(interactive=voting) for d in self.ranks}
             updates[self.rank] = gr.update(interactive=voting)
         return updates
 
@@ -326,12 +325,12 @@ def build_ui(db: Database, settings: Settings) -> gr.Blocks:
             panels = {}
             for mode, title in (("fixed", "Fixed character"), ("free", "Free prompt"),
                                 ("ffa", "Four-way")):
-                with gr.Tab(title, id=mode) as tab:
+                with gr.Tab(title, id=mode, elem_id=f"tab-{mode}") as tab:
                     panels[mode] = panel = MatchPanel(db, settings, mode)
                 if mode != "fixed":  # the first tab gets its match on page load instead
                     tab.select(panel.ensure, inputs=[panel.state], outputs=panel.outputs,
                                api_visibility="private")
-            with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
+            with gr.Tab("Leaderboard", id="leaderboard", elem_id="tab-leaderboard") as board_tab:
                 build_leaderboard_tab(db, settings, board_tab)
         first = panels["fixed"]
         blocks.load(first.ensure, inputs=[first.state], outputs=first.outputs,

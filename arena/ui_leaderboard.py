@@ -21,12 +21,18 @@ from arena.settings import Settings
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["board_choices", "build_leaderboard_tab", "leaderboard_frame", "rating_figure"]
+__all__ = [
+    "board_choices",
+    "build_leaderboard_tab",
+    "interval",
+    "leaderboard_frame",
+    "rating_figure",
+]
 
 BOARDS = ("overall", "fixed", "free", "ffa")
 SYSTEMS = {"elo": "Elo", "trueskill": "TrueSkill", "bt": "Bradley-Terry"}
 COLUMNS = ("Rank", "Checkpoint", "Training config", "Rating", "Interval", "Games", "Wins",
-           "Draws")
+           "Draws", "Losses")
 
 
 def board_choices(db: Database) -> list[str]:
@@ -41,50 +47,60 @@ def board_choices(db: Database) -> list[str]:
     return [*BOARDS, *(f"fixed/{c}" for c in characters)]
 
 
-def _interval(row: dict[str, Any]) -> str:
-    lower, upper = row.get("lower"), row.get("upper")
-    if lower is None or upper is None:
-        return "—"
-    return f"{lower:.1f} – {upper:.1f}"
+def interval(row: dict[str, Any]) -> tuple[float, float, float] | None:
+    """(centre, lower, upper) of a row's uncertainty, where its system has one.
+
+    Bradley-Terry rows carry bootstrap bounds around the rating; a TrueSkill rating is the
+    conservative mu - 3 sigma (Herbrich et al. 2006), so its interval is mu +/- 3 sigma.
+    Elo has no interval.
+    """
+    if row.get("lower") is not None and row.get("upper") is not None:
+        return float(row["rating"]), float(row["lower"]), float(row["upper"])
+    if row.get("mu") is not None and row.get("sigma") is not None:
+        mu, sigma = float(row["mu"]), float(row["sigma"])
+        return mu, mu - 3 * sigma, mu + 3 * sigma
+    return None
 
 
 def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The table shown: rank, checkpoint, its training config, rating, interval and games."""
-    return pd.DataFrame(
-        [
-            (
-                rank,
-                row["checkpoint"],
-                row["config"],
-                round(float(row["rating"]), 1),
-                _interval(row),
-                int(row["games"]),
-                int(row["wins"]),
-                int(row["draws"]),
-            )
-            for rank, row in enumerate(rows, start=1)
-        ],
-        columns=list(COLUMNS),
-    )
+    table = []
+    for row in rows:
+        bounds = interval(row)
+        table.append((
+            int(row["rank"]),
+            row["checkpoint"],
+            row["config"],
+            round(float(row["rating"]), 2),
+            f"{bounds[1]:.2f} – {bounds[2]:.2f}" if bounds else "—",
+            int(row["games"]),
+            int(row["wins"]),
+            int(row["draws"]),
+            int(row["losses"]),
+        ))
+    return pd.DataFrame(table, columns=list(COLUMNS))
 
 
 def rating_figure(rows: list[dict[str, Any]], system: str) -> Figure | None:
-    """Ratings as points with their intervals (where the system has one), best on top."""
+    """Each checkpoint's rating (or interval centre) with its interval, best on top."""
     if not rows:
         return None
     from matplotlib.figure import Figure  # pyplot-free: safe in the server's worker threads
 
-    names = [r["checkpoint"] for r in rows][::-1]
-    ratings = [float(r["rating"]) for r in rows][::-1]
+    ordered = rows[::-1]
+    names = [r["checkpoint"] for r in ordered]
     figure = Figure(figsize=(7.0, 0.45 * len(rows) + 1.2), layout="constrained")
     axes = figure.add_subplot()
-    if all(r.get("lower") is not None and r.get("upper") is not None for r in rows):
-        below = [float(r["rating"]) - float(r["lower"]) for r in rows[::-1]]
-        above = [float(r["upper"]) - float(r["rating"]) for r in rows[::-1]]
-        axes.errorbar(ratings, names, xerr=[below, above], fmt="o", capsize=4, color="#4c72b0")
+    bounds = [interval(r) for r in ordered]
+    if all(b is not None for b in bounds):
+        centres = [b[0] for b in bounds if b]
+        errors = [[b[0] - b[1] for b in bounds if b], [b[2] - b[0] for b in bounds if b]]
+        axes.errorbar(centres, names, xerr=errors, fmt="o", capsize=4, color="#4c72b0")
+        label = "TrueSkill μ ± 3σ" if system == "trueskill" else f"{SYSTEMS[system]} rating"
     else:
-        axes.plot(ratings, names, "o", color="#4c72b0")
-    axes.set_xlabel(f"{SYSTEMS.get(system, system)} rating")
+        axes.plot([float(r["rating"]) for r in ordered], names, "o", color="#4c72b0")
+        label = f"{SYSTEMS.get(system, system)} rating"
+    axes.set_xlabel(label)
     axes.grid(axis="x", alpha=0.3)
     return figure
 
@@ -102,11 +118,12 @@ def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None
         refresh = gr.Button("Refresh", scale=1)
     status = gr.Markdown("")
     table = gr.Dataframe(
-        headers=list(COLUMNS), interactive=False, label="Leaderboard", wrap=True
+        headers=list(COLUMNS), interactive=False, label="Leaderboard", wrap=True,
+        elem_id="leaderboard-table",
     )
     plot = gr.Plot(label="Ratings with intervals")
     gr.Markdown("Select a row to see the training config that produced the checkpoint.")
-    config = gr.JSON(label="Training config", value=None)
+    config = gr.JSON(label="Training config", value=None, elem_id="leaderboard-config")
 
     def show(board_name: str, system_name: str) -> dict[Any, Any]:
         from arena.ratings import leaderboard

@@ -7,7 +7,9 @@ real ``.safetensors`` file; it need not load), writes real PNGs that carry an A1
 by every checkpoint), free prompts and a four-way prompt. ``PoolFixture.secrets`` lists every
 string that would tell a voter which checkpoint made an image, for the anonymity checks.
 
-``serve`` runs an ASGI app with uvicorn in a background thread on a free loopback port.
+``serve`` runs an ASGI app with uvicorn in a background thread on a free loopback port;
+``Recorder`` wraps an app and keeps every response byte it sends, so a test can scan all that
+reached a client (pages, JSON, server-sent events, images) for those secrets.
 """
 
 from __future__ import annotations
@@ -129,6 +131,40 @@ def build_pool(db: Database, home: Path, folder: Path) -> PoolFixture:
     if report.skipped or len(report.imported) != len(records):
         raise RuntimeError(f"the fixture pool did not import cleanly: {report.as_dict()}")
     return PoolFixture(checkpoints, len(records))
+
+
+class Recorder:
+    """An ASGI wrapper that keeps every HTTP response body byte the wrapped app sends."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._chunks: list[bytes] = []
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def recording_send(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                with self._lock:
+                    self._chunks.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
+
+    def take(self) -> bytes:
+        """Everything sent since the last call."""
+        with self._lock:
+            data, self._chunks = b"".join(self._chunks), []
+        return data
+
+
+def leaked(data: bytes | str, secrets: tuple[str, ...]) -> list[str]:
+    """The secrets found in ``data`` (case-insensitive)."""
+    text = (data if isinstance(data, bytes) else data.encode()).lower()
+    return [s for s in secrets if s.lower().encode() in text]
 
 
 @contextmanager
