@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -72,6 +73,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time; in-process writers queue on this lock instead of
+        # polling the file lock (busy_timeout sleeps up to 100 ms between tries, which turns
+        # contention into long latency tails). Other processes still meet busy_timeout.
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else nullcontext()
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         self._read_factory = sessionmaker(
             self.engine.execution_options(arena_readonly=True), expire_on_commit=False
@@ -107,6 +112,10 @@ class Database:
         """
         if serialized and readonly:
             raise ValueError("a serialized session is a writing session")
+        with nullcontext() if readonly else self._write_lock:
+            yield from self._transaction(serialized, readonly)
+
+    def _transaction(self, serialized: bool, readonly: bool) -> Iterator[Session]:
         session = (self._read_factory if readonly else self._factory)()
         try:
             if serialized and self.dialect == "postgresql":

@@ -108,21 +108,26 @@ def issue_match(
         raise UserError("a prompt can only be given for mode 'free'")
     if len(typed) > MAX_PROMPT_CHARS:
         raise UserError(f"prompt is {len(typed)} characters; at most {MAX_PROMPT_CHARS} allowed")
-    notice = None
-    with db.session() as session:
-        voter = get_or_create_voter(session, voter_external_id)
+    check_voter_id(voter_external_id)
+    # Choosing only reads: it runs outside the write transaction, which stays short (on
+    # SQLite all writers queue behind one another).
+    with db.session(readonly=True) as session:
+        voter_id = session.scalar(select(Voter.id).where(Voter.external_id == voter_external_id))
         prompt_id = None
         if typed:
             prompt_id = matchmaking.find_prompt(session, prompt_hash(typed), "free")
-            if prompt_id is None:
-                _request_generation(session, typed, voter)
-                notice = (
-                    "Your prompt is not in the pool yet: it was queued for generation. "
-                    "Meanwhile, here is a prompt from the pool."
-                )
-        choice = matchmaking.choose(session, mode, voter.id, rng, prompt_id)
-        order = list(choice.images)
-        rng.shuffle(order)
+        choice = matchmaking.choose(session, mode, voter_id, rng, prompt_id)
+    notice = None
+    order = list(choice.images)
+    rng.shuffle(order)
+    with db.session() as session:
+        voter = get_or_create_voter(session, voter_external_id)
+        if typed and prompt_id is None:
+            _request_generation(session, typed, voter)
+            notice = (
+                "Your prompt is not in the pool yet: it was queued for generation. "
+                "Meanwhile, here is a prompt from the pool."
+            )
         now = utcnow()
         match = Match(
             token=secrets.token_urlsafe(24),
@@ -138,13 +143,14 @@ def issue_match(
         ]
         session.add(match)
         session.flush()
-        return IssuedMatch(
-            token=match.token,
-            mode=mode,
-            prompt=choice.prompt,
-            images=tuple(ShownImage(i, img.served_sha256) for i, img in enumerate(order)),
-            notice=notice,
-        )
+        token = match.token
+    return IssuedMatch(
+        token=token,
+        mode=mode,
+        prompt=choice.prompt,
+        images=tuple(ShownImage(i, img.served_sha256) for i, img in enumerate(order)),
+        notice=notice,
+    )
 
 
 def load_match_for(session: Session, token: str, voter_external_id: str) -> Match:

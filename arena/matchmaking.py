@@ -204,7 +204,7 @@ def _pick_images(entry: PromptEntry, checkpoints: tuple[int, ...], rng: random.R
 def choose(
     session: Session,
     kind: str,
-    voter_id: int,
+    voter_id: int | None,
     rng: random.Random,
     prompt_id: int | None = None,
 ) -> Choice:
@@ -229,7 +229,7 @@ def choose(
             "import or generate images first"
         )
     games = state.games.get(session, kind)
-    seen = _seen_sets(session, voter_id, kind)
+    seen = _seen_sets(session, voter_id, kind) if voter_id is not None else set()
     best: list[tuple[PromptEntry, tuple[int, ...]]] = []
     best_key: tuple[int, int] | None = None
     for entry in entries:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from arena.db import Database
@@ -140,20 +140,26 @@ def _state(checkpoint_id: int, elo: RatingSnapshot | None, ts: RatingSnapshot | 
     return state
 
 
-def _fill(row: RatingSnapshot, state: CheckpointRating, vote_id: int | None,
-          parameters: dict[str, Any]) -> None:
-    if row.system == "elo":
-        row.rating = state.elo
-        row.weighted_sum, row.held_since = state.weighted_sum, state.held_since
-        row.first_time = state.first_time
-    else:
-        row.rating = state.conservative
-        row.mu, row.sigma = state.mu, state.sigma
-        row.weighted_sum, row.held_since, row.first_time = 0.0, None, None
-    row.games, row.wins, row.draws, row.losses = state.games, state.wins, state.draws, state.losses
-    row.last_vote_id = vote_id
-    row.parameters = parameters
-    row.updated_at = utcnow()
+def _values(system: str, state: CheckpointRating, vote_id: int | None,
+            parameters: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot columns of one system's view of ``state`` (same keys for both systems, so
+    rows are written in one executemany)."""
+    elo = system == "elo"
+    return {
+        "rating": state.elo if elo else state.conservative,
+        "mu": None if elo else state.mu,
+        "sigma": None if elo else state.sigma,
+        "weighted_sum": state.weighted_sum if elo else 0.0,
+        "held_since": state.held_since if elo else None,
+        "first_time": state.first_time if elo else None,
+        "games": state.games,
+        "wins": state.wins,
+        "draws": state.draws,
+        "losses": state.losses,
+        "last_vote_id": vote_id,
+        "parameters": parameters,
+        "updated_at": utcnow(),
+    }
 
 
 def apply_vote_online(session: Session, vote: Vote, settings: Settings | None = None) -> None:
@@ -174,6 +180,8 @@ def apply_vote_online(session: Session, vote: Vote, settings: Settings | None = 
     ).all()
     index = {(r.board, r.system, r.checkpoint_id): r for r in rows}
     parameters = {system: _parameters(config, system) for system in ONLINE_SYSTEMS}
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
     for board in boards:
         book = RatingBook(config)
         for c in participants:
@@ -182,12 +190,18 @@ def apply_vote_online(session: Session, vote: Vote, settings: Settings | None = 
                 book.states[c] = _state(c, elo, ts, book)
         for c in book.apply(record):
             for system in ONLINE_SYSTEMS:
+                values = _values(system, book.states[c], vote.id, parameters[system])
                 row = index.get((board, system, c))
                 if row is None:
-                    row = RatingSnapshot(board=board, system=system, checkpoint_id=c)
-                    session.add(row)
-                _fill(row, book.states[c], vote.id, parameters[system])
-    session.flush()
+                    inserts.append({"board": board, "system": system, "checkpoint_id": c,
+                                    **values})
+                else:
+                    updates.append({"id": row.id, **values})
+    # One executemany each instead of a statement per row (up to 24 rows a vote).
+    if updates:
+        session.execute(update(RatingSnapshot), updates)
+    if inserts:
+        session.execute(insert(RatingSnapshot), inserts)
 
 
 def _board_filter(board: str) -> list[Any]:
@@ -253,12 +267,15 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
             replayed += 1
             bar.update()
         bar.close()
-        for board, book in books.items():
-            for c, state in book.states.items():
-                for system in ONLINE_SYSTEMS:
-                    row = RatingSnapshot(board=board, system=system, checkpoint_id=c)
-                    _fill(row, state, last_vote[(board, c)], parameters[system])
-                    session.add(row)
+        rows = [
+            {"board": board, "system": system, "checkpoint_id": c,
+             **_values(system, state, last_vote[(board, c)], parameters[system])}
+            for board, book in books.items()
+            for c, state in book.states.items()
+            for system in ONLINE_SYSTEMS
+        ]
+        if rows:
+            session.execute(insert(RatingSnapshot), rows)
     return replayed
 
 

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     trueskill_mu: float = Field(default=25.0, description="TrueSkill initial mean.")
     trueskill_sigma: float = Field(default=25.0 / 3.0, gt=0, description="TrueSkill initial sd.")
     trueskill_beta: float = Field(default=25.0 / 6.0, gt=0, description="TrueSkill performance sd.")
-    trueskill_tau: float = Field(default=25.0 / 300.0, ge=0, description="TrueSkill dynamics.")
+    trueskill_tau: float = Field(
+        default=25.0 / 3.0 / 100.0, ge=0, description="TrueSkill dynamics (package default)."
+    )
     trueskill_draw_probability: float = Field(
         default=0.10, ge=0, lt=1, description="TrueSkill draw probability."
     )

@@ -121,7 +121,7 @@ def record_vote(
             vote.match = match
             session.add(vote)
             session.flush()
-            apply_vote_online(session, vote)
+            apply_vote_online(session, vote, settings)
             labels = checkpoint_labels(session, positions)
             cast = session.scalar(
                 select(func.count(Vote.id)).where(Vote.voter_id == match.voter_id)

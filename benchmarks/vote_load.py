@@ -127,6 +127,12 @@ async def drive(base: str, clients: int, seconds: float) -> tuple[int, list[floa
     return sum(counts), latencies, errors
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc): robust to other load on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -206,8 +212,15 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             )
             base = f"http://127.0.0.1:{port}"
             wait_ready(base, server)
+            if os.environ.get("VOTE_LOAD_PROFILE"):
+                subprocess.Popen(["py-spy", "record", "-o", os.environ["VOTE_LOAD_PROFILE"],
+                                  "-f", "raw", "-d", str(int(args.seconds) + 3), "-p",
+                                  str(server.pid)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
             asyncio.run(drive(base, args.clients, min(2.0, args.seconds)))  # warm-up
+            cpu_before = cpu_seconds(server.pid)
             cycles, latencies, errors = asyncio.run(drive(base, args.clients, args.seconds))
+            server_cpu = cpu_seconds(server.pid) - cpu_before
             server.terminate()
             server.wait(timeout=30)
             server = None
@@ -229,6 +242,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
           f"p99 {p99:.1f} ms; errors {len(errors)}")
     if errors:
         print(f"[{backend}]   first error: {errors[0]}")
+    per_cycle = server_cpu / max(cycles, 1) * 1000
+    print(f"[{backend}] server CPU per cycle: {per_cycle:.1f} ms (one process, one GIL: "
+          f"a ceiling of about {1000 / per_cycle:.0f} cycles/s per core it gets)")
     print(f"[{backend}] baseline plain SQLAlchemy vote inserts: {inserts_per_s:.1f} rows/s; "
           f"arena cycles / baseline inserts = {rate / inserts_per_s:.3f}")
     print(f"[{backend}] target: >= 500 cycles/s with p99 < 100 ms on 2 cores -> "
