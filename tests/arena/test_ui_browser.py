@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from arena.app import create_app
 from arena.db import Database
-from arena.models import GenerationRequest, Image, Match, Vote
+from arena.models import GenerationRequest, Image, Match, Vote, Voter
 from arena.settings import Settings
 from tests.arena.fixtures_pool import PoolFixture, Recorder, build_pool, leaked, serve
 
@@ -199,6 +199,7 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         expect(board.locator("#leaderboard-config")).to_contain_text(rows[0]["config"])
         expect(board.locator("#leaderboard-config")).to_contain_text("unet_lr")
 
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "arena_voter")
     with db.session() as s:
         votes = s.scalars(select(Vote).order_by(Vote.id)).all()
         assert [(v.outcome, v.winner_position, v.ranking) for v in votes] == [
@@ -209,6 +210,10 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         ]
         assert s.get(Match, skipped.id).skipped_at is not None
         assert s.scalar(select(func.count()).select_from(GenerationRequest)) == 1
+        # The page's voter cookie (set by the API middleware) is the voter of every vote.
+        assert {v.voter_id for v in votes} == {
+            s.scalar(select(Voter.id).where(Voter.external_id == cookie))
+        }
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

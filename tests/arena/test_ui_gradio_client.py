@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,9 @@ from sqlalchemy import select
 
 from arena.app import create_app
 from arena.db import Database
-from arena.models import Image, Match, Vote, Voter
+from arena.models import Image, Match, Vote, Voter, utcnow
 from arena.settings import Settings
-from tests.arena.fixtures_pool import FIXED_PROMPTS, PoolFixture, build_pool, serve
+from tests.arena.fixtures_pool import FIXED_PROMPTS, FREE_PROMPTS, PoolFixture, build_pool, serve
 
 
 @pytest.fixture
@@ -112,7 +113,20 @@ def test_session_voter_free_prompt_notice_and_ranking_check(
         assert vote.outcome == "both_bad"
         voter = s.get(Voter, vote.voter_id)
         assert voter is not None and voter.external_id == f"gradio-{client.session_hash}"
+    # A prompt the pool holds from two or more checkpoints is served as typed.
+    served = client.predict(f"  {FREE_PROMPTS[1]} ", api_name="/free_prompt")
+    assert value(served[0]) == FREE_PROMPTS[1] and value(served[3]) == "Which image is better?"
+
     # A four-way match takes a full ranking; an incomplete one is refused with a message.
     client.predict(api_name="/ffa_next")
     refused = client.predict("2", "2", "1", "3", api_name="/ffa_rank")
     assert "each of the four images exactly one place" in refused[5]
+    # An expired match is refused with a message and changes nothing.
+    with arena_env.session() as s:
+        match = s.scalars(select(Match).order_by(Match.id.desc())).first()
+        assert match is not None and match.kind == "ffa"
+        match.expires_at = utcnow() - timedelta(seconds=1)
+    expired = client.predict(api_name="/ffa_vote_1")
+    assert value(expired[5]).startswith("⚠️ this match has expired")
+    with arena_env.session() as s:
+        assert len(s.scalars(select(Vote)).all()) == 1
