@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from arena.app import create_app
 from arena.db import Database
+from arena.images import original_path
 from arena.models import GenerationRequest, Image, Match, Vote, Voter
 from arena.settings import Settings
 from tests.arena.fixtures_pool import PoolFixture, Recorder, build_pool, leaked, serve
@@ -123,6 +124,11 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         fixed.get_by_text("Which image is better?").wait_for()
         assert leaked(page.content(), pool.secrets) == []
         first_sources = check_anonymous(page, fixed, recorder, db, pool)
+        with db.session() as s:
+            original = original_path(arena_home, s.scalars(select(Image.sha256)).first())
+        # The originals, which carry the parameters text, are not reachable through Gradio.
+        assert page.request.get(f"{url}/gradio_api/file={original}").status == 403
+        recorder.take()
         page.screenshot(path=shots / "fixed.png", full_page=True)
         page.evaluate("window.__arenaMarker = 'no reload'")
         match, names = latest_match(db, "fixed")
