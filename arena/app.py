@@ -34,6 +34,14 @@ def create_app(
         (settings.home / "served").mkdir(parents=True, exist_ok=True)
         blocks = build_ui(db, settings)
         app = gr.mount_gradio_app(
-            app, blocks, path="/", allowed_paths=[str((settings.home / "served").resolve())]
+            app,
+            blocks,
+            path="/",
+            allowed_paths=[str((settings.home / "served").resolve())],
+            # No browser-side run history (Gradio would offer to upload it to a hub), and
+            # unexpected exceptions stay in the server log: users see the service's messages.
+            run_history=False,
+            show_error=False,
+            ssr_mode=False,
         )
     return app
