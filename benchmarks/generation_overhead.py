@@ -316,7 +316,7 @@ def main() -> None:
     if not args.skip_cpu:
         overhead_section(args, Runtime(device="cpu"))
     if torch.cuda.is_available():
-        overhead_section(args, Runtime())  # the load path's own GPU choices: bf16, channels-last
+        overhead_section(args, Runtime())  # the load path's own GPU choice (eager fp16)
         gpu_section(args, torch.device("cuda"))
     else:
         print("GPU section skipped: CUDA is not available on this machine")
