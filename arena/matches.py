@@ -18,6 +18,8 @@ from arena.db import Database
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
 from arena.models import GenerationRequest, Match, MatchImage, Prompt, Vote, Voter, utcnow
 from arena.settings import Settings
+from generation.errors import GenerationError
+from generation.prompts import apply_safe_mode
 
 VOTER_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,100}$")
 MAX_PROMPT_CHARS = 2000
@@ -109,13 +111,19 @@ def issue_match(
     if len(typed) > MAX_PROMPT_CHARS:
         raise UserError(f"prompt is {len(typed)} characters; at most {MAX_PROMPT_CHARS} allowed")
     check_voter_id(voter_external_id)
+    if typed:
+        try:  # pools are rendered in the report's safe mode: only the `general` rating
+            typed_safe = apply_safe_mode(typed)
+        except GenerationError as exc:
+            raise UserError(f"this arena serves only the 'general' rating: {exc}") from None
     # Choosing only reads: it runs outside the write transaction, which stays short (on
     # SQLite all writers queue behind one another).
     with db.session(readonly=True) as session:
         voter_id = session.scalar(select(Voter.id).where(Voter.external_id == voter_external_id))
         prompt_id = None
         if typed:
-            prompt_id = matchmaking.find_prompt(session, prompt_hash(typed), "free")
+            for text in dict.fromkeys((typed, typed_safe)):
+                prompt_id = prompt_id or matchmaking.find_prompt(session, prompt_hash(text), "free")
         choice = matchmaking.choose(session, mode, voter_id, rng, prompt_id)
     notice = None
     order = list(choice.images)
@@ -123,7 +131,7 @@ def issue_match(
     with db.session() as session:
         voter = get_or_create_voter(session, voter_external_id)
         if typed and prompt_id is None:
-            _request_generation(session, typed, voter)
+            _request_generation(session, typed_safe, voter)
             notice = (
                 "Your prompt is not in the pool yet: it was queued for generation. "
                 "Meanwhile, here is a prompt from the pool."

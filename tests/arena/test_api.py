@@ -207,13 +207,16 @@ def test_typed_free_prompt(client: TestClient, arena_env: Database) -> None:
     served = new_match(client, "free", prompt=f"  {FREE_PROMPTS[0]} ")
     assert served["prompt"] == FREE_PROMPTS[0] and served["notice"] is None
     queued = new_match(client, "free", prompt="1girl, a prompt nobody rendered yet")
+    explicit = client.post("/api/v1/matches", headers=VOTER,
+                           json={"mode": "free", "prompt": "1girl, explicit, beach"})
+    assert explicit.status_code == 400 and "general" in explicit.json()["error"]
     assert queued["notice"] and "queued" in queued["notice"]
     assert queued["prompt"] in FREE_PROMPTS
     with arena_env.session() as s:
         from arena.models import GenerationRequest
 
         (request,) = s.scalars(select(GenerationRequest)).all()
-        assert request.prompt.text == "1girl, a prompt nobody rendered yet"
+        assert request.prompt.text == "1girl, general, a prompt nobody rendered yet"
         assert request.prompt.source == "voter"
 
 
