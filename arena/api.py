@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.db import Database
 from arena.errors import Forbidden, NotFound, UserError
@@ -209,17 +211,41 @@ def install(app: FastAPI) -> None:
     async def _user_error(_request: Request, exc: UserError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
 
-    @app.middleware("http")
-    async def _voter_cookie(request: Request, call_next):  # type: ignore[no-untyped-def]
-        existing = request.cookies.get(VOTER_COOKIE)
+    app.add_middleware(VoterCookieMiddleware)
+
+
+class VoterCookieMiddleware:
+    """Gives every HTTP request a voter id (``request.state.voter_id``): the ``arena_voter``
+    cookie when it holds a valid id, else a new one that the response sets as the cookie.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` would add a task group and a
+    response stream to every request of the vote path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        existing = Request(scope).cookies.get(VOTER_COOKIE)
         try:
-            request.state.voter_id = check_voter_id(existing) if existing else new_voter_id()
+            voter = check_voter_id(existing) if existing else None
         except UserError:
-            existing, request.state.voter_id = None, new_voter_id()
-        response = await call_next(request)
-        if not existing:
-            response.set_cookie(
-                VOTER_COOKIE, request.state.voter_id, max_age=3600 * 24 * 365,
-                httponly=True, samesite="lax",
-            )
-        return response
+            voter = None
+        scope.setdefault("state", {})["voter_id"] = voter or new_voter_id()
+        if voter is not None:
+            await self.app(scope, receive, send)
+            return
+        cookie = (
+            f"{VOTER_COOKIE}={scope['state']['voter_id']}; Max-Age={3600 * 24 * 365}; Path=/; "
+            "HttpOnly; SameSite=lax"
+        )
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("set-cookie", cookie)
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
