@@ -29,6 +29,9 @@ def _settings_to_serve():  # type: ignore[no-untyped-def]
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(7860, "--port", help="Port to listen on."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Server processes; more than one suits PostgreSQL."
+    ),
 ) -> None:
     """Serve the voting UI (Gradio) and the JSON API (/api/v1) with uvicorn."""
     import uvicorn
@@ -38,4 +41,14 @@ def serve(
     settings = _settings_to_serve()
     db = open_database(settings)
     typer.echo(f"Illustrious Arena on http://{host}:{port}  (API: /api/v1, docs: /docs)")
-    uvicorn.run(create_app(settings, db), host=host, port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(create_app(settings, db), host=host, port=port, log_level="warning")
+        return
+    db.dispose()
+    # Worker processes build the app from the environment: pin it to what was chosen here.
+    os.environ["ARENA_HOME"] = str(settings.home)
+    os.environ["ARENA_DATABASE_URL"] = settings.url
+    uvicorn.run(
+        "arena.app:create_app", factory=True, host=host, port=port, workers=workers,
+        log_level="warning",
+    )
