@@ -14,11 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from arena.db import Database
 from arena.migrate import upgrade
 from arena.settings import get_settings
+
+# Tests never assert on wall-clock time: Hypothesis' per-example deadline would be one.
+hypothesis_settings.register_profile("arena", deadline=None)
+hypothesis_settings.load_profile("arena")
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
