@@ -331,8 +331,27 @@ def leaderboard(
     return rows
 
 
+# Bradley-Terry fits keyed by (database, board, newest vote id, parameters): the log is
+# append-only, so the same newest vote means the same fit. Bounded, oldest entries dropped.
+_BT_CACHE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+_BT_CACHE_SIZE = 32
+
+
 def _bt_rows(session: Session, board: str, config: RatingConfig,
              settings: Settings) -> list[dict[str, Any]]:
+    key = (
+        str(session.get_bind().url), board, session.scalar(select(func.max(Vote.id))),
+        settings.bootstrap_rounds, settings.bootstrap_seed, config.both_bad_as_draw,
+    )
+    if key not in _BT_CACHE:
+        while len(_BT_CACHE) >= _BT_CACHE_SIZE:
+            _BT_CACHE.pop(next(iter(_BT_CACHE)))
+        _BT_CACHE[key] = _fit_bt_rows(session, board, config, settings)
+    return [dict(row) for row in _BT_CACHE[key]]
+
+
+def _fit_bt_rows(session: Session, board: str, config: RatingConfig,
+                 settings: Settings) -> list[dict[str, Any]]:
     records = [record for _, record, _, _ in _log(session, board)]
     result = bradley_terry(
         records,
