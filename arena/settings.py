@@ -47,11 +47,6 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.home / 'arena.db').resolve()}"
 
-    @property
-    def image_dir(self) -> Path:
-        """Root of the content-addressed image store."""
-        return self.home / "images"
-
     def masked(self) -> dict[str, object]:
         """The settings as a dict with secrets (admin token, URL password) masked."""
         from sqlalchemy.engine import make_url

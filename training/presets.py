@@ -20,7 +20,3 @@ def load_preset(name: str) -> TrainingConfig:
     """The validated config of one published run."""
     return load_config(preset_path(name))
 
-
-def all_presets() -> list[TrainingConfig]:
-    """The four published runs, oldest first."""
-    return [load_preset(name) for name in PRESET_NAMES]

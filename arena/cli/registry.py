@@ -32,12 +32,11 @@ def add_preset(
     name: list[str] = typer.Argument(None, help="Preset names; all four when omitted."),
 ) -> None:
     """Register the shipped presets of the published Illustrious runs."""
+    from arena.errors import UserError
     from arena.registry import add_config as store
     from training.presets import PRESET_NAMES, load_preset
 
     names = name or list(PRESET_NAMES)
-    from arena.errors import UserError
-
     unknown = [n for n in names if n not in PRESET_NAMES]
     if unknown:
         raise UserError(f"unknown preset {unknown[0]!r}; expected one of {', '.join(PRESET_NAMES)}")

@@ -139,3 +139,13 @@ def test_config_masks_secrets(arena_home: Path, monkeypatch: pytest.MonkeyPatch)
     assert result.exit_code == 0
     assert "s3cret-token" not in result.stdout and "hunter2" not in result.stdout
     assert json.loads(result.stdout)["admin_token"] == "********"
+
+
+def test_add_preset_registers_the_published_runs_once(arena_env: Database) -> None:
+    first = invoke("registry", "add-preset")
+    assert first.exit_code == 0 and first.output.count("registered illustrious-") == 4
+    again = invoke("registry", "add-preset", "illustrious-v1.1")
+    assert again.exit_code == 0 and "already registered illustrious-v1.1" in again.output
+    assert counts(arena_env) == (4, 0)
+    unknown = invoke("registry", "add-preset", "illustrious-v9")
+    assert unknown.exit_code == 2 and "unknown preset" in unknown.stderr
