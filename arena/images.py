@@ -14,10 +14,8 @@ Two files per image under ``ARENA_HOME``:
 from __future__ import annotations
 
 import io
-import os
 import re
 import struct
-import uuid
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from PIL import Image as PILImage
 from arena.errors import NotFound, UserError
 from arena.hashing import sha256_bytes
 from arena.settings import Settings
+from generation.files import write_once
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -131,19 +130,6 @@ def _bare_png(image: PILImage.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _write_once(path: Path, data: bytes) -> None:
-    """Write content-addressed bytes atomically; a complete file already there is reused."""
-    if path.is_file() and path.stat().st_size == len(data):
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def store_image(
     settings_or_home: Settings | Path, data: bytes, *, max_pixels: int = MAX_PIXELS
 ) -> StoredImage:
@@ -162,8 +148,8 @@ def store_image(
     served_digest = sha256_bytes(served)
     path = original_path(settings_or_home, digest)
     copy_path = served_path(settings_or_home, served_digest)
-    _write_once(path, data)
-    _write_once(copy_path, served)
+    write_once(path, data)
+    write_once(copy_path, served)
     return StoredImage(
         sha256=digest,
         served_sha256=served_digest,

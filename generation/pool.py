@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import json
 import os
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from generation.errors import GenerationError
+from generation.files import write_once
 from generation.parameters import ImageParameters, png_bytes, read_parameters
 from generation.pipeline import (
     CheckpointSpec,
@@ -183,15 +183,7 @@ def _write_png(out_dir: Path, image: Image, params: ImageParameters) -> tuple[st
     data = png_bytes(image, params)
     digest = hashlib.sha256(data).hexdigest()
     rel = f"images/{digest[:2]}/{digest}.png"
-    path = out_dir / rel
-    if not (path.is_file() and path.stat().st_size == len(data)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    write_once(out_dir / rel, data)
     return rel, digest
 
 
