@@ -17,27 +17,13 @@ from arena.scores import pool_images
 from generation.parameters import ImageParameters, png_bytes
 from metrics.clip_score import clip_score, load_clip_model
 from tests.arena.fixtures_pool import build_pool
+from tests.metrics.tiny_clip import write_tiny_clip
 
 runner = CliRunner()
-TINY = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
-
 @pytest.fixture(scope="module")
 def clip_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    import open_clip
-    import torch
-
-    root = tmp_path_factory.mktemp("clip-model")
-    config = root / "tiny.json"
-    config.write_text(json.dumps(TINY))
-    open_clip.add_model_config(config)
-    torch.manual_seed(0)
-    torch.save(open_clip.create_model("tiny", pretrained=None).state_dict(), root / "tiny.pt")
-    return {"config": config, "weights": root / "tiny.pt"}
+    config, weights, _ = write_tiny_clip(tmp_path_factory.mktemp("clip-model"), "tiny")
+    return {"config": config, "weights": weights}
 
 
 def model_args(files: dict[str, Path]) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,33 +11,22 @@ from PIL import Image
 
 from metrics.ccip import NothingToScoreError
 from metrics.clip_score import CLIPSCORE_W, ClipModelError, clip_score, load_clip_model
+from tests.metrics.tiny_clip import write_tiny_clip
 
-TINY = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
 PROMPTS = ["1girl, red hair, smile", "a blue sky over the sea", "green forest", "grey"]
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A config JSON, random weights, the same weights with the text projection negated, images."""
-    import open_clip
     import torch
 
     root = tmp_path_factory.mktemp("clip")
-    config = root / "some-file-name.json"
-    config.write_text(json.dumps(TINY))
-    open_clip.add_model_config(config)
-    torch.manual_seed(0)
-    model = open_clip.create_model("some-file-name", pretrained=None)
-    state = model.state_dict()
-    torch.save(state, root / "tiny.pt")
+    config, weights, state = write_tiny_clip(root, "some-file-name")
     torch.save({**state, "text_projection": -state["text_projection"]}, root / "negated.pt")
     wrong = {k: v for k, v in state.items() if k != "text_projection"}
     torch.save(wrong, root / "wrong.pt")
-    paths = {"config": config, "weights": root / "tiny.pt", "negated": root / "negated.pt"}
+    paths = {"config": config, "weights": weights, "negated": root / "negated.pt"}
     paths["wrong"] = root / "wrong.pt"
     rng = np.random.default_rng(1)
     for k in range(4):
