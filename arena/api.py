@@ -16,6 +16,7 @@ from arena.errors import Forbidden, NotFound, UserError
 from arena.matches import check_voter_id, issue_match, new_voter_id, skip_match
 from arena.settings import Settings
 from arena.votes import record_vote
+from metrics.match_kinds import MatchKind
 
 VOTER_COOKIE = "arena_voter"
 SERVED_NAME = r"^[0-9a-f]{64}$"
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/api/v1")
 
 
 class MatchRequest(BaseModel):
-    mode: Literal["fixed", "free", "ffa"]
+    mode: MatchKind
     prompt: str | None = Field(default=None, max_length=2000)
 
 

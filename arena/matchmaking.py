@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from arena.errors import UserError
 from arena.models import Image, Match, MatchImage, Prompt
+from metrics.match_kinds import MATCH_SIZES as SIZES
 
-SIZES = {"fixed": 2, "free": 2, "ffa": 4}
 REFRESH_SECONDS = 1.0
 
 

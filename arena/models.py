@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from metrics.match_kinds import MATCH_KINDS
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -38,7 +40,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-MATCH_KINDS = ("fixed", "free", "ffa")
+_KINDS_SQL = "kind IN (" + ", ".join(f"'{k}'" for k in MATCH_KINDS) + ")"
 VOTE_OUTCOMES = ("win", "tie", "both_bad", "ranking")
 JOB_STATES = ("queued", "running", "done", "failed")
 
@@ -129,7 +131,7 @@ class Prompt(Base):
 
     __table_args__ = (
         UniqueConstraint("text_hash", "kind", name="uq_prompts_text_hash_kind"),
-        CheckConstraint("kind IN ('fixed', 'free', 'ffa')", name="kind"),
+        CheckConstraint(_KINDS_SQL, name="kind"),
     )
 
 
@@ -189,7 +191,7 @@ class Match(Base):
         order_by="MatchImage.position", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (CheckConstraint("kind IN ('fixed', 'free', 'ffa')", name="kind"),)
+    __table_args__ = (CheckConstraint(_KINDS_SQL, name="kind"),)
 
 
 class MatchImage(Base):

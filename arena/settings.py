@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     )
     bootstrap_rounds: int = Field(default=100, ge=0, description="Bradley-Terry bootstrap rounds.")
     bootstrap_seed: int = Field(default=0, description="Bradley-Terry bootstrap seed.")
+    matchmaking_strategy: Literal["balanced"] = Field(
+        default="balanced", description="How matches are chosen (balanced: fewest games first)."
+    )
 
     @field_validator("home")
     @classmethod

@@ -17,6 +17,8 @@ from arena.errors import UserError
 from arena.models import Prompt
 from arena.registry import describe_config, get_config
 from arena.settings import Settings
+from metrics.match_kinds import MATCH_KINDS
+from metrics.rating_book import OVERALL
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,7 +31,7 @@ __all__ = [
     "rating_figure",
 ]
 
-BOARDS = ("overall", "fixed", "free", "ffa")
+BOARDS = (OVERALL, *MATCH_KINDS)
 SYSTEMS = {"elo": "Elo", "trueskill": "TrueSkill", "bt": "Bradley-Terry"}
 COLUMNS = ("Rank", "Checkpoint", "Training config", "Rating", "Interval", "Games", "Wins",
            "Draws", "Losses")

@@ -31,12 +31,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from generation.errors import GenerationError
 from generation.pipeline import DEFAULT_CFG, DEFAULT_SIZE, DEFAULT_STEPS, RenderSettings, SecondPass
 from generation.prompts import PromptFields, apply_safe_mode, build_prompt, split_tags
 from generation.samplers import DEFAULT_SAMPLER
+from metrics.match_kinds import MATCH_KINDS, MatchKind
 
 __all__ = [
     "KINDS",
@@ -47,8 +48,8 @@ __all__ = [
     "parse_prompt_set",
 ]
 
-Kind = Literal["fixed", "free", "ffa"]
-KINDS: tuple[Kind, ...] = ("fixed", "free", "ffa")
+Kind = MatchKind
+KINDS = MATCH_KINDS
 MAX_SEED = 2**32 - 1
 _TOP_KEYS = {
     "name",

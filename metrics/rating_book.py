@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
+from metrics.match_kinds import MATCH_KINDS
 from metrics.outcomes import VoteRecord, pairwise, placements, trueskill_games
 from metrics.trueskill_fast import TrueSkillModel, TrueSkillParams, conservative_score
 
@@ -29,7 +30,6 @@ __all__ = [
     "boards_for",
 ]
 
-MATCH_KINDS = ("fixed", "free", "ffa")
 OVERALL = "overall"
 
 
