@@ -5,7 +5,8 @@ Elo and TrueSkill rows of its participants on every board it counts on
 (:func:`metrics.rating_book.boards_for`), inside the caller's serialized transaction, through
 the same :class:`metrics.rating_book.RatingBook` that :func:`recompute` uses to replay the log
 in id order, so both give the same numbers bit for bit. Bradley-Terry is not stored: the
-leaderboard fits it from the log with bootstrap intervals each time it is asked for.
+leaderboard fits it with bootstrap intervals from the board's aggregated log
+(:mod:`arena.board_log`), once per board and newest vote on that board.
 
 A snapshot row maps 1:1 to :class:`metrics.rating_book.CheckpointRating`: the ``elo`` row holds
 the Elo rating and its time-weighted-average state, the ``trueskill`` row ``mu``, ``sigma`` and
@@ -15,12 +16,13 @@ parameters the row was computed with.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from arena.board_log import board_log, board_where, record_from
 from arena.db import Database
 from arena.errors import UserError
 from arena.models import (
@@ -33,11 +35,10 @@ from arena.models import (
 )
 from arena.registry import checkpoint_labels
 from arena.settings import Settings, get_settings
-from metrics.bradley_terry import RIDGE, bradley_terry
+from metrics.bradley_terry import RIDGE, Ballot, bradley_terry, group_ballots
 from metrics.elo import EloParams, time_weighted_average
 from metrics.outcomes import InvalidVote, VoteRecord, placements
 from metrics.rating_book import (
-    MATCH_KINDS,
     OVERALL,
     CheckpointRating,
     RatingBook,
@@ -49,11 +50,14 @@ from metrics.trueskill_fast import TrueSkillParams
 __all__ = [
     "ONLINE_SYSTEMS",
     "SYSTEMS",
+    "StaleRatings",
     "apply_vote_online",
+    "bt_rows",
     "leaderboard",
     "rating_config",
     "rating_parameters",
     "recompute",
+    "snapshot_rows",
     "vote_record",
 ]
 
@@ -113,13 +117,9 @@ def rating_parameters(system: str, settings: Settings | None = None) -> dict[str
 def vote_record(vote: Vote, participants: list[int]) -> VoteRecord:
     """The rating systems' view of a stored vote (``participants``: checkpoint ids by shown
     position)."""
-    time = vote.created_at.timestamp()
     try:
-        if vote.outcome == "ranking":
-            return VoteRecord(tuple(participants), ranking=tuple(vote.ranking or ()), time=time)
-        if vote.outcome == "win":
-            return VoteRecord(tuple(participants), winner=vote.winner_position, time=time)
-        return VoteRecord(tuple(participants), winner=vote.outcome, time=time)  # type: ignore[arg-type]
+        return record_from(vote.outcome, vote.winner_position, vote.ranking, participants,
+                           vote.created_at.timestamp())
     except InvalidVote as exc:
         raise UserError(f"vote {vote.id}: {exc}") from None
 
@@ -204,23 +204,10 @@ def apply_vote_online(session: Session, vote: Vote, settings: Settings | None = 
         session.execute(insert(RatingSnapshot), inserts)
 
 
-def _board_filter(board: str) -> list[Any]:
-    if board == OVERALL:
-        return []
-    if board in MATCH_KINDS:
-        return [Match.kind == board]
-    character = board.removeprefix("fixed/")
-    if board.startswith("fixed/") and character:
-        return [Match.kind == "fixed", Prompt.character == character]
-    raise UserError(
-        f"board: expected {OVERALL}, {', '.join(MATCH_KINDS)} or fixed/<character>, got {board!r}"
-    )
-
-
 def _log(session: Session, board: str = OVERALL) -> Iterator[tuple[int, VoteRecord, str,
                                                                    str | None]]:
     """``(vote id, record, match kind, character)`` for the votes on ``board``, in id order."""
-    where = _board_filter(board)
+    where = board_where(board)
     positions: dict[int, list[int]] = {}
     for match_id, checkpoint_id in session.execute(
         select(MatchImage.match_id, MatchImage.checkpoint_id)
@@ -279,6 +266,28 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
     return replayed
 
 
+class StaleRatings(UserError):
+    """Stored snapshots were computed with other rating parameters than those in force."""
+
+
+def snapshot_rows(session: Session, board: str, system: str,
+                  settings: Settings | None = None) -> list[RatingSnapshot]:
+    """The stored ``system`` snapshots of ``board``; :class:`StaleRatings` when any of them
+    was computed with other parameters than those in force (numbers from two parameter sets
+    are never shown together)."""
+    board_where(board)
+    snapshots = session.scalars(
+        select(RatingSnapshot).where(RatingSnapshot.board == board, RatingSnapshot.system == system)
+    ).all()
+    expected = _parameters(rating_config(settings), system)
+    if any(s.parameters != expected for s in snapshots):
+        raise StaleRatings(
+            f"the {system} snapshots on board {board!r} were computed with other rating "
+            "parameters; run `arena ratings recompute`"
+        )
+    return list(snapshots)
+
+
 def leaderboard(
     session: Session, board: str = OVERALL, system: str = "elo",
     settings: Settings | None = None,
@@ -286,22 +295,14 @@ def leaderboard(
     """Rows best first: rank, checkpoint (id, name, training config), rating, interval
     (``lower``/``upper``, Bradley-Terry only), games, wins, draws, losses, and per system
     ``time_weighted`` (Elo, as of the board's last vote) or ``mu``/``sigma`` (TrueSkill,
-    ``rating`` = mu - 3 sigma). Bradley-Terry ranks account for interval overlap."""
+    ``rating`` = mu - 3 sigma). Bradley-Terry ranks account for interval overlap. Only reads:
+    give it a read-only session."""
     if system not in SYSTEMS:
         raise UserError(f"system: expected one of {', '.join(SYSTEMS)}, got {system!r}")
-    _board_filter(board)
-    config = rating_config(settings)
+    board_where(board)
     if system == "bt":
-        return _bt_rows(session, board, config, settings or get_settings())
-    snapshots = session.scalars(
-        select(RatingSnapshot).where(RatingSnapshot.board == board, RatingSnapshot.system == system)
-    ).all()
-    expected = _parameters(config, system)
-    if any(s.parameters != expected for s in snapshots):
-        raise UserError(
-            f"the {system} snapshots on board {board!r} were computed with other rating "
-            "parameters; run `arena ratings recompute`"
-        )
+        return bt_rows(session, board, settings)
+    snapshots = snapshot_rows(session, board, system, settings)
     names = checkpoint_labels(session, [s.checkpoint_id for s in snapshots])
     now = max((s.held_since for s in snapshots if s.held_since is not None), default=0.0)
     rows = []
@@ -331,40 +332,46 @@ def leaderboard(
     return rows
 
 
-# Bradley-Terry fits keyed by (database, board, newest vote id, parameters): the log is
-# append-only, so the same newest vote means the same fit. Bounded, oldest entries dropped.
+# Bradley-Terry fits keyed by (database, board, newest vote id on that board, parameters): the
+# log is append-only, so the same newest vote means the same fit, and a vote on another board
+# keeps this board's fit. Bounded, oldest entries dropped.
 _BT_CACHE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-_BT_CACHE_SIZE = 32
+_BT_CACHE_SIZE = 64
 
 
-def _bt_rows(session: Session, board: str, config: RatingConfig,
-             settings: Settings) -> list[dict[str, Any]]:
+def bt_rows(session: Session, board: str,
+            settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The Bradley-Terry board (see :func:`leaderboard`), fitted on the board's aggregated
+    log with bootstrap intervals, cached per board."""
+    s = settings or get_settings()
+    config = rating_config(s)
+    log = board_log(session, board, config)
     key = (
-        str(session.get_bind().url), board, session.scalar(select(func.max(Vote.id))),
-        settings.bootstrap_rounds, settings.bootstrap_seed, config.both_bad_as_draw,
+        str(session.get_bind().url), board, log.last_vote_id,
+        s.bootstrap_rounds, s.bootstrap_seed, config.both_bad_as_draw,
     )
     if key not in _BT_CACHE:
+        rows = _fit_bt_rows(session, log.ballots, config, s)
         while len(_BT_CACHE) >= _BT_CACHE_SIZE:
             _BT_CACHE.pop(next(iter(_BT_CACHE)))
-        _BT_CACHE[key] = _fit_bt_rows(session, board, config, settings)
+        _BT_CACHE[key] = rows
     return [dict(row) for row in _BT_CACHE[key]]
 
 
-def _fit_bt_rows(session: Session, board: str, config: RatingConfig,
+def _fit_bt_rows(session: Session, ballots: Mapping[Ballot, int], config: RatingConfig,
                  settings: Settings) -> list[dict[str, Any]]:
-    records = [record for _, record, _, _ in _log(session, board)]
     result = bradley_terry(
-        records,
+        group_ballots(ballots, config.both_bad_as_draw),
         rounds=settings.bootstrap_rounds,
         seed=settings.bootstrap_seed,
-        both_bad_as_draw=config.both_bad_as_draw,
     )
     counts: dict[int, dict[str, int]] = {}
-    for record in records:
+    for (participants, winner, ranking), n in ballots.items():
+        record = VoteRecord(participants, winner, ranking)
         for c, placed in placements(record, config.both_bad_as_draw).items():
             tally = counts.setdefault(c, {"games": 0, "win": 0, "draw": 0, "loss": 0})
-            tally["games"] += 1
-            tally[placed] += 1
+            tally["games"] += n
+            tally[placed] += n
     names = checkpoint_labels(session, [r.checkpoint_id for r in result.ratings])
     return [
         {

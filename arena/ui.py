@@ -21,8 +21,8 @@ from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
 from arena.images import served_path
 from arena.matches import IssuedMatch, check_voter_id, issue_match, skip_match
 from arena.settings import Settings
-from arena.ui_leaderboard import build_leaderboard_tab
 from arena.votes import Reveal, record_vote
+from arena.web.dashboard import build_leaderboard_tab
 
 __all__ = ["build_ui", "voter_from_request"]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -33,10 +33,12 @@ from metrics.outcomes import VoteRecord, pairwise
 __all__ = [
     "RIDGE",
     "BTRating",
+    "Ballot",
     "BradleyTerryResult",
     "VoteGroups",
     "bradley_terry",
     "fit_strengths",
+    "group_ballots",
     "group_votes",
     "to_elo_scale",
 ]
@@ -75,10 +77,19 @@ class VoteGroups:
         return np.bincount(self.entry_cell, weights=weights, minlength=n * n).reshape(n, n)
 
 
+Ballot = tuple[tuple[int, ...], int | str | None, tuple[int, ...] | None]
+
+
 def group_votes(votes: Iterable[VoteRecord], both_bad_as_draw: bool = True) -> VoteGroups:
     """Aggregate votes into groups of identical votes (see :class:`VoteGroups`)."""
     # Count identical ballots in a C-level loop, then map each distinct ballot once.
-    ballots = Counter(map(attrgetter("participants", "winner", "ranking"), votes))
+    return group_ballots(
+        Counter(map(attrgetter("participants", "winner", "ranking"), votes)), both_bad_as_draw
+    )
+
+
+def group_ballots(ballots: Mapping[Ballot, int], both_bad_as_draw: bool = True) -> VoteGroups:
+    """Groups from ballots already counted: ``(participants, winner, ranking) -> votes``."""
     counts: list[int] = []
     group: list[int] = []
     first: list[int] = []

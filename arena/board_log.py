@@ -1,0 +1,242 @@
+"""What the leaderboard derives from the vote log of one board, read incrementally.
+
+A :class:`BoardLog` is the aggregate of a board's votes up to its newest vote id: identical
+ballots counted once (Bradley-Terry, win-rate and games heatmaps), wins by shown position per
+match kind (position bias), and the Elo of every checkpoint over time with its time-weighted
+average (:mod:`metrics.elo`, the same update and time integral the stored snapshots use, in
+the same vote-id order, so the last point equals the stored snapshot).
+
+The log is append-only and votes commit in id order (:mod:`arena.db`), so a board's
+aggregate at newest vote id N never changes; :func:`board_log` keeps one per database,
+board and parameters in memory and, on each request, reads only the votes after N on that
+board. A vote on another board costs nothing. The Elo history is sampled: at most
+``MAX_POINTS`` points, thinned by half (and the sampling stride doubled) when full.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arena.errors import UserError
+from arena.models import Match, MatchImage, Prompt, Vote
+from metrics.bradley_terry import Ballot
+from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
+from metrics.outcomes import VoteRecord, pairwise
+from metrics.rating_book import RatingConfig
+
+__all__ = ["MAX_POINTS", "BoardLog", "EloPoint", "board_log", "board_where", "record_from"]
+
+MAX_POINTS = 400
+_CACHE_SIZE = 64
+_BATCH = 20_000
+
+
+def record_from(outcome: str, winner_position: int | None, ranking: list[int] | None,
+                participants: list[int], time: float) -> VoteRecord:
+    """The rating systems' view of a stored vote's columns (participants by shown position)."""
+    if outcome == "ranking":
+        return VoteRecord(tuple(participants), ranking=tuple(ranking or ()), time=time)
+    if outcome == "win":
+        return VoteRecord(tuple(participants), winner=winner_position, time=time)
+    return VoteRecord(tuple(participants), winner=outcome, time=time)  # type: ignore[arg-type]
+
+
+def board_where(board: str) -> list[Any]:
+    """SQL conditions (on ``Match`` and ``Prompt``) selecting the votes of ``board``; a
+    UserError names a board that does not exist."""
+    from metrics.match_kinds import MATCH_KINDS
+    from metrics.rating_book import OVERALL
+
+    if board == OVERALL:
+        return []
+    if board in MATCH_KINDS:
+        return [Match.kind == board]
+    character = board.removeprefix("fixed/")
+    if board.startswith("fixed/") and character:
+        return [Match.kind == "fixed", Prompt.character == character]
+    raise UserError(
+        f"board: expected {OVERALL}, {', '.join(MATCH_KINDS)} or fixed/<character>, got {board!r}"
+    )
+
+
+@dataclass(frozen=True)
+class EloPoint:
+    """Every checkpoint's Elo and time-weighted Elo after vote ``vote_id`` (unix ``time``)."""
+
+    vote_id: int
+    time: float
+    elo: dict[int, float]
+    time_weighted: dict[int, float]
+
+
+@dataclass
+class _EloState:
+    rating: float
+    weighted_sum: float = 0.0
+    held_since: float | None = None
+    first_time: float | None = None
+
+
+@dataclass
+class BoardLog:
+    """The aggregate of one board's votes up to ``last_vote_id`` (0: none yet)."""
+
+    board: str
+    elo_params: EloParams
+    both_bad_as_draw: bool
+    last_vote_id: int = 0
+    votes: int = 0
+    last_time: float = 0.0
+    ballots: Counter[Ballot] = field(default_factory=Counter)
+    # match kind -> wins by shown position (the winner, or the first of a full ranking)
+    position_wins: dict[str, list[int]] = field(default_factory=dict)
+    history: list[EloPoint] = field(default_factory=list)
+    stride: int = 1
+    _elo: dict[int, _EloState] = field(default_factory=dict)
+
+    def add(self, vote_id: int, kind: str, record: VoteRecord) -> None:
+        """Fold one vote (the next in id order) into the aggregate."""
+        self.votes += 1
+        self.last_vote_id = vote_id
+        self.last_time = max(self.last_time, record.time)
+        self.ballots[(record.participants, record.winner, record.ranking)] += 1
+        top = record.ranking[0] if record.ranking is not None else record.winner
+        if isinstance(top, int):
+            wins = self.position_wins.setdefault(kind, [0] * len(record.participants))
+            if len(wins) == len(record.participants):
+                wins[top] += 1
+        outcomes = pairwise(record, self.both_bad_as_draw)
+        if outcomes:
+            states = self._elo
+            for c in record.participants:
+                if c not in states:
+                    states[c] = _EloState(self.elo_params.initial)
+            new = elo_update({c: states[c].rating for c in record.participants}, outcomes,
+                             self.elo_params)
+            for c in record.participants:
+                state = states[c]
+                state.weighted_sum, state.held_since = hold_rating(
+                    state.weighted_sum, state.held_since, state.rating, record.time
+                )
+                if state.first_time is None:
+                    state.first_time = state.held_since
+                state.rating = new[c]
+        if self.votes % self.stride == 0:
+            self.history.append(self.point())
+            if len(self.history) > MAX_POINTS:
+                self.history = self.history[1::2]
+                self.stride *= 2
+
+    def copy(self) -> BoardLog:
+        """An independent copy (the cached one keeps growing under its lock)."""
+        return replace(
+            self,
+            ballots=Counter(self.ballots),
+            position_wins={k: list(v) for k, v in self.position_wins.items()},
+            history=list(self.history),
+            _elo={c: replace(s) for c, s in self._elo.items()},
+        )
+
+    def point(self) -> EloPoint:
+        """The Elo of every checkpoint now (after the newest vote)."""
+        now = self.last_time
+        return EloPoint(
+            self.last_vote_id,
+            now,
+            {c: s.rating for c, s in self._elo.items()},
+            {c: time_weighted_average(s.weighted_sum, s.held_since, s.first_time, s.rating, now)
+             for c, s in self._elo.items()},
+        )
+
+    def elo_history(self) -> list[EloPoint]:
+        """The sampled history, ending with the current point."""
+        if not self.votes:
+            return []
+        if self.history and self.history[-1].vote_id == self.last_vote_id:
+            return list(self.history)
+        return [*self.history, self.point()]
+
+    def pair_matrix(self) -> tuple[list[int], list[list[float]], list[list[int]]]:
+        """Checkpoint ids, wins ``W[i][j]`` of i over j (draws half) and games between them."""
+        wins: dict[tuple[int, int], float] = {}
+        games: dict[tuple[int, int], int] = {}
+        ids: set[int] = set()
+        for (participants, winner, ranking), count in self.ballots.items():
+            record = VoteRecord(participants, winner, ranking)
+            for a, b, score in pairwise(record, self.both_bad_as_draw):
+                ids.update((a, b))
+                wins[(a, b)] = wins.get((a, b), 0.0) + score * count
+                wins[(b, a)] = wins.get((b, a), 0.0) + (1.0 - score) * count
+                games[(a, b)] = games.get((a, b), 0) + count
+                games[(b, a)] = games.get((b, a), 0) + count
+        order = sorted(ids)
+        return (
+            order,
+            [[wins.get((a, b), 0.0) for b in order] for a in order],
+            [[games.get((a, b), 0) for b in order] for a in order],
+        )
+
+
+_CACHE: dict[tuple[Any, ...], BoardLog] = {}
+_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+def _read_after(session: Session, log: BoardLog) -> None:
+    where = [*board_where(log.board), Vote.id > log.last_vote_id]
+    while True:
+        votes = session.execute(
+            select(Vote.id, Vote.match_id, Vote.outcome, Vote.winner_position, Vote.ranking,
+                   Vote.created_at, Match.kind)
+            .join(Match, Match.id == Vote.match_id)
+            .join(Prompt, Prompt.id == Match.prompt_id)
+            .where(*where)
+            .order_by(Vote.id)
+            .limit(_BATCH)
+        ).all()
+        if not votes:
+            return
+        first, last = votes[0].id, votes[-1].id
+        positions: dict[int, list[int]] = {}
+        for match_id, checkpoint_id in session.execute(
+            select(MatchImage.match_id, MatchImage.checkpoint_id)
+            .join(Vote, Vote.match_id == MatchImage.match_id)
+            .where(Vote.id >= first, Vote.id <= last)
+            .order_by(MatchImage.match_id, MatchImage.position)
+        ):
+            positions.setdefault(match_id, []).append(checkpoint_id)
+        for v in votes:
+            record = record_from(v.outcome, v.winner_position, v.ranking, positions[v.match_id],
+                                 v.created_at.timestamp())
+            log.add(v.id, v.kind, record)
+        where[-1] = Vote.id > log.last_vote_id
+        if len(votes) < _BATCH:
+            return
+
+
+def board_log(session: Session, board: str, config: RatingConfig) -> BoardLog:
+    """The board's aggregate up to its newest vote visible to ``session`` (read-only: it only
+    reads votes after the cached newest one); the caller gets its own copy. A UserError names
+    an unknown board."""
+    board_where(board)
+    key = (str(session.get_bind().url), board, config.elo, config.both_bad_as_draw)
+    with _GUARD:
+        lock = _LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        log = _CACHE.get(key)
+        if log is None:
+            log = BoardLog(board, config.elo, config.both_bad_as_draw)
+        _read_after(session, log)
+        with _GUARD:
+            _CACHE[key] = log
+            while len(_CACHE) > _CACHE_SIZE:
+                oldest = next(iter(_CACHE))
+                _CACHE.pop(oldest)
+                _LOCKS.pop(oldest, None)
+        return log.copy()

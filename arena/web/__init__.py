@@ -1,0 +1,1 @@
+"""The web layer: JSON API, Gradio arena tabs and the leaderboard dashboard."""

@@ -1,0 +1,138 @@
+"""The leaderboard tab of the Gradio UI: board and system selectors, the table (with its CSV
+download), the plotly figures and the tables of what tracks the rating.
+
+Everything shown comes from one :class:`arena.board_view.BoardView`, read in a read-only
+session, so opening the tab never delays a vote. Nothing is read until the tab is opened, so
+a freshly loaded page names no checkpoint.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from arena.board_view import KNOBS, SYSTEMS, TABLE_COLUMNS, BoardView, board_choices, load_view
+from arena.db import Database
+from arena.errors import UserError
+from arena.registry import describe_config, get_config
+from arena.settings import Settings
+from arena.web.figures import (
+    FIGURES,
+    agreement_frame,
+    all_figures,
+    knob_frame,
+    position_frame,
+)
+from metrics.rating_book import OVERALL
+
+__all__ = ["build_leaderboard_tab", "status_text"]
+
+STRATEGIES = {"balanced": "balanced (the checkpoints with the fewest games are shown first)"}
+
+
+def status_text(view: BoardView) -> str:
+    """The line above the table: what is shown, how matches are chosen, and any warning."""
+    games = sum(r["games"] for r in view.rows)
+    lines = [
+        f"**{view.label}** · {view.log.votes} votes on this board · matchmaking: "
+        f"{STRATEGIES.get(view.strategy, view.strategy)}"
+    ]
+    if not view.log.votes:
+        lines.append("No votes on this board yet.")
+    elif not games and not view.notices:
+        lines.append("No rated games on this board yet.")
+    lines += [f"⚠️ {notice}" for notice in view.notices]
+    return "\n\n".join(lines)
+
+
+def _csv(frame: pd.DataFrame, view: BoardView) -> str:
+    folder = Path(tempfile.mkdtemp(prefix="arena-board-"))
+    name = f"leaderboard-{view.board.replace('/', '_')}-{view.system}.csv"
+    path = folder / name
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None:
+    """Selectors, status, table, CSV download, figures, knob and agreement tables, config."""
+    with gr.Row():
+        board = gr.Dropdown(choices=[OVERALL], value=OVERALL, label="Board", scale=2,
+                            elem_id="leaderboard-board")
+        system = gr.Radio(choices=[(label, key) for key, label in SYSTEMS.items()],
+                          value="elo", label="Rating system", scale=3,
+                          elem_id="leaderboard-system")
+        refresh = gr.Button("Refresh", scale=1)
+    status = gr.Markdown("", elem_id="leaderboard-status")
+    table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, label="Leaderboard",
+                         wrap=True, elem_id="leaderboard-table")
+    download = gr.DownloadButton("Download CSV", value=None, elem_id="leaderboard-csv")
+    gr.Markdown("Select a row to see the training config that produced the checkpoint. "
+                "Ranks that share a number have overlapping 95% intervals.")
+    config = gr.JSON(label="Training config", value=None, elem_id="leaderboard-config")
+    plots = {}
+    with gr.Row():
+        plots["ratings"] = gr.Plot(label=FIGURES["ratings"], elem_id="figure-ratings")
+        plots["trueskill"] = gr.Plot(label=FIGURES["trueskill"], elem_id="figure-trueskill")
+    plots["elo_history"] = gr.Plot(label=FIGURES["elo_history"], elem_id="figure-elo_history")
+    with gr.Row():
+        plots["win_rate"] = gr.Plot(label=FIGURES["win_rate"], elem_id="figure-win_rate")
+        plots["games"] = gr.Plot(label=FIGURES["games"], elem_id="figure-games")
+    knob = gr.Dropdown(choices=[(label, key) for key, label in KNOBS.items()],
+                       value="checkpoint_step", label="Training knob")
+    with gr.Row():
+        plots["knob"] = gr.Plot(label=FIGURES["knob"], elem_id="figure-knob")
+        knobs = gr.Dataframe(interactive=False, label="Which knobs track the rating",
+                             elem_id="leaderboard-knobs")
+    with gr.Row():
+        plots["characters"] = gr.Plot(label=FIGURES["characters"], elem_id="figure-characters")
+        plots["ccip"] = gr.Plot(label=FIGURES["ccip"], elem_id="figure-ccip")
+    agreement = gr.Dataframe(interactive=False, elem_id="leaderboard-agreement",
+                             label="Does CCIP agree with the human fixed-character board?")
+    with gr.Row():
+        plots["position"] = gr.Plot(label=FIGURES["position"], elem_id="figure-position")
+        position = gr.Dataframe(interactive=False, label="Position bias",
+                                elem_id="leaderboard-position")
+
+    def show(board_name: str, system_name: str, knob_name: str) -> dict[Any, Any]:
+        with db.session(readonly=True) as session:
+            choices = board_choices(session)
+            try:
+                view = load_view(session, board_name, system_name, settings)
+            except UserError as exc:
+                return {board: gr.update(choices=choices), status: f"⚠️ {exc}",
+                        table: pd.DataFrame(columns=list(TABLE_COLUMNS)), download: None}
+        from arena.board_view import table_frame
+
+        frame = table_frame(view)
+        figures = all_figures(view, knob_name)
+        return {
+            board: gr.update(choices=choices),
+            status: status_text(view),
+            table: frame,
+            download: _csv(frame, view),
+            knobs: knob_frame(view),
+            agreement: agreement_frame(view),
+            position: position_frame(view),
+            **{plots[key]: figure for key, figure in figures.items()},
+        }
+
+    def show_config(frame: pd.DataFrame, event: gr.SelectData) -> Any:
+        row = event.index[0] if isinstance(event.index, list | tuple) else event.index
+        if frame is None or row is None or row >= len(frame):
+            return gr.skip()
+        with db.session(readonly=True) as session:
+            try:
+                return describe_config(get_config(session, str(frame.iloc[row]["Training config"])))
+            except UserError as exc:
+                return {"error": str(exc)}
+
+    outputs = [board, status, table, download, knobs, agreement, position, *plots.values()]
+    inputs = [board, system, knob]
+    for trigger in (tab.select, board.change, system.change, knob.change):
+        trigger(show, inputs=inputs, outputs=outputs, api_visibility="private")
+    refresh.click(show, inputs=inputs, outputs=outputs, api_name="leaderboard")
+    table.select(show_config, inputs=[table], outputs=[config], api_visibility="private")

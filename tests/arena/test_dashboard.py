@@ -1,0 +1,237 @@
+"""The leaderboard view and its figures against ratings computed directly from the votes.
+
+A real pool (four published configs, one checkpoint each) gets simulated votes through the
+real match and vote path on both databases; every number the dashboard shows is then checked
+against an independent computation from the stored vote log.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from sqlalchemy import select
+
+from arena.board_log import board_log
+from arena.board_view import load_view, rank_bands, table_frame
+from arena.db import Database
+from arena.models import Checkpoint, MetricScore, utcnow
+from arena.ratings import _BT_CACHE, _log, bt_rows, rating_config
+from arena.settings import Settings
+from arena.simulated_voters import VoterModel, preset_strengths, simulate_votes
+from arena.web.figures import all_figures, knob_frame
+from metrics.bradley_terry import bradley_terry
+from metrics.outcomes import pairwise
+from metrics.rating_book import RatingBook
+from tests.arena.fixtures_pool import CHARACTERS, build_pool
+
+SETTINGS = Settings(votes_per_minute=0, bootstrap_rounds=20)
+
+
+@pytest.fixture
+def voted(db: Database, tmp_path: Path) -> Database:
+    """A pool of four checkpoints with 80 simulated votes."""
+    build_pool(db, tmp_path / "home", tmp_path / "pool")
+    assert simulate_votes(db, SETTINGS, 80, seed=3) == 80
+    return db
+
+
+def direct_book(db: Database, board: str) -> tuple[RatingBook, list]:
+    """Elo/TrueSkill replayed from the stored log of ``board`` with a fresh RatingBook."""
+    book = RatingBook(rating_config(SETTINGS))
+    with db.session(readonly=True) as s:
+        records = [record for _, record, _, _ in _log(s, board)]
+    for record in records:
+        book.apply(record)
+    return book, records
+
+
+@pytest.mark.parametrize("board", ["overall", "fixed", f"fixed/{CHARACTERS[0]}"])
+def test_view_matches_ratings_from_the_votes(voted: Database, board: str) -> None:
+    book, records = direct_book(voted, board)
+    assert records, "the simulation voted on every board"
+    now = max(r.time for r in records)
+    with voted.session(readonly=True) as s:
+        elo = load_view(s, board, "elo", SETTINGS)
+        tw = load_view(s, board, "tw_elo", SETTINGS)
+        ts = load_view(s, board, "trueskill", SETTINGS)
+        bt = load_view(s, board, "bt", SETTINGS)
+    assert elo.notices == [] or all("position bias" in n for n in elo.notices)
+    by_id = {r["checkpoint_id"]: r for r in elo.rows}
+    assert set(by_id) == set(book.states)
+    for c, state in book.states.items():
+        assert by_id[c]["rating"] == pytest.approx(state.elo, abs=1e-9)
+        assert by_id[c]["time_weighted"] == pytest.approx(state.time_weighted_elo(now), abs=1e-6)
+        assert by_id[c]["mu"] == pytest.approx(state.mu, abs=1e-9)
+        assert by_id[c]["games"] == state.games
+    assert [r["rating"] for r in tw.rows] == sorted(
+        (state.time_weighted_elo(now) for state in book.states.values()), reverse=True)
+    assert [r["conservative"] for r in ts.rows] == sorted(
+        (state.conservative for state in book.states.values()), reverse=True)
+
+    # The figures carry the same numbers.
+    figures = all_figures(elo)
+    shown = dict(zip(figures["ratings"].data[0].y, figures["ratings"].data[0].x, strict=True))
+    assert shown == {r["checkpoint"]: r["rating"] for r in elo.rows}
+    history = figures["elo_history"]
+    for trace in history.data:
+        if trace.name.endswith("(time-weighted)"):
+            continue
+        cid = next(c for c, i in elo.checkpoints.items() if i.name == trace.name)
+        assert trace.y[-1] == pytest.approx(book.states[cid].elo, abs=1e-9)
+        assert trace.x[-1] == elo.log.last_vote_id
+
+    # Bradley-Terry from the records directly, the same bootstrap.
+    direct = bradley_terry(records, rounds=SETTINGS.bootstrap_rounds, seed=SETTINGS.bootstrap_seed)
+    assert [(r["checkpoint_id"], pytest.approx(r["rating"]), pytest.approx(r["lower"]))
+            for r in bt.rows] == [(r.checkpoint_id, r.rating, r.lower) for r in direct.ratings]
+    bt_figure = all_figures(bt)["ratings"].data[0]
+    assert list(bt_figure.error_x.array) == pytest.approx(
+        [r["upper"] - r["rating"] for r in bt.rows[::-1]])
+
+    # Heatmaps: games and wins per pair counted from the records.
+    wins: Counter[tuple[int, int]] = Counter()
+    games: Counter[tuple[int, int]] = Counter()
+    for record in records:
+        for a, b, score in pairwise(record):
+            wins[(a, b)] += score
+            wins[(b, a)] += 1 - score
+            games[(a, b)] += 1
+            games[(b, a)] += 1
+    ids, _, _ = elo.log.pair_matrix()
+    z_games = np.asarray(all_figures(elo)["games"].data[0].z)
+    z_rate = all_figures(elo)["win_rate"].data[0].z
+    for i, a in enumerate(ids):
+        for j, b in enumerate(ids):
+            assert z_games[i][j] == games[(a, b)]
+            if games[(a, b)]:
+                assert z_rate[i][j] == pytest.approx(wins[(a, b)] / games[(a, b)])
+
+    # Position bias: wins by shown position, counted directly.
+    by_kind: dict[int, Counter[int]] = {}
+    for record in records:
+        top = record.ranking[0] if record.ranking is not None else record.winner
+        if isinstance(top, int):
+            by_kind.setdefault(len(record.participants), Counter())[top] += 1
+    for kind, bias in elo.position.items():
+        size = 4 if kind == "ffa" else 2
+        expected = [by_kind[size][p] for p in range(size)] if board == "overall" else None
+        if expected is not None and kind == "ffa":
+            assert list(bias.wins) == expected
+        assert sum(bias.wins) > 0
+
+    # The table is the view's rows, and its rank respects the intervals.
+    frame = table_frame(bt)
+    assert list(frame["Checkpoint"]) == [r["checkpoint"] for r in bt.rows]
+    for _, row in frame.iterrows():
+        above = [r for r in bt.rows if r["lower"] > row["95% upper"] + 0.05]
+        assert row["Rank"] == 1 + len(above)
+
+
+def test_rank_bands_share_ranks_when_intervals_overlap() -> None:
+    rows = [
+        {"checkpoint": "a", "rating": 1100.0, "lower": 1050.0, "upper": 1150.0},
+        {"checkpoint": "b", "rating": 1090.0, "lower": 1040.0, "upper": 1140.0},
+        {"checkpoint": "c", "rating": 900.0, "lower": 880.0, "upper": 920.0},
+        {"checkpoint": "d", "rating": 850.0, "lower": None, "upper": None},
+    ]
+    rank_bands(rows)
+    assert [(r["checkpoint"], r["rank"]) for r in rows] == [("a", 1), ("b", 1), ("c", 3),
+                                                             ("d", 4)]
+
+
+def test_knobs_and_ccip_agreement(voted: Database) -> None:
+    character = CHARACTERS[0]
+    with voted.session() as s:
+        ids = {c.name: c.id for c in s.scalars(select(Checkpoint))}
+        # Stored CCIP scores (as `arena score ccip` writes them) that rise with the config order.
+        for value, cid in enumerate(sorted(ids.values())):
+            s.add(MetricScore(metric="ccip", metric_model="ccip-test", metric_version="t",
+                              parameters={}, checkpoint_id=cid, character=character,
+                              value=0.2 + 0.2 * value, details={}, images_used=[],
+                              created_at=utcnow()))
+    with voted.session(readonly=True) as s:
+        view = load_view(s, "overall", "bt", SETTINGS)
+    steps = {r["checkpoint_id"]: view.checkpoints[r["checkpoint_id"]].knobs["steps"]
+             for r in view.rows}
+    rho = stats.spearmanr([steps[r["checkpoint_id"]] for r in view.rows],
+                          [r["rating"] for r in view.rows]).statistic
+    steps_row = next(k for k in view.knobs if k.knob == "steps")
+    assert steps_row.correlation.rho == pytest.approx(rho)
+    assert steps_row.correlation.n == len(view.rows) == 4
+    assert steps_row.correlation.lower <= rho <= steps_row.correlation.upper
+    assert "Training steps" in set(knob_frame(view)["Training knob"])
+    knob = all_figures(view, "steps")["knob"].data[0]
+    assert sorted(knob.text) == sorted(r["config"] for r in view.rows)
+    # Agreement: CCIP against the human character board, per character.
+    ratings = view.character_board[character]
+    pairs = [(ratings[c], view.ccip[(c, character)]) for c in ratings]
+    expected = stats.spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
+    assert view.agreement[character].rho == pytest.approx(expected)
+    assert {r["checkpoint_id"]: r["ccip"] for r in view.rows} == {
+        c: pytest.approx(v) for (c, ch), v in view.ccip.items() if ch == character}
+
+
+def test_other_parameters_are_not_shown(voted: Database) -> None:
+    other = Settings(votes_per_minute=0, elo_k=16.0, bootstrap_rounds=20)
+    with voted.session(readonly=True) as s:
+        view = load_view(s, "overall", "elo", other)
+        ts = load_view(s, "overall", "trueskill", other)
+    assert view.rows == []
+    assert any("arena ratings recompute" in n for n in view.notices)
+    # TrueSkill's parameters did not change: its numbers stay, without Elo's columns.
+    assert ts.rows and all(r["time_weighted"] is None for r in ts.rows)
+
+
+def test_bt_cache_survives_votes_on_other_boards(voted: Database, tmp_path: Path) -> None:
+    with voted.session(readonly=True) as s:
+        bt_rows(s, "ffa", SETTINGS)
+        before = board_log(s, "ffa", rating_config(SETTINGS)).last_vote_id
+    keys = set(_BT_CACHE)
+    free_only = VoterModel(preset_strengths())
+    # Votes on the free board only: the ffa board's newest vote and fit stay.
+    from arena.matches import issue_match
+    from arena.votes import record_vote
+
+    for _ in range(3):
+        match = issue_match(voted, SETTINGS, "voter-other-board", "free")
+        record_vote(voted, SETTINGS, match.token, "voter-other-board", winner=0)
+    with voted.session(readonly=True) as s:
+        assert board_log(s, "ffa", rating_config(SETTINGS)).last_vote_id == before
+        bt_rows(s, "ffa", SETTINGS)
+        assert set(_BT_CACHE) == keys
+        assert board_log(s, "free", rating_config(SETTINGS)).last_vote_id > before
+    assert free_only.strengths
+
+
+def test_view_reads_beside_a_writer(voted: Database) -> None:
+    """A leaderboard view completes while another transaction holds the write lock."""
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with voted.session(serialized=True) as s:
+            s.get(Checkpoint, 1)
+            holding.set()
+            release.wait(120)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    holding.wait(60)
+    result: list[int] = []
+
+    def reader() -> None:
+        with voted.session(readonly=True) as s:
+            result.append(len(load_view(s, "overall", "bt", SETTINGS).rows))
+
+    reading = threading.Thread(target=reader)
+    reading.start()
+    reading.join(120)
+    finished = not reading.is_alive()
+    release.set()
+    thread.join()
+    reading.join()
+    assert finished and result == [4]
