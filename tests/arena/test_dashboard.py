@@ -35,7 +35,7 @@ SETTINGS = Settings(votes_per_minute=0, bootstrap_rounds=20)
 @pytest.fixture
 def voted(db: Database, tmp_path: Path) -> Database:
     """A pool of four checkpoints with 80 simulated votes."""
-    build_pool(db, tmp_path / "home", tmp_path / "pool")
+    build_pool(db, tmp_path / "pool-home", tmp_path / "pool")
     assert simulate_votes(db, SETTINGS, 80, seed=3) == 80
     return db
 

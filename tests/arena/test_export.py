@@ -1,0 +1,165 @@
+"""Export and import of the vote log: round trip into a fresh arena, FastChat battles against
+an independent Bradley-Terry fit, the table formats and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from arena.cli.main import app
+from arena.db import Database
+from arena.errors import UserError
+from arena.export import export_votes, import_votes
+from arena.migrate import upgrade
+from arena.models import Vote
+from arena.ratings import leaderboard
+from arena.settings import Settings
+from arena.simulated_voters import simulate_votes
+from tests.arena.fixtures_pool import build_pool
+from tests.arena.test_ratings_store import snapshot_table
+
+SETTINGS = Settings(votes_per_minute=0, bootstrap_rounds=20)
+
+
+@pytest.fixture
+def voted(db: Database, tmp_path: Path) -> Database:
+    build_pool(db, tmp_path / "pool-home", tmp_path / "pool")
+    simulate_votes(db, SETTINGS, 60, seed=11)
+    return db
+
+
+def fresh_arena(tmp_path: Path, name: str) -> Database:
+    """A second, empty arena (SQLite file) with the same pool registered."""
+    url = f"sqlite:///{tmp_path / name / 'arena.db'}"
+    (tmp_path / name).mkdir()
+    upgrade(url)
+    target = Database(url)
+    build_pool(target, tmp_path / name / "home", tmp_path / name / "pool")
+    return target
+
+
+def ratings_of(db: Database) -> list[tuple]:
+    rows = snapshot_table(db)
+    # The snapshots' own ids (checkpoint ids match: both pools register in the same order).
+    return [r[:13] for r in rows]
+
+
+def test_round_trip_gives_the_same_ratings(voted: Database, tmp_path: Path) -> None:
+    out = tmp_path / "votes.jsonl"
+    assert export_votes(voted, "jsonl", out) == 60
+    target = fresh_arena(tmp_path, "target")
+    report = import_votes(target, out, SETTINGS, progress=False)
+    assert report.as_dict() == {"imported": 60, "duplicates": 0}
+    assert ratings_of(target) == ratings_of(voted)
+    with voted.session(readonly=True) as a, target.session(readonly=True) as b:
+        for board in ("overall", "fixed", "ffa"):
+            assert [(r["checkpoint"], round(r["rating"], 6)) for r in
+                    leaderboard(a, board, "bt", SETTINGS)] == [
+                (r["checkpoint"], round(r["rating"], 6)) for r in
+                leaderboard(b, board, "bt", SETTINGS)]
+    # Importing again skips every vote as a duplicate and changes nothing.
+    before = snapshot_table(target)
+    again = import_votes(target, out, SETTINGS, progress=False)
+    assert again.as_dict() == {"imported": 0, "duplicates": 60}
+    assert snapshot_table(target) == before
+    target.dispose()
+
+
+def test_import_is_all_or_nothing(voted: Database, tmp_path: Path) -> None:
+    out = tmp_path / "votes.jsonl"
+    export_votes(voted, "jsonl", out)
+    lines = out.read_text().splitlines()
+    last = json.loads(lines[-1])
+    last["images"][0]["checkpoint_sha256"] = "0" * 64
+    (tmp_path / "bad.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    target = fresh_arena(tmp_path, "target")
+    with pytest.raises(UserError, match="sha256"):
+        import_votes(target, tmp_path / "bad.jsonl", SETTINGS, progress=False)
+    (tmp_path / "junk.jsonl").write_text(lines[0] + "\n{not json\n")
+    with pytest.raises(UserError, match=r"junk\.jsonl:2"):
+        import_votes(target, tmp_path / "junk.jsonl", SETTINGS, progress=False)
+    with target.session(readonly=True) as s:
+        assert s.scalar(select(func.count(Vote.id))) == 0
+    assert snapshot_table(target) == []
+    target.dispose()
+
+
+def independent_bt(battles: list[dict]) -> list[str]:
+    """Bradley-Terry by maximum likelihood with scipy (ties half a win each way), names best
+    first: written here, independent of metrics.bradley_terry."""
+    names = sorted({b["model_a"] for b in battles} | {b["model_b"] for b in battles})
+    index = {n: i for i, n in enumerate(names)}
+    pairs = []
+    for b in battles:
+        i, j = index[b["model_a"]], index[b["model_b"]]
+        score = {"model_a": 1.0, "model_b": 0.0}.get(b["winner"], 0.5)
+        pairs.append((i, j, score))
+
+    def loss(theta):  # type: ignore[no-untyped-def]
+        total = 0.0
+        for i, j, s in pairs:
+            d = theta[i] - theta[j]
+            total += s * math.log1p(math.exp(-d)) + (1 - s) * math.log1p(math.exp(d))
+        return total + 1e-6 * float(theta @ theta)
+
+    theta = minimize(loss, [0.0] * len(names), method="BFGS").x
+    return [n for _, n in sorted(zip(-theta, names, strict=True))]
+
+
+def test_fastchat_export_orders_like_the_arena(voted: Database, tmp_path: Path) -> None:
+    out = tmp_path / "battles.json"
+    export_votes(voted, "fastchat", out)
+    battles = json.loads(out.read_text())
+    assert {b["winner"] for b in battles} <= {"model_a", "model_b", "tie", "tie (bothbad)"}
+    assert {"model_a", "model_b", "winner", "tstamp"} <= set(battles[0])
+    with voted.session(readonly=True) as s:
+        votes = s.scalars(select(Vote)).all()
+        # A best-of-four vote is 3 battles, a full ranking 6, a duel 1.
+        expected = sum(6 if v.outcome == "ranking" else 3 if v.match.kind == "ffa" else 1
+                       for v in votes)
+        arena = [r["checkpoint"] for r in leaderboard(s, "overall", "bt", SETTINGS)]
+    assert len(battles) == expected
+    assert independent_bt(battles) == arena
+
+
+def test_table_formats_and_cli(voted: Database, arena_home: Path, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from arena.settings import get_settings
+
+    monkeypatch.setenv("ARENA_DATABASE_URL", voted.url)
+    monkeypatch.setenv("ARENA_BOOTSTRAP_ROUNDS", "20")
+    get_settings.cache_clear()
+    runner = CliRunner()
+    for fmt in ("csv", "parquet"):
+        result = runner.invoke(app, ["export", "votes", "--format", fmt, "--out",
+                                     str(tmp_path / f"votes.{fmt}")])
+        assert result.exit_code == 0, result.output
+    csv = pd.read_csv(tmp_path / "votes.csv")
+    parquet = pd.read_parquet(tmp_path / "votes.parquet")
+    assert len(csv) == len(parquet) == 60
+    assert list(csv["vote_id"]) == list(parquet["vote_id"]) == sorted(csv["vote_id"])
+    assert {"kind", "prompt", "checkpoint_0", "config_1", "outcome", "time"} <= set(csv.columns)
+    with voted.session(readonly=True) as s:
+        first = s.scalars(select(Vote).order_by(Vote.id)).first()
+        assert parquet.loc[0, "checkpoint_0"] == first.match.images[0].checkpoint.name
+
+    board = runner.invoke(app, ["export", "leaderboard", "--format", "json", "--system", "bt"])
+    assert board.exit_code == 0, board.output
+    data = json.loads(board.stdout)
+    with voted.session(readonly=True) as s:
+        assert [r["checkpoint"] for r in data["rows"]] == [
+            r["checkpoint"] for r in leaderboard(s, "overall", "bt", get_settings())]
+    table = runner.invoke(app, ["export", "leaderboard", "--format", "csv"])
+    assert table.exit_code == 0 and table.stdout.splitlines()[0].startswith("Rank,Checkpoint")
+    bad = runner.invoke(app, ["export", "votes", "--format", "xml", "--out", "x"])
+    assert bad.exit_code == 2 and "expected one of jsonl" in bad.output
+    missing = runner.invoke(app, ["import", "votes", str(tmp_path / "nope.jsonl")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    get_settings.cache_clear()
