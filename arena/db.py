@@ -93,7 +93,8 @@ class Database:
     def check(self) -> None:
         """Connect once; a database that cannot be reached is a one-line user error."""
         try:
-            with self.engine.connect() as conn:
+            # A read: it must not wait for (or take) SQLite's write lock.
+            with self.engine.execution_options(arena_readonly=True).connect() as conn:
                 conn.execute(text("SELECT 1"))
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

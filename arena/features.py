@@ -37,7 +37,7 @@ class DatabaseFeatureCache:
         for key in dict.fromkeys(keys):
             by_model[key.model_key].append(key.image_sha256)
         found: dict[FeatureKey, np.ndarray] = {}
-        with self.db.session() as session:
+        with self.db.session(readonly=True) as session:
             for model_key, hashes in by_model.items():
                 for start in range(0, len(hashes), BATCH):
                     rows = session.execute(

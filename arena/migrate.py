@@ -31,7 +31,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
-    with engine.connect() as conn:
+    with engine.execution_options(arena_readonly=True).connect() as conn:  # a read
         return MigrationContext.configure(conn).get_current_revision()
 
 

@@ -49,7 +49,7 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     from arena.pool import pool_stats
 
     db = open_database()
-    with db.session() as session:
+    with db.session(readonly=True) as session:
         data = pool_stats(session)
     if as_json:
         print_json(data)

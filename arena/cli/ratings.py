@@ -29,7 +29,7 @@ def show(
 
     settings = get_settings()
     db = open_database()
-    with db.session() as session:
+    with db.session(readonly=True) as session:
         rows = leaderboard(session, board, system, settings)
     if as_json:
         print_json({"board": board, "system": system,

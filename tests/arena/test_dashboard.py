@@ -235,3 +235,43 @@ def test_view_reads_beside_a_writer(voted: Database) -> None:
     thread.join()
     reading.join()
     assert finished and result == [4]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_cli_reads_run_beside_a_writer(arena_env: Database, tmp_path: Path) -> None:
+    """`arena ratings`, `pool stats` and feature look-ups read while a vote transaction holds
+    SQLite's write lock (a writing session would wait for it and fail as locked)."""
+    from typer.testing import CliRunner
+
+    from arena.cli.main import app
+    from arena.features import DatabaseFeatureCache
+    from metrics.ccip import FeatureKey
+
+    db = arena_env
+    build_pool(db, tmp_path / "pool-home", tmp_path / "pool")
+    simulate_votes(db, SETTINGS, 12, seed=5)
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with db.session(serialized=True) as s:
+            s.get(Checkpoint, 1)
+            holding.set()
+            release.wait(120)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    holding.wait(60)
+    try:
+        runner = CliRunner()
+        results = [runner.invoke(app, args) for args in
+                   (["ratings", "--system", "bt"], ["ratings", "--json"], ["pool", "stats"])]
+        other = Database(db.url)
+        found = DatabaseFeatureCache(other).get_many([FeatureKey("0" * 64, "model")])
+        other.dispose()
+    finally:
+        release.set()
+        thread.join()
+    for result in results:
+        assert result.exit_code == 0, result.output
+    assert "hatsune_miku" not in results[0].output and "arena-fixture" in results[0].output
+    assert found == {}
