@@ -10,6 +10,12 @@ from arena import api
 from arena.db import Database
 from arena.settings import Settings, get_settings
 
+# Images fill their panel whatever their size (the demo's are 64x64), kept sharp when enlarged.
+PANEL_CSS = (
+    ".arena-image img { width: 100%; height: 100%; object-fit: contain; "
+    "image-rendering: pixelated; }"
+)
+
 
 def create_app(
     settings: Settings | None = None, db: Database | None = None, ui: bool = True
@@ -43,5 +49,6 @@ def create_app(
             run_history=False,
             show_error=False,
             ssr_mode=False,
+            css=PANEL_CSS,
         )
     return app

@@ -5,6 +5,10 @@ SDXL model with its own random weights (clearly named ``demo-...``), written as 
 ``.safetensors`` file and loaded through the same ``from_single_file`` path as a user's
 checkpoint. The pool is rendered by the real generation path (64x64, three steps) and
 imported like any other pool. Rerunning the demo reuses everything already there.
+
+Simulated voters (:mod:`arena.simulated_voters`) then vote through the real match and vote
+path until the demo holds the number of votes asked for, so a newcomer's first leaderboard
+and figures are populated, with the published configs' order as the hidden truth.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from training.presets import PRESET_NAMES, load_preset
 
 DEFAULT_DEMO_HOME = Path("./arena-demo")
 DEMO_SEEDS = (0, 1)
+DEFAULT_DEMO_VOTES = 300
+DEMO_NOTE = (
+    "The demo checkpoints are tiny models with random weights, so their 64x64 images look "
+    "like noise; register real ones with `arena registry add-checkpoint MODEL.safetensors "
+    "--config NAME` and render them with `arena generate`."
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,8 @@ class DemoSummary:
     checkpoints: tuple[str, ...]
     images: int
     imported: int
+    votes_cast: int = 0
+    votes_total: int = 0
 
 
 def demo_settings(home: Path | None = None) -> Settings:
@@ -43,8 +55,12 @@ def demo_settings(home: Path | None = None) -> Settings:
     return Settings(home=home, database_url=f"sqlite:///{home / 'arena.db'}")
 
 
-def prepare_demo(settings: Settings, progress: bool = True) -> DemoSummary:
-    """Build (or refresh) the demo arena described by ``settings``."""
+def prepare_demo(settings: Settings, progress: bool = True,
+                 votes: int = DEFAULT_DEMO_VOTES) -> DemoSummary:
+    """Build (or refresh) the demo arena described by ``settings``, with at least ``votes``
+    votes from simulated voters."""
+    if votes < 0:
+        raise UserError(f"--votes must be >= 0, got {votes}")
     try:
         from generation.demo import demo_prompt_set, render_demo_pool, write_demo_checkpoints
     except ImportError as exc:
@@ -75,12 +91,36 @@ def prepare_demo(settings: Settings, progress: bool = True) -> DemoSummary:
         if imported.skipped:
             first = imported.skipped[0]
             raise UserError(f"demo pool import skipped {first.file}: {first.reason}")
+        cast, total = _top_up_votes(db, settings, votes, progress)
         return DemoSummary(
             home=settings.home,
             database_url=settings.url,
             checkpoints=tuple(names),
             images=len(rows),
             imported=len(imported.imported),
+            votes_cast=cast,
+            votes_total=total,
         )
     finally:
         db.dispose()
+
+
+def _top_up_votes(db: Database, settings: Settings, votes: int,
+                  progress: bool) -> tuple[int, int]:
+    """Simulated votes until the demo holds ``votes``; returns (cast now, total)."""
+    from sqlalchemy import func, select
+    from tqdm import tqdm
+
+    from arena.models import Vote
+    from arena.simulated_voters import simulate_votes
+
+    with db.session(readonly=True) as session:
+        existing = session.scalar(select(func.count(Vote.id))) or 0
+    missing = max(0, votes - existing)
+    if not missing:
+        return 0, existing
+    bar = tqdm(total=missing, desc="simulated voters", unit="vote",
+               disable=None if progress else True)
+    cast = simulate_votes(db, settings, missing, seed=existing, on_vote=bar.update)
+    bar.close()
+    return cast, existing + cast

@@ -9,7 +9,8 @@ default prompt set at 64x64 and three steps, rendered by ``generate_pool``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -95,9 +96,34 @@ def render_demo_pool(
     torch.set_num_threads(1)
     try:
         ps = prompt_set or demo_prompt_set()
-        return [
-            generate_pool(c.spec, ps, out_dir, runtime=Runtime(device="cpu"), progress=progress)
-            for c in checkpoints
-        ]
+        with _quiet_libraries():
+            return [
+                generate_pool(c.spec, ps, out_dir, runtime=Runtime(device="cpu"),
+                              progress=progress)
+                for c in checkpoints
+            ]
     finally:
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Silence what diffusers and transformers print that is harmless for the demo: their
+    component-loading bars, "modules that should be kept in float32" (the tiny models run in
+    float32 anyway) and "token indices sequence length is longer than 77" (prompts are
+    truncated to CLIP's 77 tokens, as in every SDXL pipeline). Restored afterwards."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    saved = [(lib, lib.get_verbosity(), lib.is_progress_bar_enabled())
+             for lib in (diffusers_logging, transformers_logging)]
+    for lib, _, _ in saved:
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, verbosity, bars in saved:
+            lib.set_verbosity(verbosity)
+            if bars:
+                lib.enable_progress_bar()

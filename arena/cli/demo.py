@@ -11,17 +11,24 @@ def demo(
     port: int = typer.Option(7860, "--port", help="Port to serve on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     no_serve: bool = typer.Option(False, "--no-serve", help="Only prepare the demo arena."),
+    votes: int = typer.Option(
+        300, "--votes", min=0,
+        help="Fill the demo with simulated votes up to this many (preferences follow the "
+             "published configs' order).",
+    ),
 ) -> None:
     """Build a demo arena under ./arena-demo (or ARENA_HOME) offline, then serve it."""
-    from arena.demo import demo_settings, prepare_demo
+    from arena.demo import DEMO_NOTE, demo_settings, prepare_demo
 
     settings = demo_settings()
-    summary = prepare_demo(settings)
+    summary = prepare_demo(settings, votes=votes)
     typer.echo(
         f"demo arena ready in {summary.home}: {len(summary.checkpoints)} demo checkpoints "
         f"({', '.join(summary.checkpoints)}), {summary.images} images "
-        f"({summary.imported} new)"
+        f"({summary.imported} new), {summary.votes_total} votes "
+        f"({summary.votes_cast} new from simulated voters)"
     )
+    typer.echo(DEMO_NOTE)
     if no_serve:
         typer.echo(f"serve it with: arena serve  (or ARENA_HOME={summary.home} arena serve)")
         return

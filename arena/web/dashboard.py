@@ -17,6 +17,7 @@ import pandas as pd
 
 from arena.board_view import KNOBS, SYSTEMS, TABLE_COLUMNS, BoardView, board_choices, load_view
 from arena.db import Database
+from arena.demo import DEMO_NOTE
 from arena.errors import UserError
 from arena.registry import describe_config, get_config
 from arena.settings import Settings
@@ -28,9 +29,11 @@ from arena.web.figures import (
     position_frame,
 )
 from metrics.rating_book import OVERALL
+from training.presets import PRESET_NAMES
 
 __all__ = ["build_leaderboard_tab", "status_text"]
 
+DEMO_NAMES = {f"demo-{name}" for name in PRESET_NAMES}
 STRATEGIES = {"balanced": "balanced (the checkpoints with the fewest games are shown first)"}
 
 
@@ -46,6 +49,8 @@ def status_text(view: BoardView) -> str:
     elif not games and not view.notices:
         lines.append("No rated games on this board yet.")
     lines += [f"⚠️ {notice}" for notice in view.notices]
+    if DEMO_NAMES & {info.name for info in view.checkpoints.values()}:
+        lines.append(DEMO_NOTE)
     return "\n\n".join(lines)
 
 

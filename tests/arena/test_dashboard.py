@@ -275,3 +275,17 @@ def test_cli_reads_run_beside_a_writer(arena_env: Database, tmp_path: Path) -> N
         assert result.exit_code == 0, result.output
     assert "hatsune_miku" not in results[0].output and "arena-fixture" in results[0].output
     assert found == {}
+
+
+def test_simulated_voters_recover_the_hidden_order(db: Database, tmp_path: Path) -> None:
+    """Votes cast through the real path by voters preferring later configs put the published
+    configs in their order on the Bradley-Terry board."""
+    from training.presets import PRESET_NAMES
+
+    build_pool(db, tmp_path / "pool-home", tmp_path / "pool")
+    model = VoterModel(preset_strengths(step=1.5))
+    assert simulate_votes(db, SETTINGS, 120, model=model, seed=1) == 120
+    with db.session(readonly=True) as s:
+        view = load_view(s, "overall", "bt", SETTINGS)
+    assert [r["config"] for r in view.rows] == list(reversed(PRESET_NAMES))
+    assert view.log.votes == 120

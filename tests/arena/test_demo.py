@@ -25,8 +25,13 @@ def test_demo_then_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("ARENA_HOME", raising=False)
     monkeypatch.delenv("ARENA_DATABASE_URL", raising=False)
     get_settings.cache_clear()
-    result = runner.invoke(app, ["demo", "--no-serve"])
+    result = runner.invoke(app, ["demo", "--no-serve", "--votes", "24"])
     assert result.exit_code == 0, result.output
+    assert "24 votes (24 new from simulated voters)" in result.output
+    assert "look like noise" in result.output
+    # The project's own lines only: no library notices the demo knows to be harmless.
+    for noise in ("float32", "Token indices", "Loading pipeline components"):
+        assert noise not in result.output
     home = tmp_path / "arena-demo"
     db = Database(f"sqlite:///{home / 'arena.db'}")
     with db.session() as s:
@@ -46,8 +51,9 @@ def test_demo_then_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         groups.setdefault((prompt_id, seed), set()).add(served)
     assert all(len(v) == 4 for v in groups.values())
 
-    again = runner.invoke(app, ["demo", "--no-serve"])
+    again = runner.invoke(app, ["demo", "--no-serve", "--votes", "24"])
     assert again.exit_code == 0 and "(0 new)" in again.output
+    assert "24 votes (0 new" in again.output
     with db.session() as s:
         assert s.scalar(select(func.count(Image.id))) == images
     db.dispose()

@@ -196,11 +196,11 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         for row in rows:
             assert row["checkpoint"] in table_text and row["config"] in table_text
         assert sum(int(r["games"]) for r in rows) > 0
-        expect(board.locator("img[src^='data:image/']")).to_have_count(1)  # the rating plot
+        expect(board.locator("#figure-ratings .js-plotly-plot")).to_have_count(1)  # plotly
 
         # Bradley-Terry has bootstrap intervals; a selected row shows its training config.
         board.get_by_label("Bradley-Terry").check()
-        expect(table).to_contain_text(" – ")
+        expect(board.locator("#leaderboard-status")).to_contain_text("overall · Bradley-Terry")
         table.get_by_text(rows[0]["config"], exact=True).last.click()
         expect(board.locator("#leaderboard-config")).to_contain_text(rows[0]["config"])
         expect(board.locator("#leaderboard-config")).to_contain_text("unet_lr")
