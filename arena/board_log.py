@@ -98,6 +98,9 @@ class BoardLog:
     position_wins: dict[str, list[int]] = field(default_factory=dict)
     history: list[EloPoint] = field(default_factory=list)
     stride: int = 1
+    # (a, b) -> wins of a over b (draws half) and games between them, both directions
+    pair_wins: dict[tuple[int, int], float] = field(default_factory=dict)
+    pair_games: dict[tuple[int, int], int] = field(default_factory=dict)
     _elo: dict[int, _EloState] = field(default_factory=dict)
 
     def add(self, vote_id: int, kind: str, record: VoteRecord) -> None:
@@ -112,6 +115,12 @@ class BoardLog:
             if len(wins) == len(record.participants):
                 wins[top] += 1
         outcomes = pairwise(record, self.both_bad_as_draw)
+        wins, games = self.pair_wins, self.pair_games
+        for a, b, score in outcomes:
+            wins[(a, b)] = wins.get((a, b), 0.0) + score
+            wins[(b, a)] = wins.get((b, a), 0.0) + (1.0 - score)
+            games[(a, b)] = games.get((a, b), 0) + 1
+            games[(b, a)] = games.get((b, a), 0) + 1
         if outcomes:
             states = self._elo
             for c in record.participants:
@@ -140,6 +149,8 @@ class BoardLog:
             ballots=Counter(self.ballots),
             position_wins={k: list(v) for k, v in self.position_wins.items()},
             history=list(self.history),
+            pair_wins=dict(self.pair_wins),
+            pair_games=dict(self.pair_games),
             _elo={c: replace(s) for c, s in self._elo.items()},
         )
 
@@ -164,18 +175,8 @@ class BoardLog:
 
     def pair_matrix(self) -> tuple[list[int], list[list[float]], list[list[int]]]:
         """Checkpoint ids, wins ``W[i][j]`` of i over j (draws half) and games between them."""
-        wins: dict[tuple[int, int], float] = {}
-        games: dict[tuple[int, int], int] = {}
-        ids: set[int] = set()
-        for (participants, winner, ranking), count in self.ballots.items():
-            record = VoteRecord(participants, winner, ranking)
-            for a, b, score in pairwise(record, self.both_bad_as_draw):
-                ids.update((a, b))
-                wins[(a, b)] = wins.get((a, b), 0.0) + score * count
-                wins[(b, a)] = wins.get((b, a), 0.0) + (1.0 - score) * count
-                games[(a, b)] = games.get((a, b), 0) + count
-                games[(b, a)] = games.get((b, a), 0) + count
-        order = sorted(ids)
+        order = sorted({a for a, _ in self.pair_games})
+        wins, games = self.pair_wins, self.pair_games
         return (
             order,
             [[wins.get((a, b), 0.0) for b in order] for a in order],

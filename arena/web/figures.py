@@ -6,6 +6,8 @@ self-contained HTML report (:mod:`arena.report`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -40,15 +42,30 @@ FIGURES = {
     "knob": "Rating against a training knob",
     "position": "Wins by shown position",
 }
-_LAYOUT = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 50, "b": 10}}
+# A light template written out here: plotly's named templates are deep-copied into every
+# figure, which (with plotly's validation) cost more than everything else in a view.
+_TEMPLATE = {"layout": {
+    "paper_bgcolor": "white", "plot_bgcolor": "white", "font": {"family": "sans-serif"},
+    "xaxis": {"gridcolor": "#ebebeb", "zerolinecolor": "#d0d0d0", "automargin": True},
+    "yaxis": {"gridcolor": "#ebebeb", "zerolinecolor": "#d0d0d0", "automargin": True},
+    "colorway": ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
+                 "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"],
+}}
+_MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
+
+
+def _figure(data: list[dict[str, Any]], title: str, **layout: Any) -> go.Figure:
+    """A figure from plain trace and layout dicts; built without plotly's per-property
+    validation (the traces here are fixed by construction, and the tests render them)."""
+    spec = {"data": data, "layout": {"title": {"text": title}, "template": _TEMPLATE,
+                                     "margin": _MARGIN, **layout}}
+    return go.Figure(spec, _validate=False)
 
 
 def _empty(title: str, message: str) -> go.Figure:
-    figure = go.Figure()
-    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
-                          yref="paper")
-    figure.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **_LAYOUT)
-    return figure
+    return _figure([], title, xaxis={"visible": False}, yaxis={"visible": False},
+                   annotations=[{"text": message, "showarrow": False, "x": 0.5, "y": 0.5,
+                                 "xref": "paper", "yref": "paper"}])
 
 
 def _names(view: BoardView, ids: list[int]) -> list[str]:
@@ -61,21 +78,20 @@ def rating_figure(view: BoardView) -> go.Figure:
     if not view.rows:
         return _empty(title, "No ratings on this board yet.")
     rows = view.rows[::-1]
-    has_interval = all(r["lower"] is not None for r in rows)
-    error = {
-        "type": "data", "symmetric": False,
-        "array": [r["upper"] - r["rating"] for r in rows],
-        "arrayminus": [r["rating"] - r["lower"] for r in rows],
-    } if has_interval else None
-    figure = go.Figure(go.Scatter(
-        x=[r["rating"] for r in rows], y=[r["checkpoint"] for r in rows], mode="markers",
-        error_x=error, marker={"size": 10}, name=SYSTEMS[view.system],
-        customdata=[r["config"] for r in rows],
-        hovertemplate="%{y} (%{customdata}): %{x:.1f}<extra></extra>",
-    ))
-    figure.update_layout(title=title, xaxis_title=f"{SYSTEMS[view.system]} rating",
-                         height=160 + 40 * len(rows), **_LAYOUT)
-    return figure
+    trace: dict[str, Any] = {
+        "type": "scatter", "mode": "markers", "marker": {"size": 10},
+        "x": [r["rating"] for r in rows], "y": [r["checkpoint"] for r in rows],
+        "name": SYSTEMS[view.system], "customdata": [r["config"] for r in rows],
+        "hovertemplate": "%{y} (%{customdata}): %{x:.1f}<extra></extra>",
+    }
+    if all(r["lower"] is not None for r in rows):
+        trace["error_x"] = {
+            "type": "data", "symmetric": False,
+            "array": [r["upper"] - r["rating"] for r in rows],
+            "arrayminus": [r["rating"] - r["lower"] for r in rows],
+        }
+    return _figure([trace], title, xaxis={"title": {"text": f"{SYSTEMS[view.system]} rating"}},
+                   height=160 + 40 * len(rows))
 
 
 def elo_history_figure(view: BoardView) -> go.Figure:
@@ -84,22 +100,22 @@ def elo_history_figure(view: BoardView) -> go.Figure:
     history = view.log.elo_history()
     if not history:
         return _empty(title, "No votes on this board yet.")
-    figure = go.Figure()
-    ids = sorted({c for point in history for c in point.elo})
-    for c in ids:
+    traces = []
+    colours = _TEMPLATE["layout"]["colorway"]
+    for n, c in enumerate(sorted({c for point in history for c in point.elo})):
         points = [p for p in history if c in p.elo]
         name = view.checkpoints[c].name
-        figure.add_trace(go.Scatter(
-            x=[p.vote_id for p in points], y=[p.elo[c] for p in points], mode="lines",
-            name=name, legendgroup=name,
-        ))
-        figure.add_trace(go.Scatter(
-            x=[p.vote_id for p in points], y=[p.time_weighted[c] for p in points],
-            mode="lines", line={"dash": "dash"}, name=f"{name} (time-weighted)",
-            legendgroup=name, showlegend=False,
-        ))
-    figure.update_layout(title=title, xaxis_title="vote id", yaxis_title="Elo", **_LAYOUT)
-    return figure
+        colour = colours[n % len(colours)]
+        x = [p.vote_id for p in points]
+        traces.append({"type": "scatter", "mode": "lines", "x": x, "name": name,
+                       "y": [p.elo[c] for p in points], "legendgroup": name,
+                       "line": {"color": colour}})
+        traces.append({"type": "scatter", "mode": "lines", "x": x,
+                       "y": [p.time_weighted[c] for p in points], "legendgroup": name,
+                       "name": f"{name} (time-weighted)", "showlegend": False,
+                       "line": {"color": colour, "dash": "dash"}})
+    return _figure(traces, title, xaxis={"title": {"text": "vote id"}},
+                   yaxis={"title": {"text": "Elo"}})
 
 
 def trueskill_figure(view: BoardView) -> go.Figure:
@@ -108,14 +124,11 @@ def trueskill_figure(view: BoardView) -> go.Figure:
     rows = [r for r in view.rows if r["mu"] is not None][::-1]
     if not rows:
         return _empty(title, "No TrueSkill ratings on this board.")
-    figure = go.Figure(go.Scatter(
-        x=[r["mu"] for r in rows], y=[r["checkpoint"] for r in rows], mode="markers",
-        error_x={"type": "data", "array": [3 * r["sigma"] for r in rows]},
-        marker={"size": 10}, name="μ ± 3σ",
-    ))
-    figure.update_layout(title=title, xaxis_title="TrueSkill μ", height=160 + 40 * len(rows),
-                         **_LAYOUT)
-    return figure
+    trace = {"type": "scatter", "mode": "markers", "marker": {"size": 10}, "name": "μ ± 3σ",
+             "x": [r["mu"] for r in rows], "y": [r["checkpoint"] for r in rows],
+             "error_x": {"type": "data", "array": [3 * r["sigma"] for r in rows]}}
+    return _figure([trace], title, xaxis={"title": {"text": "TrueSkill μ"}},
+                   height=160 + 40 * len(rows))
 
 
 def _pair_figure(view: BoardView, key: str) -> go.Figure:
@@ -124,20 +137,17 @@ def _pair_figure(view: BoardView, key: str) -> go.Figure:
     if not ids:
         return _empty(title, "No votes on this board yet.")
     names = _names(view, ids)
+    trace: dict[str, Any] = {"type": "heatmap", "x": names, "y": names,
+                             "texttemplate": "%{text}"}
     if key == "games":
-        z: list[list[float | None]] = [[float(g) for g in row] for row in games]
-        text = [[str(g) if g else "" for g in row] for row in games]
-        scale = "Blues"
+        trace.update(z=[[float(g) for g in row] for row in games], colorscale="Blues",
+                     text=[[str(g) if g else "" for g in row] for row in games])
     else:
         z = [[w / g if g else None for w, g in zip(wr, gr, strict=True)]
              for wr, gr in zip(wins, games, strict=True)]
-        text = [["" if v is None else f"{v:.0%}" for v in row] for row in z]
-        scale = "RdBu"
-    figure = go.Figure(go.Heatmap(z=z, x=names, y=names, text=text, texttemplate="%{text}",
-                                  colorscale=scale, zmin=0 if key != "games" else None,
-                                  zmax=1 if key != "games" else None))
-    figure.update_layout(title=title, yaxis_autorange="reversed", **_LAYOUT)
-    return figure
+        trace.update(z=z, colorscale="RdBu", zmin=0, zmax=1,
+                     text=[["" if v is None else f"{v:.0%}" for v in row] for row in z])
+    return _figure([trace], title, yaxis={"autorange": "reversed"})
 
 
 def win_rate_figure(view: BoardView) -> go.Figure:
@@ -158,13 +168,10 @@ def ccip_figure(view: BoardView) -> go.Figure:
     ids = sorted({c for c, _ in view.ccip})
     characters = sorted({char for _, char in view.ccip})
     z = [[view.ccip.get((c, char)) for char in characters] for c in ids]
-    figure = go.Figure(go.Heatmap(
-        z=z, x=characters, y=_names(view, ids), zmin=0, zmax=1, colorscale="Viridis",
-        text=[["" if v is None else f"{v:.2f}" for v in row] for row in z],
-        texttemplate="%{text}",
-    ))
-    figure.update_layout(title=title, **_LAYOUT)
-    return figure
+    trace = {"type": "heatmap", "z": z, "x": characters, "y": _names(view, ids), "zmin": 0,
+             "zmax": 1, "colorscale": "Viridis", "texttemplate": "%{text}",
+             "text": [["" if v is None else f"{v:.2f}" for v in row] for row in z]}
+    return _figure([trace], title)
 
 
 def character_figure(view: BoardView) -> go.Figure:
@@ -172,17 +179,12 @@ def character_figure(view: BoardView) -> go.Figure:
     title = FIGURES["characters"]
     if not view.character_board:
         return _empty(title, "No fixed-character votes yet.")
-    figure = go.Figure()
     ids = sorted({c for ratings in view.character_board.values() for c in ratings})
     characters = list(view.character_board)
-    for c in ids:
-        figure.add_trace(go.Bar(
-            x=characters, y=[view.character_board[ch].get(c) for ch in characters],
-            name=view.checkpoints[c].name,
-        ))
-    figure.update_layout(title=title, barmode="group", yaxis_title="time-weighted Elo",
-                         **_LAYOUT)
-    return figure
+    traces = [{"type": "bar", "x": characters, "name": view.checkpoints[c].name,
+               "y": [view.character_board[ch].get(c) for ch in characters]} for c in ids]
+    return _figure(traces, title, barmode="group",
+                   yaxis={"title": {"text": "time-weighted Elo"}})
 
 
 def knob_figure(view: BoardView, knob: str = "checkpoint_step") -> go.Figure:
@@ -193,17 +195,17 @@ def knob_figure(view: BoardView, knob: str = "checkpoint_step") -> go.Figure:
               for r in view.rows if knob in view.checkpoints[r["checkpoint_id"]].knobs]
     if not points:
         return _empty(title, f"No rated checkpoint has a {label.lower()} in its config.")
-    figure = go.Figure(go.Scatter(
-        x=[x for x, _ in points], y=[r["rating"] for _, r in points], mode="markers+text",
-        text=[r["config"] for _, r in points], textposition="top center",
-        customdata=[r["checkpoint"] for _, r in points], marker={"size": 11},
-        hovertemplate="%{customdata} (%{text}): %{y:.1f} at %{x}<extra></extra>",
-    ))
+    trace = {"type": "scatter", "mode": "markers+text", "marker": {"size": 11},
+             "x": [x for x, _ in points], "y": [r["rating"] for _, r in points],
+             "text": [r["config"] for _, r in points], "textposition": "top center",
+             "customdata": [r["checkpoint"] for _, r in points],
+             "hovertemplate": "%{customdata} (%{text}): %{y:.1f} at %{x}<extra></extra>"}
     log_axis = knob in ("dataset_size", "unet_lr", "text_encoder_lr", "steps",
                         "checkpoint_step") and all(x > 0 for x, _ in points)
-    figure.update_layout(title=title, xaxis_title=label, yaxis_title="rating",
-                         xaxis_type="log" if log_axis else None, **_LAYOUT)
-    return figure
+    xaxis: dict[str, Any] = {"title": {"text": label}}
+    if log_axis:
+        xaxis["type"] = "log"
+    return _figure([trace], title, xaxis=xaxis, yaxis={"title": {"text": "rating"}})
 
 
 def position_figure(view: BoardView) -> go.Figure:
@@ -211,19 +213,20 @@ def position_figure(view: BoardView) -> go.Figure:
     title = f"{FIGURES['position']} · {view.board}"
     if not view.position:
         return _empty(title, "No decisive votes on this board yet.")
-    figure = go.Figure()
+    traces = []
     for kind, bias in view.position.items():
         labels = ["A", "B"] if len(bias.wins) == 2 else [str(i + 1) for i in range(len(bias.wins))]
-        figure.add_trace(go.Bar(
-            x=[f"{kind} {label}" for label in labels], y=list(bias.shares), name=kind,
-            error_y={"type": "data", "symmetric": False,
-                     "array": [hi - s for s, (_, hi) in zip(bias.shares, bias.intervals,
-                                                             strict=True)],
-                     "arrayminus": [s - lo for s, (lo, _) in zip(bias.shares, bias.intervals,
-                                                                  strict=True)]},
-        ))
-    figure.update_layout(title=title, yaxis_title="share of wins", yaxis_range=[0, 1], **_LAYOUT)
-    return figure
+        traces.append({
+            "type": "bar", "name": kind, "x": [f"{kind} {label}" for label in labels],
+            "y": list(bias.shares),
+            "error_y": {"type": "data", "symmetric": False,
+                        "array": [hi - s for s, (_, hi) in zip(bias.shares, bias.intervals,
+                                                                strict=True)],
+                        "arrayminus": [s - lo for s, (lo, _) in zip(bias.shares,
+                                                                     bias.intervals,
+                                                                     strict=True)]},
+        })
+    return _figure(traces, title, yaxis={"title": {"text": "share of wins"}, "range": [0, 1]})
 
 
 def _interval(lower: float | None, upper: float | None) -> str:

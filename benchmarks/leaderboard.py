@@ -1,0 +1,303 @@
+"""Leaderboard benchmark: server time of one dashboard view, and what views cost the votes.
+
+Builds an arena with ``--votes`` votes (default 100,000; the target is stated for 1,000,000)
+over ``--checkpoints`` checkpoints on SQLite and/or PostgreSQL: matches, match images and
+votes are bulk-inserted (60% fixed duels over four characters, 20% free duels, 20% four-way,
+outcomes from hidden Bradley-Terry strengths), then ``recompute`` writes the snapshots, as
+`arena ratings recompute` would. Then, each measured in this run:
+
+1. Server time of one view: a read-only session, :func:`arena.board_view.load_view`, the
+   table and every plotly figure serialised to JSON (what Gradio sends) — cold (empty
+   caches), warm (the same view again), and after one new vote cast through the real path
+   (issue_match + record_vote; the view reads only that vote). Printed against the baseline
+   of reading the stored Elo snapshots alone (:func:`arena.ratings.leaderboard`).
+2. Vote latency (issue_match + record_vote) at a fixed request rate, alone and while a thread
+   requests views in a loop (every view after a vote refits that board's Bradley-Terry);
+   printed: p50, p99 and the p99 ratio.
+
+Targets (issue [dashboard]): at 1M votes a view under 1 s, a view after one new vote under
+200 ms, vote p99 under views at most 1.2x the p99 without.
+
+    python benchmarks/leaderboard.py [--votes N] [--backend sqlite|postgresql|both]
+        [--checkpoints C] [--rate R] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import create_engine, insert, text
+
+from arena.db import Database
+from arena.matches import issue_match
+from arena.migrate import upgrade
+from arena.models import (
+    Checkpoint,
+    Image,
+    Match,
+    MatchImage,
+    Prompt,
+    TrainingConfigRecord,
+    Vote,
+    Voter,
+)
+from arena.settings import Settings
+from arena.votes import record_vote
+
+PG_SERVER = os.environ.get("ARENA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+CHARACTERS = ("alice", "bob", "carol", "dave")
+BATCH = 20_000
+
+
+def build(db: Database, votes: int, checkpoints: int, seed: int = 0) -> None:
+    """Bulk-insert a pool, ``votes`` voted matches, then recompute the snapshots."""
+    from arena.ratings import recompute
+
+    rng = np.random.default_rng(seed)
+    strength = np.linspace(0.0, 2.0, checkpoints)
+    with db.session() as s:
+        config_ids = []
+        for i in range(checkpoints):
+            row = TrainingConfigRecord(name=f"bench-config-{i}", content_hash=f"{i:064x}",
+                                       data={"name": f"bench-config-{i}", "steps": 1000 * (i + 1),
+                                             "batch_size": 64 * (1 + i % 3)})
+            s.add(row)
+            s.flush()
+            config_ids.append(row.id)
+        ckpts = []
+        for i, config_id in enumerate(config_ids):
+            row = Checkpoint(name=f"bench-{i}", path=f"/bench/{i}", format="safetensors",
+                             sha256=f"{i:064x}", short_hash=f"{i:010x}", size_bytes=1,
+                             step=1000 * (i + 1), config_id=config_id)
+            s.add(row)
+            s.flush()
+            ckpts.append(row.id)
+        prompts: dict[str, list[int]] = {"fixed": [], "free": [], "ffa": []}
+        specs = [("fixed", c) for c in CHARACTERS] + [("free", None)] * 2 + [("ffa", None)]
+        for n, (kind, character) in enumerate(specs):
+            row = Prompt(text=f"bench prompt {n}", text_hash=uuid.uuid4().hex, kind=kind,
+                         character=character)
+            s.add(row)
+            s.flush()
+            prompts[kind].append(row.id)
+        images: dict[tuple[int, int], int] = {}
+        for kind_prompts in prompts.values():
+            for pid in kind_prompts:
+                for cid in ckpts:
+                    row = Image(sha256=uuid.uuid4().hex * 2, served_sha256=uuid.uuid4().hex * 2,
+                                checkpoint_id=cid, prompt_id=pid, width=8, height=8)
+                    s.add(row)
+                    s.flush()
+                    images[(pid, cid)] = row.id
+        voter = Voter(external_id="bench-voter-bulk")
+        s.add(voter)
+        s.flush()
+        voter_id = voter.id
+    start = datetime.now(UTC) - timedelta(seconds=votes + 10)
+    kinds = rng.choice(["fixed", "free", "ffa"], size=votes, p=[0.6, 0.2, 0.2])
+    for first in range(0, votes, BATCH):
+        matches, shown, cast = [], [], []
+        for i in range(first, min(votes, first + BATCH)):
+            kind = str(kinds[i])
+            pid = int(rng.choice(prompts[kind]))
+            size = 4 if kind == "ffa" else 2
+            picked = [ckpts[j] for j in rng.choice(checkpoints, size=size, replace=False)]
+            when = start + timedelta(seconds=i)
+            matches.append({"id": i + 1, "token": f"bench-{i}", "kind": kind, "prompt_id": pid,
+                            "voter_id": voter_id, "issued_at": when, "expires_at": when})
+            shown += [{"match_id": i + 1, "position": p, "checkpoint_id": c,
+                       "image_id": images[(pid, c)]} for p, c in enumerate(picked)]
+            weights = np.exp(strength[[ckpts.index(c) for c in picked]])
+            weights /= weights.sum()
+            vote = {"id": i + 1, "match_id": i + 1, "voter_id": voter_id, "created_at": when,
+                    "winner_position": None, "ranking": None}
+            draw = rng.random()
+            if kind == "ffa" and draw < 0.5:
+                order = list(rng.choice(size, size=size, replace=False, p=weights))
+                vote.update(outcome="ranking", ranking=[int(x) for x in order])
+            elif kind == "fixed" and draw < 0.08:
+                vote.update(outcome="tie")
+            elif kind != "ffa" and draw > 0.97:
+                vote.update(outcome="both_bad")
+            else:
+                vote.update(outcome="win", winner_position=int(rng.choice(size, p=weights)))
+            cast.append(vote)
+        with db.session() as s:
+            s.execute(insert(Match), matches)
+            s.execute(insert(MatchImage), shown)
+            s.execute(insert(Vote), cast)
+    if db.dialect == "postgresql":
+        with db.session() as s:
+            for table in ("matches", "votes"):
+                s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                               f"(SELECT max(id) FROM {table}))"))
+    recompute(db, Settings(), progress=True)
+
+
+def clear_caches() -> None:
+    from arena import board_log, ratings
+
+    board_log._CACHE.clear()
+    board_log._LOCKS.clear()
+    ratings._BT_CACHE.clear()
+
+
+def view_once(db: Database, settings: Settings, board: str, system: str) -> float:
+    """Server seconds of one dashboard view: read, table, figures serialised."""
+    from arena.board_view import load_view, table_frame
+    from arena.web.figures import all_figures, knob_frame
+
+    began = time.perf_counter()
+    with db.session(readonly=True) as s:
+        view = load_view(s, board, system, settings)
+    table_frame(view).to_json()
+    knob_frame(view).to_json()
+    for figure in all_figures(view).values():
+        figure.to_json()
+    return time.perf_counter() - began
+
+
+def baseline_once(db: Database, settings: Settings, board: str) -> float:
+    from arena.ratings import leaderboard
+
+    began = time.perf_counter()
+    with db.session(readonly=True) as s:
+        leaderboard(s, board, "elo", settings)
+    return time.perf_counter() - began
+
+
+def vote_once(db: Database, settings: Settings, voter: str, rng: random.Random) -> float:
+    began = time.perf_counter()
+    match = issue_match(db, settings, voter, rng.choice(["fixed", "fixed", "free", "ffa"]),
+                        rng=rng)
+    record_vote(db, settings, match.token, voter, winner=0)
+    return time.perf_counter() - began
+
+
+def vote_latencies(db: Database, settings: Settings, rate: float, seconds: float,
+                   with_views: bool) -> list[float]:
+    """Latencies of votes sent at a fixed rate (open loop: a late vote does not delay the
+    schedule of the next), optionally while views are requested in a loop."""
+    rng = random.Random(1)
+    stop = threading.Event()
+    views = [0]
+
+    def viewer() -> None:
+        boards = ["overall", "fixed", f"fixed/{CHARACTERS[0]}", "ffa"]
+        n = 0
+        while not stop.is_set():
+            view_once(db, settings, boards[n % len(boards)], ("elo", "bt")[n % 2])
+            n += 1
+            views[0] = n
+
+    thread = threading.Thread(target=viewer, daemon=True)
+    if with_views:
+        thread.start()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    workers: list[threading.Thread] = []
+
+    def one(i: int) -> None:
+        took = vote_once(db, settings, f"bench-rate-voter-{i:06d}", random.Random(i))
+        with lock:
+            latencies.append(took)
+
+    began = time.perf_counter()
+    count = int(rate * seconds)
+    for i in range(count):
+        due = began + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        worker = threading.Thread(target=one, args=(rng.randrange(10**6) * 1000 + i,))
+        worker.start()
+        workers.append(worker)
+    for worker in workers:
+        worker.join()
+    stop.set()
+    if with_views:
+        thread.join()
+        print(f"    views served meanwhile: {views[0]}")
+    return latencies
+
+
+def p99(values: list[float]) -> float:
+    return float(np.percentile(values, 99))
+
+
+def run(backend: str, args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="arena-bench-board-"))
+    admin = None
+    if backend == "sqlite":
+        url = f"sqlite:///{folder / 'arena.db'}"
+    else:
+        name = f"arena_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = f"{PG_SERVER}/{name}"
+    try:
+        upgrade(url)
+        db = Database(url)
+        settings = Settings(home=folder, database_url=url, votes_per_minute=0)
+        print(f"\n== {backend}: {args.votes:,} votes, {args.checkpoints} checkpoints ==")
+        began = time.perf_counter()
+        build(db, args.votes, args.checkpoints)
+        print(f"  built and recomputed in {time.perf_counter() - began:.1f} s")
+        voter_rng = random.Random(7)
+        for board, system in (("overall", "elo"), ("overall", "bt"),
+                              (f"fixed/{CHARACTERS[0]}", "tw_elo")):
+            clear_caches()
+            base = statistics.median(baseline_once(db, settings, board) for _ in range(3))
+            cold = view_once(db, settings, board, system)
+            warm = statistics.median(view_once(db, settings, board, system) for _ in range(3))
+            after = []
+            for n in range(3):
+                vote_once(db, settings, f"bench-one-vote-{n:04d}", voter_rng)
+                after.append(view_once(db, settings, board, system))
+            after_vote = statistics.median(after)
+            print(f"  view {board} / {system}: cold {cold * 1000:.0f} ms (target < 1000), "
+                  f"warm {warm * 1000:.0f} ms, after one new vote {after_vote * 1000:.0f} ms "
+                  f"(target < 200); baseline snapshot read {base * 1000:.1f} ms -> "
+                  f"cold {cold / base:.0f}x, after a vote {after_vote / base:.1f}x")
+        print(f"  vote latency at {args.rate}/s for {args.seconds} s:")
+        alone = vote_latencies(db, settings, args.rate, args.seconds, with_views=False)
+        print(f"    without views: p50 {statistics.median(alone) * 1000:.0f} ms, "
+              f"p99 {p99(alone) * 1000:.0f} ms ({len(alone)} votes)")
+        loaded = vote_latencies(db, settings, args.rate, args.seconds, with_views=True)
+        print(f"    with views:    p50 {statistics.median(loaded) * 1000:.0f} ms, "
+              f"p99 {p99(loaded) * 1000:.0f} ms ({len(loaded)} votes)")
+        print(f"    p99 ratio with/without views: {p99(loaded) / p99(alone):.2f} "
+              "(target <= 1.20)")
+        db.dispose()
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--votes", type=int, default=100_000)
+    parser.add_argument("--checkpoints", type=int, default=8)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--rate", type=float, default=10.0, help="votes per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    for backend in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
+        run(backend, args)
+
+
+if __name__ == "__main__":
+    main()
