@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from arena.board_log import BoardLog, board_log, board_where
 from arena.models import Checkpoint, MetricScore, Prompt, RatingSnapshot, TrainingConfigRecord
 from arena.ratings import (
+    BT_REFIT_SECONDS,
     StaleRatings,
     bt_rows,
     rating_config,
@@ -294,7 +295,13 @@ def load_view(session: Session, board: str = OVERALL, system: str = "elo",
     elo = _snapshots(session, board, "elo", s, notices)
     ts = _snapshots(session, board, "trueskill", s, notices)
     log = board_log(session, board, rating_config(s))
-    bt = bt_rows(session, board, s) if system == "bt" else None
+    bt = bt_rows(session, board, s, wait=False) if system == "bt" else None
+    if bt and bt[0]["fit_vote_id"] < log.last_vote_id:
+        notices.append(
+            f"Bradley-Terry as fitted on this board's votes up to #{bt[0]['fit_vote_id']}; "
+            f"newer votes (up to #{log.last_vote_id}) join at the next refit, which runs "
+            f"in the background at most every {BT_REFIT_SECONDS:.0f} s"
+        )
     character = board.removeprefix("fixed/") if board.startswith("fixed/") else None
     ccip_scores = _scores(session, "ccip")
     ccip = {(cid, char): v for (cid, char), v in ccip_scores.items() if char is not None}

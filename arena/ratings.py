@@ -16,7 +16,10 @@ parameters the row was computed with.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -332,34 +335,86 @@ def leaderboard(
     return rows
 
 
-# Bradley-Terry fits keyed by (database, board, newest vote id on that board, parameters): the
-# log is append-only, so the same newest vote means the same fit, and a vote on another board
-# keeps this board's fit. Bounded, oldest entries dropped.
-_BT_CACHE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+# Bradley-Terry fits per (database, board, parameters), each with the newest vote it covers:
+# the log is append-only, so a fit at newest vote N stays exact until the board gets a new
+# vote, and a vote on another board keeps this board's fit.
+_BT_CACHE: dict[tuple[Any, ...], BTFit] = {}
 _BT_CACHE_SIZE = 64
+_BT_GUARD = threading.Lock()
+# A dashboard view does not wait for a refit: it shows the newest fit (saying which vote it
+# covers) and one background refit per board runs at most this often.
+BT_REFIT_SECONDS = 10.0
 
 
-def bt_rows(session: Session, board: str,
-            settings: Settings | None = None) -> list[dict[str, Any]]:
-    """The Bradley-Terry board (see :func:`leaderboard`), fitted on the board's aggregated
-    log with bootstrap intervals, cached per board."""
+@dataclass(frozen=True)
+class BTFit:
+    """Bradley-Terry rows (without names) fitted on the board's votes up to ``last_vote_id``."""
+
+    last_vote_id: int
+    rows: tuple[dict[str, Any], ...]
+    fitted_at: float
+
+
+_BT_RUNNING: set[tuple[Any, ...]] = set()
+
+
+def bt_rows(session: Session, board: str, settings: Settings | None = None,
+            wait: bool = True) -> list[dict[str, Any]]:
+    """The Bradley-Terry board (see :func:`leaderboard`), fitted with bootstrap intervals on
+    the board's aggregated log (:mod:`arena.board_log`); every row carries ``fit_vote_id``,
+    the newest vote the fit covers. ``wait=False`` (the dashboard) returns the cached fit even
+    when newer votes exist and refits in the background, at most every ``BT_REFIT_SECONDS``;
+    only a board never fitted is fitted on the spot."""
     s = settings or get_settings()
     config = rating_config(s)
     log = board_log(session, board, config)
-    key = (
-        str(session.get_bind().url), board, log.last_vote_id,
-        s.bootstrap_rounds, s.bootstrap_seed, config.both_bad_as_draw,
-    )
-    if key not in _BT_CACHE:
-        rows = _fit_bt_rows(session, log.ballots, config, s)
-        while len(_BT_CACHE) >= _BT_CACHE_SIZE:
+    key = (str(session.get_bind().url), board, s.bootstrap_rounds, s.bootstrap_seed,
+           config.both_bad_as_draw)
+    with _BT_GUARD:
+        fit = _BT_CACHE.get(key)
+    if fit is None or (fit.last_vote_id != log.last_vote_id and wait):
+        fit = _store_fit(key, log.last_vote_id, log.ballots, config, s)
+    elif fit.last_vote_id != log.last_vote_id:
+        _refit_later(key, fit, log.last_vote_id, log.ballots, config, s)
+    names = checkpoint_labels(session, [r["checkpoint_id"] for r in fit.rows])
+    return [{**row, "checkpoint": names[row["checkpoint_id"]][0],
+             "config": names[row["checkpoint_id"]][1]} for row in fit.rows]
+
+
+def _store_fit(key: tuple[Any, ...], last_vote_id: int, ballots: Mapping[Ballot, int],
+               config: RatingConfig, settings: Settings) -> BTFit:
+    fit = BTFit(last_vote_id, tuple(_fit_bt_rows(ballots, config, settings, last_vote_id)),
+                time.monotonic())
+    with _BT_GUARD:
+        current = _BT_CACHE.get(key)
+        if current is None or current.last_vote_id < fit.last_vote_id:
+            _BT_CACHE.pop(key, None)
+            _BT_CACHE[key] = fit
+        while len(_BT_CACHE) > _BT_CACHE_SIZE:
             _BT_CACHE.pop(next(iter(_BT_CACHE)))
-        _BT_CACHE[key] = rows
-    return [dict(row) for row in _BT_CACHE[key]]
+    return fit
 
 
-def _fit_bt_rows(session: Session, ballots: Mapping[Ballot, int], config: RatingConfig,
-                 settings: Settings) -> list[dict[str, Any]]:
+def _refit_later(key: tuple[Any, ...], fit: BTFit, last_vote_id: int,
+                 ballots: Mapping[Ballot, int], config: RatingConfig,
+                 settings: Settings) -> None:
+    with _BT_GUARD:
+        if key in _BT_RUNNING or time.monotonic() - fit.fitted_at < BT_REFIT_SECONDS:
+            return
+        _BT_RUNNING.add(key)
+
+    def work() -> None:
+        try:
+            _store_fit(key, last_vote_id, ballots, config, settings)
+        finally:
+            with _BT_GUARD:
+                _BT_RUNNING.discard(key)
+
+    threading.Thread(target=work, name="bt-refit", daemon=True).start()
+
+
+def _fit_bt_rows(ballots: Mapping[Ballot, int], config: RatingConfig,
+                 settings: Settings, last_vote_id: int) -> list[dict[str, Any]]:
     result = bradley_terry(
         group_ballots(ballots, config.both_bad_as_draw),
         rounds=settings.bootstrap_rounds,
@@ -372,13 +427,10 @@ def _fit_bt_rows(session: Session, ballots: Mapping[Ballot, int], config: Rating
             tally = counts.setdefault(c, {"games": 0, "win": 0, "draw": 0, "loss": 0})
             tally["games"] += n
             tally[placed] += n
-    names = checkpoint_labels(session, [r.checkpoint_id for r in result.ratings])
     return [
         {
             "rank": r.rank,
             "checkpoint_id": r.checkpoint_id,
-            "checkpoint": names[r.checkpoint_id][0],
-            "config": names[r.checkpoint_id][1],
             "rating": r.rating,
             "lower": r.lower,
             "upper": r.upper,
@@ -386,6 +438,7 @@ def _fit_bt_rows(session: Session, ballots: Mapping[Ballot, int], config: Rating
             "wins": counts[r.checkpoint_id]["win"],
             "draws": counts[r.checkpoint_id]["draw"],
             "losses": counts[r.checkpoint_id]["loss"],
+            "fit_vote_id": last_vote_id,
         }
         for r in result.ratings
     ]

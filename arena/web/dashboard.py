@@ -8,14 +8,27 @@ a freshly loaded page names no checkpoint.
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.components.plot import PlotData
 
-from arena.board_view import KNOBS, SYSTEMS, TABLE_COLUMNS, BoardView, board_choices, load_view
+from arena.board_view import (
+    KNOBS,
+    SYSTEMS,
+    TABLE_COLUMNS,
+    BoardView,
+    board_choices,
+    load_view,
+    table_frame,
+)
 from arena.db import Database
 from arena.demo import DEMO_NOTE
 from arena.errors import UserError
@@ -31,7 +44,15 @@ from arena.web.figures import (
 from metrics.rating_book import OVERALL
 from training.presets import PRESET_NAMES
 
-__all__ = ["build_leaderboard_tab", "status_text"]
+__all__ = [
+    "RENDER_SECONDS",
+    "VIEWS_PER_SECOND",
+    "Rendered",
+    "build_leaderboard_tab",
+    "render",
+    "serve_view",
+    "status_text",
+]
 
 DEMO_NAMES = {f"demo-{name}" for name in PRESET_NAMES}
 STRATEGIES = {"balanced": "balanced (the checkpoints with the fewest games are shown first)"}
@@ -41,7 +62,8 @@ def status_text(view: BoardView) -> str:
     """The line above the table: what is shown, how matches are chosen, and any warning."""
     games = sum(r["games"] for r in view.rows)
     lines = [
-        f"**{view.label}** · {view.log.votes} votes on this board · matchmaking: "
+        f"**{view.label}** · {view.log.votes} votes on this board (up to vote "
+        f"#{view.log.last_vote_id}) · matchmaking: "
         f"{STRATEGIES.get(view.strategy, view.strategy)}"
     ]
     if not view.log.votes:
@@ -54,6 +76,89 @@ def status_text(view: BoardView) -> str:
     return "\n\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """One view, rendered: the table, the figures and the small tables, and when."""
+
+    view: BoardView
+    status: str
+    table: pd.DataFrame
+    plots: dict[str, PlotData]
+    knobs: pd.DataFrame
+    agreement: pd.DataFrame
+    position: pd.DataFrame
+    rendered_at: float
+
+
+# Rendered views are shared for up to RENDER_SECONDS: however many people keep the tab open,
+# each view is computed at most once a second, so the dashboard never crowds out votes. The
+# status line names the newest vote each view includes.
+RENDER_SECONDS = 1.0
+_RENDERED: dict[tuple[Any, ...], Rendered] = {}
+_RENDERED_SIZE = 64
+_GUARD = threading.Lock()
+
+
+def render(db: Database, settings: Settings, board: str, system: str,
+           knob: str = "checkpoint_step", max_age: float = RENDER_SECONDS) -> Rendered:
+    """The view of ``board`` in ``system`` (read in a read-only session), reusing a render of
+    the same view made less than ``max_age`` seconds ago."""
+    key = (db.url, board, system, knob)
+    with _GUARD:
+        cached = _RENDERED.get(key)
+    if cached is not None and time.monotonic() - cached.rendered_at < max_age:
+        return cached
+    with db.session(readonly=True) as session:
+        view = load_view(session, board, system, settings)
+    # Serialised once per render: a shared render costs a viewer no plotly work at all.
+    plots = {key: PlotData(type="plotly", plot=figure.to_json())
+             for key, figure in all_figures(view, knob).items()}
+    rendered = Rendered(view, status_text(view), table_frame(view), plots, knob_frame(view),
+                        agreement_frame(view), position_frame(view), time.monotonic())
+    with _GUARD:
+        _RENDERED.pop(key, None)
+        _RENDERED[key] = rendered
+        while len(_RENDERED) > _RENDERED_SIZE:
+            _RENDERED.pop(next(iter(_RENDERED)))
+    return rendered
+
+
+# Views are served one at a time, at most VIEWS_PER_SECOND a second per process: the tab
+# shares the process with the vote path, and a client refreshing in a loop must not take the
+# interpreter from the votes (a waiting view sleeps, which frees it).
+VIEWS_PER_SECOND = 10.0
+_PACE = threading.Lock()
+_last_view = [0.0]
+
+
+def serve_view(db: Database, settings: Settings, board: str, system: str,
+               knob: str = "checkpoint_step") -> Rendered:
+    """:func:`render` as the tab serves it: paced to ``VIEWS_PER_SECOND``."""
+    with _PACE:
+        wait = _last_view[0] + 1.0 / VIEWS_PER_SECOND - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        _last_view[0] = time.monotonic()
+        return render(db, settings, board, system, knob)
+
+
+def warm_up(db: Database, settings: Settings) -> None:
+    """Read every board's log once (and fit the overall Bradley-Terry board), so that the
+    first view after a server start does not replay the whole log; afterwards each view
+    reads only the votes cast since. Runs in a background thread; a failure only means the
+    first view does the reading itself."""
+    from arena.board_log import board_log
+    from arena.ratings import bt_rows, rating_config
+
+    try:
+        with db.session(readonly=True) as session:
+            for board_name in board_choices(session):
+                board_log(session, board_name, rating_config(settings))
+            bt_rows(session, OVERALL, settings)
+    except Exception:
+        logging.getLogger(__name__).debug("leaderboard warm-up failed", exc_info=True)
+
+
 def _csv(frame: pd.DataFrame, view: BoardView) -> str:
     folder = Path(tempfile.mkdtemp(prefix="arena-board-"))
     name = f"leaderboard-{view.board.replace('/', '_')}-{view.system}.csv"
@@ -64,6 +169,8 @@ def _csv(frame: pd.DataFrame, view: BoardView) -> str:
 
 def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None:
     """Selectors, status, table, CSV download, figures, knob and agreement tables, config."""
+    threading.Thread(target=warm_up, args=(db, settings), name="leaderboard-warm-up",
+                     daemon=True).start()
     with gr.Row():
         board = gr.Dropdown(choices=[OVERALL], value=OVERALL, label="Board", scale=2,
                             elem_id="leaderboard-board")
@@ -105,24 +212,20 @@ def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None
     def show(board_name: str, system_name: str, knob_name: str) -> dict[Any, Any]:
         with db.session(readonly=True) as session:
             choices = board_choices(session)
-            try:
-                view = load_view(session, board_name, system_name, settings)
-            except UserError as exc:
-                return {board: gr.update(choices=choices), status: f"⚠️ {exc}",
-                        table: pd.DataFrame(columns=list(TABLE_COLUMNS)), download: None}
-        from arena.board_view import table_frame
-
-        frame = table_frame(view)
-        figures = all_figures(view, knob_name)
+        try:
+            shown = serve_view(db, settings, board_name, system_name, knob_name)
+        except UserError as exc:
+            return {board: gr.update(choices=choices), status: f"⚠️ {exc}",
+                    table: pd.DataFrame(columns=list(TABLE_COLUMNS)), download: None}
         return {
             board: gr.update(choices=choices),
-            status: status_text(view),
-            table: frame,
-            download: _csv(frame, view),
-            knobs: knob_frame(view),
-            agreement: agreement_frame(view),
-            position: position_frame(view),
-            **{plots[key]: figure for key, figure in figures.items()},
+            status: shown.status,
+            table: shown.table,
+            download: _csv(shown.table, shown.view),
+            knobs: shown.knobs,
+            agreement: shown.agreement,
+            position: shown.position,
+            **{plots[key]: plot for key, plot in shown.plots.items()},
         }
 
     def show_config(frame: pd.DataFrame, event: gr.SelectData) -> Any:

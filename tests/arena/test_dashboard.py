@@ -187,25 +187,36 @@ def test_other_parameters_are_not_shown(voted: Database) -> None:
     assert ts.rows and all(r["time_weighted"] is None for r in ts.rows)
 
 
-def test_bt_cache_survives_votes_on_other_boards(voted: Database, tmp_path: Path) -> None:
-    with voted.session(readonly=True) as s:
-        bt_rows(s, "ffa", SETTINGS)
-        before = board_log(s, "ffa", rating_config(SETTINGS)).last_vote_id
-    keys = set(_BT_CACHE)
-    free_only = VoterModel(preset_strengths())
-    # Votes on the free board only: the ffa board's newest vote and fit stay.
+def test_bt_cache_survives_votes_on_other_boards(voted: Database) -> None:
     from arena.matches import issue_match
     from arena.votes import record_vote
 
-    for _ in range(3):
-        match = issue_match(voted, SETTINGS, "voter-other-board", "free")
+    def vote(mode: str) -> None:
+        match = issue_match(voted, SETTINGS, "voter-other-board", mode)
         record_vote(voted, SETTINGS, match.token, "voter-other-board", winner=0)
+
+    def ffa_fit():  # type: ignore[no-untyped-def]
+        return next(f for k, f in _BT_CACHE.items() if k[0] == voted.url and k[1] == "ffa")
+
     with voted.session(readonly=True) as s:
-        assert board_log(s, "ffa", rating_config(SETTINGS)).last_vote_id == before
         bt_rows(s, "ffa", SETTINGS)
-        assert set(_BT_CACHE) == keys
-        assert board_log(s, "free", rating_config(SETTINGS)).last_vote_id > before
-    assert free_only.strengths
+    fit = ffa_fit()
+    for _ in range(3):  # votes on the free board only: the ffa fit stays, not refitted
+        vote("free")
+    with voted.session(readonly=True) as s:
+        rows = bt_rows(s, "ffa", SETTINGS)
+        assert ffa_fit() is fit and {r["fit_vote_id"] for r in rows} == {fit.last_vote_id}
+        assert board_log(s, "free", rating_config(SETTINGS)).last_vote_id > fit.last_vote_id
+    vote("ffa")
+    with voted.session(readonly=True) as s:
+        # The dashboard does not wait for the refit and says which votes the fit covers ...
+        view = load_view(s, "ffa", "bt", SETTINGS)
+        assert {r["fit_vote_id"] for r in bt_rows(s, "ffa", SETTINGS, wait=False)} == {
+            fit.last_vote_id}
+        assert any(f"votes up to #{fit.last_vote_id}" in n for n in view.notices)
+        # ... while `arena ratings` and the API wait for the exact fit.
+        newest = board_log(s, "ffa", rating_config(SETTINGS)).last_vote_id
+        assert {r["fit_vote_id"] for r in bt_rows(s, "ffa", SETTINGS)} == {newest}
 
 
 def test_view_reads_beside_a_writer(voted: Database) -> None:
