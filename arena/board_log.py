@@ -191,8 +191,9 @@ _GUARD = threading.Lock()
 
 def _read_after(session: Session, log: BoardLog) -> None:
     where = [*board_where(log.board), Vote.id > log.last_vote_id]
+    conn = session.connection()  # plain Core rows: no ORM row processing per vote
     while True:
-        votes = session.execute(
+        votes = conn.execute(
             select(Vote.id, Vote.match_id, Vote.outcome, Vote.winner_position, Vote.ranking,
                    Vote.created_at, Match.kind)
             .join(Match, Match.id == Vote.match_id)
@@ -205,7 +206,7 @@ def _read_after(session: Session, log: BoardLog) -> None:
             return
         first, last = votes[0].id, votes[-1].id
         positions: dict[int, list[int]] = {}
-        for match_id, checkpoint_id in session.execute(
+        for match_id, checkpoint_id in conn.execute(
             select(MatchImage.match_id, MatchImage.checkpoint_id)
             .join(Vote, Vote.match_id == MatchImage.match_id)
             .where(Vote.id >= first, Vote.id <= last)

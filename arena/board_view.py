@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.board_log import BoardLog, board_log, board_where
+from arena.errors import UserError
 from arena.models import Checkpoint, MetricScore, Prompt, RatingSnapshot, TrainingConfigRecord
 from arena.ratings import (
     BT_REFIT_SECONDS,
@@ -219,7 +220,7 @@ def _character_board(session: Session, settings: Settings,
     return out
 
 
-def _rows(view_board: str, system: str, checkpoints: dict[int, CheckpointInfo],
+def _rows(system: str, checkpoints: dict[int, CheckpointInfo],
           elo: dict[int, RatingSnapshot] | None, ts: dict[int, RatingSnapshot] | None,
           bt: list[dict[str, Any]] | None, ccip: dict[int, float],
           clip: dict[int, float]) -> list[dict[str, Any]]:
@@ -284,8 +285,6 @@ def _rows(view_board: str, system: str, checkpoints: dict[int, CheckpointInfo],
 def load_view(session: Session, board: str = OVERALL, system: str = "elo",
               settings: Settings | None = None) -> BoardView:
     """Read one board in one system; a UserError names an unknown board or system."""
-    from arena.errors import UserError
-
     s = settings or get_settings()
     if system not in SYSTEMS:
         raise UserError(f"system: expected one of {', '.join(SYSTEMS)}, got {system!r}")
@@ -308,7 +307,7 @@ def load_view(session: Session, board: str = OVERALL, system: str = "elo",
     clip = _per_checkpoint(_scores(session, "clip_score"), character)
     selected_stale = (system in ("elo", "tw_elo") and elo is None) or (
         system == "trueskill" and ts is None)
-    rows = [] if selected_stale else _rows(board, system, checkpoints, elo, ts, bt,
+    rows = [] if selected_stale else _rows(system, checkpoints, elo, ts, bt,
                                            _per_checkpoint(ccip_scores, character), clip)
     view = BoardView(board, system, s.matchmaking_strategy, rows, notices, checkpoints, log,
                      ccip=ccip)

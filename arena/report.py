@@ -16,7 +16,14 @@ from arena.board_view import SYSTEMS, BoardView, load_view, table_frame
 from arena.db import Database
 from arena.settings import Settings
 from arena.web.dashboard import status_text
-from arena.web.figures import FIGURES, agreement_frame, all_figures, knob_frame, position_frame
+from arena.web.figures import (
+    FIGURES,
+    agreement_frame,
+    all_figures,
+    knob_frame,
+    position_frame,
+    to_plotly,
+)
 
 __all__ = ["DEFAULT_BOARDS", "render_report", "write_report"]
 
@@ -47,8 +54,8 @@ def _section(view: BoardView, knob: str, first: bool) -> str:
              table_frame(view).to_html(index=False, na_rep="—", classes="leaderboard")]
     for key, figure in all_figures(view, knob).items():
         parts.append(f"<h3>{html.escape(FIGURES[key])}</h3>")
-        parts.append(figure.to_html(full_html=False, include_plotlyjs=first,
-                                    default_width="100%"))
+        parts.append(to_plotly(figure).to_html(full_html=False, include_plotlyjs=first,
+                                               default_width="100%"))
         first = False
         if key == "knob":
             parts.append(knob_frame(view).to_html(index=False, na_rep="—"))

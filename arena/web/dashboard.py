@@ -8,6 +8,7 @@ a freshly loaded page names no checkpoint.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import threading
@@ -111,7 +112,7 @@ def render(db: Database, settings: Settings, board: str, system: str,
     with db.session(readonly=True) as session:
         view = load_view(session, board, system, settings)
     # Serialised once per render: a shared render costs a viewer no plotly work at all.
-    plots = {key: PlotData(type="plotly", plot=figure.to_json())
+    plots = {key: PlotData(type="plotly", plot=json.dumps(figure))
              for key, figure in all_figures(view, knob).items()}
     rendered = Rendered(view, status_text(view), table_frame(view), plots, knob_frame(view),
                         agreement_frame(view), position_frame(view), time.monotonic())

@@ -15,6 +15,7 @@ from arena.board_view import KNOBS, SYSTEMS, BoardView
 
 __all__ = [
     "FIGURES",
+    "Figure",
     "agreement_frame",
     "all_figures",
     "ccip_figure",
@@ -26,6 +27,7 @@ __all__ = [
     "position_figure",
     "position_frame",
     "rating_figure",
+    "to_plotly",
     "trueskill_figure",
     "win_rate_figure",
 ]
@@ -54,15 +56,23 @@ _TEMPLATE = {"layout": {
 _MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
 
 
-def _figure(data: list[dict[str, Any]], title: str, **layout: Any) -> go.Figure:
-    """A figure from plain trace and layout dicts; built without plotly's per-property
-    validation (the traces here are fixed by construction, and the tests render them)."""
-    spec = {"data": data, "layout": {"title": {"text": title}, "template": _TEMPLATE,
+Figure = dict[str, Any]
+
+
+def _figure(data: list[dict[str, Any]], title: str, **layout: Any) -> Figure:
+    """A plotly figure as its JSON-ready dict (``data`` and ``layout``): the tab sends it as
+    is, and :func:`to_plotly` makes a ``plotly.graph_objects.Figure`` of it for HTML."""
+    return {"data": data, "layout": {"title": {"text": title}, "template": _TEMPLATE,
                                      "margin": _MARGIN, **layout}}
-    return go.Figure(spec, _validate=False)
 
 
-def _empty(title: str, message: str) -> go.Figure:
+def to_plotly(figure: Figure) -> go.Figure:
+    """A plotly Figure object (without plotly's per-property validation: the dicts here are
+    fixed by construction, and the tests render them in a browser)."""
+    return go.Figure(figure, _validate=False)
+
+
+def _empty(title: str, message: str) -> Figure:
     return _figure([], title, xaxis={"visible": False}, yaxis={"visible": False},
                    annotations=[{"text": message, "showarrow": False, "x": 0.5, "y": 0.5,
                                  "xref": "paper", "yref": "paper"}])
@@ -72,7 +82,7 @@ def _names(view: BoardView, ids: list[int]) -> list[str]:
     return [view.checkpoints[c].name for c in ids]
 
 
-def rating_figure(view: BoardView) -> go.Figure:
+def rating_figure(view: BoardView) -> Figure:
     """Each checkpoint's rating, best on top, with its 95% interval where the system has one."""
     title = f"{FIGURES['ratings']} · {view.label}"
     if not view.rows:
@@ -94,7 +104,7 @@ def rating_figure(view: BoardView) -> go.Figure:
                    height=160 + 40 * len(rows))
 
 
-def elo_history_figure(view: BoardView) -> go.Figure:
+def elo_history_figure(view: BoardView) -> Figure:
     """Elo of each checkpoint after each (sampled) vote, with its time-weighted average."""
     title = f"{FIGURES['elo_history']} · {view.board}"
     history = view.log.elo_history()
@@ -118,7 +128,7 @@ def elo_history_figure(view: BoardView) -> go.Figure:
                    yaxis={"title": {"text": "Elo"}})
 
 
-def trueskill_figure(view: BoardView) -> go.Figure:
+def trueskill_figure(view: BoardView) -> Figure:
     """TrueSkill mu with mu +- 3 sigma bars; the left end is the conservative rating."""
     title = f"{FIGURES['trueskill']} · {view.board}"
     rows = [r for r in view.rows if r["mu"] is not None][::-1]
@@ -131,7 +141,7 @@ def trueskill_figure(view: BoardView) -> go.Figure:
                    height=160 + 40 * len(rows))
 
 
-def _pair_figure(view: BoardView, key: str) -> go.Figure:
+def _pair_figure(view: BoardView, key: str) -> Figure:
     title = f"{FIGURES[key]} · {view.board}"
     ids, wins, games = view.log.pair_matrix()
     if not ids:
@@ -150,17 +160,17 @@ def _pair_figure(view: BoardView, key: str) -> go.Figure:
     return _figure([trace], title, yaxis={"autorange": "reversed"})
 
 
-def win_rate_figure(view: BoardView) -> go.Figure:
+def win_rate_figure(view: BoardView) -> Figure:
     """Share of games the row checkpoint won against the column one (draws half)."""
     return _pair_figure(view, "win_rate")
 
 
-def games_figure(view: BoardView) -> go.Figure:
+def games_figure(view: BoardView) -> Figure:
     """How many games each pair played."""
     return _pair_figure(view, "games")
 
 
-def ccip_figure(view: BoardView) -> go.Figure:
+def ccip_figure(view: BoardView) -> Figure:
     """Stored CCIP score per checkpoint (rows) and character (columns)."""
     title = FIGURES["ccip"]
     if not view.ccip:
@@ -174,7 +184,7 @@ def ccip_figure(view: BoardView) -> go.Figure:
     return _figure([trace], title)
 
 
-def character_figure(view: BoardView) -> go.Figure:
+def character_figure(view: BoardView) -> Figure:
     """The report's Fixed-Characteristics board: time-weighted Elo per character."""
     title = FIGURES["characters"]
     if not view.character_board:
@@ -187,7 +197,7 @@ def character_figure(view: BoardView) -> go.Figure:
                    yaxis={"title": {"text": "time-weighted Elo"}})
 
 
-def knob_figure(view: BoardView, knob: str = "checkpoint_step") -> go.Figure:
+def knob_figure(view: BoardView, knob: str = "checkpoint_step") -> Figure:
     """The rating of each checkpoint against one training knob, labelled with its config."""
     label = KNOBS.get(knob, knob)
     title = f"{SYSTEMS[view.system]} rating against {label.lower()} · {view.board}"
@@ -208,7 +218,7 @@ def knob_figure(view: BoardView, knob: str = "checkpoint_step") -> go.Figure:
     return _figure([trace], title, xaxis=xaxis, yaxis={"title": {"text": "rating"}})
 
 
-def position_figure(view: BoardView) -> go.Figure:
+def position_figure(view: BoardView) -> Figure:
     """Share of wins by shown position per match kind, with 95% Wilson intervals."""
     title = f"{FIGURES['position']} · {view.board}"
     if not view.position:
@@ -266,7 +276,7 @@ def position_frame(view: BoardView) -> pd.DataFrame:
                                        "95% interval", "p (no bias)"])
 
 
-def all_figures(view: BoardView, knob: str = "checkpoint_step") -> dict[str, go.Figure]:
+def all_figures(view: BoardView, knob: str = "checkpoint_step") -> dict[str, Figure]:
     """Every figure of the view, keyed as in :data:`FIGURES`."""
     return {
         "ratings": rating_figure(view),

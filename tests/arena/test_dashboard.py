@@ -75,22 +75,23 @@ def test_view_matches_ratings_from_the_votes(voted: Database, board: str) -> Non
 
     # The figures carry the same numbers.
     figures = all_figures(elo)
-    shown = dict(zip(figures["ratings"].data[0].y, figures["ratings"].data[0].x, strict=True))
+    ratings = figures["ratings"]["data"][0]
+    shown = dict(zip(ratings["y"], ratings["x"], strict=True))
     assert shown == {r["checkpoint"]: r["rating"] for r in elo.rows}
     history = figures["elo_history"]
-    for trace in history.data:
-        if trace.name.endswith("(time-weighted)"):
+    for trace in history["data"]:
+        if trace["name"].endswith("(time-weighted)"):
             continue
-        cid = next(c for c, i in elo.checkpoints.items() if i.name == trace.name)
-        assert trace.y[-1] == pytest.approx(book.states[cid].elo, abs=1e-9)
-        assert trace.x[-1] == elo.log.last_vote_id
+        cid = next(c for c, i in elo.checkpoints.items() if i.name == trace["name"])
+        assert trace["y"][-1] == pytest.approx(book.states[cid].elo, abs=1e-9)
+        assert trace["x"][-1] == elo.log.last_vote_id
 
     # Bradley-Terry from the records directly, the same bootstrap.
     direct = bradley_terry(records, rounds=SETTINGS.bootstrap_rounds, seed=SETTINGS.bootstrap_seed)
     assert [(r["checkpoint_id"], pytest.approx(r["rating"]), pytest.approx(r["lower"]))
             for r in bt.rows] == [(r.checkpoint_id, r.rating, r.lower) for r in direct.ratings]
-    bt_figure = all_figures(bt)["ratings"].data[0]
-    assert list(bt_figure.error_x.array) == pytest.approx(
+    bt_figure = all_figures(bt)["ratings"]["data"][0]
+    assert bt_figure["error_x"]["array"] == pytest.approx(
         [r["upper"] - r["rating"] for r in bt.rows[::-1]])
 
     # Heatmaps: games and wins per pair counted from the records.
@@ -103,8 +104,8 @@ def test_view_matches_ratings_from_the_votes(voted: Database, board: str) -> Non
             games[(a, b)] += 1
             games[(b, a)] += 1
     ids, _, _ = elo.log.pair_matrix()
-    z_games = np.asarray(all_figures(elo)["games"].data[0].z)
-    z_rate = all_figures(elo)["win_rate"].data[0].z
+    z_games = np.asarray(all_figures(elo)["games"]["data"][0]["z"])
+    z_rate = all_figures(elo)["win_rate"]["data"][0]["z"]
     for i, a in enumerate(ids):
         for j, b in enumerate(ids):
             assert z_games[i][j] == games[(a, b)]
@@ -165,8 +166,8 @@ def test_knobs_and_ccip_agreement(voted: Database) -> None:
     assert steps_row.correlation.n == len(view.rows) == 4
     assert steps_row.correlation.lower <= rho <= steps_row.correlation.upper
     assert "Training steps" in set(knob_frame(view)["Training knob"])
-    knob = all_figures(view, "steps")["knob"].data[0]
-    assert sorted(knob.text) == sorted(r["config"] for r in view.rows)
+    knob = all_figures(view, "steps")["knob"]["data"][0]
+    assert sorted(knob["text"]) == sorted(r["config"] for r in view.rows)
     # Agreement: CCIP against the human character board, per character.
     ratings = view.character_board[character]
     pairs = [(ratings[c], view.ccip[(c, character)]) for c in ratings]
