@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,10 +17,10 @@ import pytest
 from PIL import Image
 
 from generation.errors import GenerationError
-from generation.parameters import read_parameters
-from generation.pipeline import CheckpointSpec, LoadedPipeline, Runtime
 from generation.manifest import MANIFEST_FIELDS, read_manifest_rows
-from generation.pool import generate_pool, pool_items
+from generation.parameters import ImageParameters, png_bytes, read_parameters
+from generation.pipeline import CheckpointSpec, LoadedPipeline, Runtime
+from generation.pool import PIXEL_TOLERANCE, generate_pool, pool_items
 from generation.prompt_sets import PromptSet
 from tests.generation.helpers import CPU, TinyFiles
 
@@ -214,3 +215,74 @@ def test_a_loaded_pipeline_renders_the_same_files(
     assert len(report.generated) == 8
     with pytest.raises(ValueError, match="already has its runtime"):
         generate_pool(loaded, tiny_set, tmp_path, runtime=Runtime(device="cpu"))
+
+
+def test_png_parameters_alone_reproduce_the_image_with_a_bare_diffusers_call(
+    pool: Path, tiny: TinyFiles
+) -> None:
+    """The promise's second half: from its PNG alone, a plain diffusers call (batch of one,
+    its own generator) renders each pool image within the stated tolerance."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_single_file(
+        str(tiny.single_file), config=str(tiny.config_dir), local_files_only=True
+    )
+    pipe.set_progress_bar_config(disable=True)
+    schedulers = {"Euler a": EulerAncestralDiscreteScheduler}  # the web UI's sampler names
+    files = {
+        r["file"]
+        for r in read_manifest_rows(pool / "manifest.jsonl")
+        if r["checkpoint"] == "tiny-a" and r["steps"] == 2
+    }
+    assert len(files) == 8
+
+    def bare(params: ImageParameters, seed: int) -> np.ndarray:
+        pipe.scheduler = schedulers[params.sampler].from_config(pipe.scheduler.config)
+        image = pipe(
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt or None,
+            num_inference_steps=params.steps,
+            guidance_scale=params.cfg,
+            width=params.width,
+            height=params.height,
+            generator=torch.Generator("cpu").manual_seed(seed),
+        ).images[0]
+        return np.asarray(image).astype(int)
+
+    batched = 0
+    for file in sorted(files):
+        params = read_parameters(pool / file)
+        batched += (params.batch_size or 1) > 1
+        ours = np.asarray(Image.open(pool / file)).astype(int)
+        diff = np.abs(ours - bare(params, params.seed))
+        assert diff.max() <= PIXEL_TOLERANCE["max"], file
+        assert diff.mean() <= PIXEL_TOLERANCE["mean"], file
+    assert batched == 8  # the pool was rendered in batches, the bare calls one by one
+    # the tolerance is far below what tells two images apart: another seed is far outside it
+    other = np.abs(ours - bare(params, params.seed + 1))
+    assert other.mean() > 10 * PIXEL_TOLERANCE["mean"]
+
+
+def test_a_batch_mate_that_renders_differently_is_reported(
+    pool: Path, tiny: TinyFiles, tiny_set: PromptSet, tmp_path: Path
+) -> None:
+    """When a recorded batch no longer renders as before, the report says so."""
+    copy = tmp_path / "pool"
+    shutil.copytree(pool, copy)
+    rows = read_manifest_rows(copy / "manifest.jsonl")
+    lost, mate = rows[4], rows[5]
+    assert lost["batch"] == mate["batch"] and lost["batch_size"] > 1
+    # The mate's file now holds other pixels, as if another machine had rendered it.
+    with Image.open(copy / mate["file"]) as im:
+        params = read_parameters(copy / mate["file"])
+        altered = png_bytes(Image.eval(im, lambda v: 255 - v), params)
+    (copy / mate["file"]).unlink()
+    rewritten = dict(mate, sha256=hashlib.sha256(altered).hexdigest())
+    (copy / mate["file"]).write_bytes(altered)
+    with (copy / "manifest.jsonl").open("a") as fh:
+        fh.write(json.dumps(rewritten) + "\n")
+    (copy / lost["file"]).unlink()
+    report = generate_pool(spec(tiny), tiny_set, copy, runtime=CPU, progress=False)
+    assert [r["file"] for r in report.generated] == [lost["file"]]
+    assert report.drifted == [mate["file"]]
