@@ -20,7 +20,9 @@ of its floats, and after 8-bit rounding in a few pixel values. The promise is th
   first rendered in (its batch mates again, in the same order, whatever ``batch_size`` is
   asked now) and writes the same file. The mates' renders are compared with their files
   and not written; one that differs is reported in ``PoolReport.drifted``: the software or
-  the machine changed, and the new image is close to the lost one but not the same.
+  the machine changed, and the new image is close to the lost one but not the same. A lost
+  image whose batch cannot be rendered as it was (a manifest row without batch fields, a
+  mate's row missing, a batch that no longer fits in GPU memory) is rendered in a new batch.
 - Close: in another batch size, on another machine, or from the PNG's parameters alone
   with a plain diffusers call (batch of one), an image matches within the tolerance of
   :data:`PIXEL_TOLERANCE` (at most 4 in any 8-bit value, 0.1 on average), measured on the

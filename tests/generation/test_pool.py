@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from generation.errors import GenerationError
-from generation.manifest import MANIFEST_FIELDS, read_manifest_rows
+from generation.manifest import BATCH_FIELDS, MANIFEST_FIELDS, read_manifest_rows
 from generation.parameters import ImageParameters, png_bytes, read_parameters
 from generation.pipeline import CheckpointSpec, LoadedPipeline, Runtime
 from generation.pool import PIXEL_TOLERANCE, generate_pool, pool_items
@@ -286,3 +286,26 @@ def test_a_batch_mate_that_renders_differently_is_reported(
     report = generate_pool(spec(tiny), tiny_set, copy, runtime=CPU, progress=False)
     assert [r["file"] for r in report.generated] == [lost["file"]]
     assert report.drifted == [mate["file"]]
+
+
+def test_a_lost_image_without_a_recorded_batch_is_rendered_in_a_new_one(
+    pool: Path, tiny: TinyFiles, tiny_set: PromptSet, tmp_path: Path
+) -> None:
+    """A manifest written before batches were recorded: the image comes back, close."""
+    copy = tmp_path / "pool"
+    shutil.copytree(pool, copy)
+    rows = [
+        {k: v for k, v in r.items() if k not in BATCH_FIELDS}
+        for r in read_manifest_rows(copy / "manifest.jsonl")
+    ]
+    (copy / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lost = rows[2]
+    before = np.asarray(Image.open(copy / lost["file"])).astype(int)
+    (copy / lost["file"]).unlink()
+    report = generate_pool(spec(tiny), tiny_set, copy, batch_size=1, runtime=CPU, progress=False)
+    [row] = report.generated
+    assert (row["prompt"], row["seed"]) == (lost["prompt"], lost["seed"])
+    assert row["batch_size"] == 1 and row["batch"] not in {r.get("batch") for r in rows}
+    after = np.asarray(Image.open(copy / row["file"])).astype(int)
+    assert np.abs(after - before).max() <= PIXEL_TOLERANCE["max"]
+    assert read_parameters(copy / row["file"]).batch_size is None  # rendered alone
