@@ -191,6 +191,14 @@ def _same_settings(row: dict[str, Any], settings: RenderSettings) -> bool:
         return False
 
 
+def _has_batch(row: dict[str, Any]) -> bool:
+    return (
+        isinstance(row.get("batch"), str)
+        and isinstance(row.get("batch_pos"), int)
+        and isinstance(row.get("batch_size"), int)
+    )
+
+
 @dataclass
 class _Scan:
     """The manifest read against the set: done rows by item, and lost images' last rows."""
@@ -212,7 +220,7 @@ def _scan(
         if key is None:
             continue
         by_key[key].append(row)
-        if isinstance(row.get("batch"), str) and isinstance(row.get("batch_pos"), int):
+        if _has_batch(row):
             batches[row["batch"]][row["batch_pos"]] = row  # the last row of a place wins
     done: dict[PoolItem, dict[str, Any]] = {}
     lost: dict[PoolItem, dict[str, Any]] = {}
@@ -231,7 +239,7 @@ def _scan(
                 done[item] = row
                 break
         else:
-            recorded = [r for r in rows if _same_settings(r, settings) and "batch" in r]
+            recorded = [r for r in rows if _same_settings(r, settings) and _has_batch(r)]
             if recorded:
                 lost[item] = recorded[-1]
     return _Scan(done, lost, batches)
@@ -259,8 +267,7 @@ def _recorded_batches(
         if row is None:
             continue
         places = scan.batches.get(row["batch"], {})
-        size = row.get("batch_size")
-        if not isinstance(size, int) or sorted(places) != list(range(size)):
+        if sorted(places) != list(range(row["batch_size"])):
             continue
         keep[row["batch"]].add(int(row["batch_pos"]))
         covered.add(item)
