@@ -27,9 +27,9 @@ from arena.matches import prompt_hash
 from arena.models import MATCH_KINDS, Checkpoint, Image, Prompt
 from arena.pool_manifest import read_manifest
 from arena.settings import Settings
+from generation.manifest import MANIFEST_FIELDS
 
 __all__ = [
-    "FIELDS",
     "ImportReport",
     "Skipped",
     "import_dir",
@@ -37,11 +37,6 @@ __all__ = [
     "pool_stats",
 ]
 
-# The fields of a manifest row. ``sha256``, when given, must match the file's bytes.
-FIELDS = (
-    "file", "sha256", "checkpoint", "prompt", "negative_prompt", "kind", "character",
-    "seed", "sampler", "steps", "cfg", "width", "height",
-)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Text fields are checked against their column sizes (PostgreSQL enforces them, SQLite not).
 SAMPLER_CHARS: int = Image.__table__.c.sampler.type.length
@@ -312,9 +307,10 @@ def _import_one(
     max_pixels: int,
 ) -> bool:
     """Import one row; True if new, False if already present; RowError/UserError to skip."""
-    unknown = sorted(set(fields) - set(FIELDS))
+    unknown = sorted(set(fields) - set(MANIFEST_FIELDS))
     if unknown:
-        raise RowError(f"unknown field {unknown[0]!r}; expected fields: {', '.join(FIELDS)}")
+        expected = ", ".join(MANIFEST_FIELDS)
+        raise RowError(f"unknown field {unknown[0]!r}; expected fields: {expected}")
     path = Path(str(fields["file"])).expanduser()
     if base is not None:
         path = base / path
@@ -386,7 +382,8 @@ def import_records(
 ) -> ImportReport:
     """Import already-parsed manifest rows (``file`` absolute, or relative to ``base``).
 
-    Rows use the manifest's fields (:data:`FIELDS`); a blank value counts as absent. A row
+    Rows use the manifest's fields (:data:`generation.manifest.MANIFEST_FIELDS`; ``sha256``,
+    when given, must match the file's bytes); a blank value counts as absent. A row
     whose image is broken, truncated, not a PNG or over ``max_pixels``, or whose fields are
     missing or wrong, is reported in ``skipped`` and the rest go on.
     """

@@ -9,8 +9,10 @@ Rendering follows the report's recommendations (Park et al. 2024, Illustrious): 
 second img2img pass at a chosen strength over the upscaled first image. Prompts longer than
 CLIP's 77 tokens are not cut: they are encoded in 75-token chunks whose embeddings are
 concatenated (the A1111 web UI's method), and the pooled embedding is the first chunk's.
-Each image has its own CPU ``torch.Generator`` seeded with its seed, so an image depends on
-its seed and settings only, on any device and in any batch.
+Each image has its own CPU ``torch.Generator`` seeded with its seed, so its noise depends on
+its seed only, on any device and in any batch. Its pixels also depend, in the last bits, on
+the batch it is rendered in and the machine (kernels sum in an order chosen by shape); see
+:mod:`generation.pool` for what is bit-identical and what is close.
 """
 
 from __future__ import annotations
@@ -431,7 +433,7 @@ class LoadedPipeline:
         if len(prompts) != len(seeds):
             raise ValueError("render needs one seed per prompt")
         # Padding a prompt with empty chunks changes its image, so a batch never mixes
-        # chunk counts: each image stays what it would be if rendered alone.
+        # chunk counts: each image stays what it would be alone, up to float rounding.
         negative_chunks = self.chunk_count(settings.negative_prompt)
         if len({max(self.chunk_count(p), negative_chunks) for p in prompts}) > 1:
             raise ValueError("render batches only prompts of the same chunk count")
