@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from arena.errors import Conflict, NotFound, UserError
-from arena.hashing import sha256_file, sha256_tree, short_hash
+from arena.hashing import sha256_path, short_hash
 from arena.models import Checkpoint, TrainingConfigRecord
 from training.config import TrainingConfig
 
@@ -90,7 +90,7 @@ def add_checkpoint(
     name = name or (path.stem if fmt == "safetensors" else path.name)
     if step is not None and step < 0:
         raise UserError(f"--step must be >= 0, got {step}")
-    digest = sha256_file(path) if fmt == "safetensors" else sha256_tree(path)
+    digest = sha256_path(path)
     existing = session.scalar(select(Checkpoint).where(Checkpoint.name == name))
     if existing is not None:
         if existing.sha256 == digest and existing.config_id == config.id:
