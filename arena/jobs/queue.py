@@ -211,8 +211,15 @@ def heartbeat(
         return True
 
 
-def finish(db: Database, job_id: int, worker: str, result: dict[str, Any]) -> bool:
-    """Mark a held job done with its result; False when the worker had lost it."""
+def finish(
+    db: Database,
+    job_id: int,
+    worker: str,
+    result: dict[str, Any],
+    progress: tuple[int, int | None, str | None] | None = None,
+) -> bool:
+    """Mark a held job done with its result and last progress; False when the worker had
+    lost it."""
     with db.session() as session:
         job = _held(session, job_id, worker)
         if job is None:
@@ -222,8 +229,8 @@ def finish(db: Database, job_id: int, worker: str, result: dict[str, Any]) -> bo
         job.error = None
         job.finished_at = utcnow()
         job.lease_expires_at = None
-        if job.progress_total is not None:
-            job.progress_done = job.progress_total
+        if progress is not None:
+            job.progress_done, job.progress_total, job.progress_unit = progress
         return True
 
 

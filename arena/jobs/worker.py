@@ -112,7 +112,7 @@ def run_one(
         beat.join()
     seconds = time.monotonic() - started
     if error is None:
-        if queue.finish(db, claimed.id, worker, result):
+        if queue.finish(db, claimed.id, worker, result, ctx.progress.snapshot()):
             stats.done.append(claimed.id)
             summary = result.get("summary", "")
             echo(f"{label}: done in {seconds:.1f}s" + (f" ({summary})" if summary else ""))
