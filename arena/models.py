@@ -330,8 +330,8 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
-    progress_done: Mapped[int] = mapped_column(default=0)
-    progress_total: Mapped[int | None]
+    progress_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_total: Mapped[int | None] = mapped_column(BigInteger)
     progress_unit: Mapped[str | None] = mapped_column(String(20))
     result: Mapped[dict[str, Any] | None]
 

@@ -102,15 +102,13 @@ def test_expired_lease_is_taken_again_and_counted(db: Database) -> None:
 def test_cancel_and_retry_refusals(db: Database) -> None:
     job = _queue(db)
     child = _queue(db, "generate", after=job)
-    with db.session() as session:
-        with pytest.raises(Conflict, match="only failed or cancelled"):
-            queue.retry(session, job)
+    with db.session() as session, pytest.raises(Conflict, match="only failed or cancelled"):
+        queue.retry(session, job)
     with db.session() as session:
         queue.cancel(session, job)
     assert _status(db, child)[0] == "cancelled"
-    with db.session() as session:
-        with pytest.raises(Conflict, match="only queued or running"):
-            queue.cancel(session, job)
+    with db.session() as session, pytest.raises(Conflict, match="only queued or running"):
+        queue.cancel(session, job)
     assert queue.claim(db, "w", ["hash", "generate"], 30) is None
 
 
