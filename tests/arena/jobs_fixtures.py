@@ -4,8 +4,14 @@ CCIP model with reference images, and worker settings pointing at all of them.""
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -95,3 +101,57 @@ def save_step(world: TinyWorld, out: Path, step: int) -> Path:
     target = out / f"tiny-step{step}.safetensors"
     shutil.copyfile(source, target)
     return target
+
+
+@contextmanager
+def serve_on(app: Any, sock: socket.socket) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread on ``sock`` (bound, not yet listening: until this
+    starts, connections to it are refused); yield its base URL."""
+    import uvicorn
+
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", ws="none", timeout_graceful_shutdown=1)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+def bound_socket() -> socket.socket:
+    """A loopback socket on a free port, bound but not listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def tiny_training(world: TinyWorld, out: Path, on_save: Callable[[Path, int], None],
+                  steps: int = 2) -> list[float]:
+    """A tiny training loop (a linear model standing in for the trainer) whose save step
+    writes a tiny SDXL checkpoint and calls ``on_save(path, step)``; returns the losses."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    losses = []
+    for step in range(1, steps + 1):
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.detach()))
+        on_save(save_step(world, out, step), step)
+    return losses
