@@ -99,7 +99,7 @@ def _request_generation(session: Session, settings: Settings, text: str, voter: 
     ))
     if queued.refused is not None:
         return (
-            f"Your prompt is not in the pool yet and was not queued for generation: "
+            f"Your prompt is not in the pool yet, and it could not join the rendering queue: "
             f"{queued.refused}. Meanwhile, here is a prompt from the pool."
         )
     return (

@@ -152,6 +152,7 @@ def score_checkpoint(ctx: JobContext) -> dict[str, Any]:
     except UserError as exc:
         raise JobFailed(str(exc)) from None
     scores: list[dict[str, Any]] = []
+    ctx.progress.set(0, None, "images")
     if settings.ccip_model_dir and settings.ccip_references:
         scores.extend(_ccip(ctx, name, checkpoint_id))
     else:

@@ -12,7 +12,6 @@ import os
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,8 +104,6 @@ def run_one(
         error = (str(exc), False)
     except Exception as exc:  # any crash of a job is recorded on its row
         error = (_one_line(exc), True)
-        if os.environ.get("ARENA_WORKER_TRACEBACKS"):
-            traceback.print_exc()
     finally:
         stop.set()
         beat.join()

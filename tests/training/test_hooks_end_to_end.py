@@ -180,7 +180,8 @@ def test_typed_prompt_is_rendered_then_served_in_a_free_duel(
     assert "kagamine rin" not in first.prompt
     # the same voter's next new prompt hits the per-voter bound: told so, nothing queued
     other = issue_match(db, settings, VOTER, "free", "1boy, kagamine len, headphones")
-    assert other.notice is not None and "was not queued" in other.notice
+    assert other.notice is not None and "could not join the rendering queue" in other.notice
+    assert "typed prompts waiting" in other.notice
     with db.session(readonly=True) as session:
         free_jobs = session.scalars(select(Job).where(Job.status == "queued")).all()
         assert sorted(j.checkpoint_name for j in free_jobs) == ["tiny-step1", "tiny-step2"]
