@@ -52,7 +52,8 @@ def one_thread():  # type: ignore[no-untyped-def]
     torch.set_num_threads(before)
 
 
-def _check_arena(db: Database, world: TinyWorld, settings, names: list[str]) -> None:  # type: ignore[no-untyped-def]
+def _check_arena(db: Database, world: TinyWorld, settings, names: list[str],  # type: ignore[no-untyped-def]
+                 metrics: tuple[str, ...] = ("ccip",)) -> None:
     lines: list[str] = []
     stats = run_worker(db, settings, once=True, echo=lines.append)
     assert not stats.failed and not stats.retried, lines
@@ -70,13 +71,15 @@ def _check_arena(db: Database, world: TinyWorld, settings, names: list[str]) -> 
                                                    Image.hidden.is_(False))
             )
             assert images == 4  # two prompts x two seeds
-            ccip = session.scalars(
+            stored = session.scalars(
                 select(MetricScore).where(MetricScore.checkpoint_id == row.id)
+                .order_by(MetricScore.metric)
             ).all()
-            assert [(s.metric, s.character, len(s.images_used)) for s in ccip] == [
-                ("ccip", CHARACTER, 2)
+            expected = {"ccip": ("ccip", CHARACTER, 2), "clip": ("clip_score", None, 4)}
+            assert [(s.metric, s.character, len(s.images_used)) for s in stored] == [
+                expected[m] for m in metrics
             ]
-            assert 0.0 <= ccip[0].value <= 1.0
+            assert 0.0 <= stored[0].value <= 1.0
     # a second run has nothing to do, and the checkpoints are served in matches
     assert run_worker(db, settings, once=True, echo=lambda _: None).done == []
     shown = set()
@@ -95,7 +98,12 @@ def _check_arena(db: Database, world: TinyWorld, settings, names: list[str]) -> 
 def test_training_loop_registers_through_the_database_url(
     world: TinyWorld, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = worker_settings(world, tmp_path / "home", db)
+    pytest.importorskip("open_clip")
+    from tests.metrics.tiny_clip import write_tiny_clip
+
+    clip_config, clip_weights, _ = write_tiny_clip(tmp_path, "tiny-jobs-clip")
+    settings = worker_settings(world, tmp_path / "home", db, clip_model="tiny-jobs-clip",
+                               clip_weights=clip_weights, clip_config=clip_config)
     # In database mode the hook queues the prompt sets its own environment names.
     monkeypatch.setenv("ARENA_PROMPT_SETS", str(world.prompt_set))
     answers = []
@@ -107,11 +115,30 @@ def test_training_loop_registers_through_the_database_url(
     tiny_training(world, tmp_path / "out", on_save)
     assert [a["checkpoint"] for a in answers] == ["tiny-step1", "tiny-step2"]  # type: ignore[index]
     assert [[j["kind"] for j in a["jobs"]] for a in answers] == [["hash", "generate", "score"]] * 2  # type: ignore[index]
-    _check_arena(db, world, settings, ["tiny-step1", "tiny-step2"])
+    _check_arena(db, world, settings, ["tiny-step1", "tiny-step2"], ("ccip", "clip"))
+    # the same work queued again (no dedup key) is a no-op: content hashes match
+    from arena.jobs.queue import enqueue
+
+    with db.session() as session:
+        scores_before = session.scalar(select(func.count(MetricScore.id)))
+        images_before = session.scalar(select(func.count(Image.id)))
+        gen, _ = enqueue(session, "generate", {"checkpoint": "tiny-step1",
+                                               "prompt_set": str(world.prompt_set)})
+        score, _ = enqueue(session, "score", {"checkpoint": "tiny-step1"})
+        ids = (gen.id, score.id)
+    assert run_worker(db, settings, once=True, echo=lambda _: None).done == list(ids)
+    with db.session(readonly=True) as session:
+        assert session.scalar(select(func.count(MetricScore.id))) == scores_before
+        assert session.scalar(select(func.count(Image.id))) == images_before
+        gen_row, score_row = session.get(Job, ids[0]), session.get(Job, ids[1])
+        assert gen_row is not None and gen_row.result["rendered"] == 0  # type: ignore[index]
+        assert score_row is not None and all(
+            s.get("already") for s in score_row.result["scores"]  # type: ignore[index]
+        )
     # reading results back: the checkpoint's scores and the leaderboard
     status = hooks.scores("tiny-step1", arena=db.url)
     assert status["step"] == 1 and status["pool"]["images"] == 4
-    assert [s["metric"] for s in status["scores"]] == ["ccip"]
+    assert sorted(s["metric"] for s in status["scores"]) == ["ccip", "clip_score"]
     assert isinstance(hooks.leaderboard("overall", "elo", arena=db.url), list)
     # registering the same checkpoint again queues nothing new
     again = hooks.register_checkpoint(tmp_path / "out" / "tiny-step1.safetensors", CONFIG,
