@@ -73,3 +73,25 @@ def cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
     with open_database().session() as session:
         job = cancel_job(session, job_id)
         typer.echo(f"job {job.id} cancelled")
+
+
+@app.command("queue")
+def queue_work(
+    checkpoint: str = typer.Argument(..., help="Registered checkpoint name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Queue rendering on the configured prompt sets, then scoring, for a registered
+    checkpoint (e.g. one added with `arena registry add-checkpoint`)."""
+    from arena.jobs.plan import queue_checkpoint_work
+    from arena.jobs.queue import describe_job
+    from arena.registry import get_checkpoint
+    from arena.settings import get_settings
+
+    with open_database().session() as session:
+        name = get_checkpoint(session, checkpoint).name
+        jobs = queue_checkpoint_work(session, get_settings(), name)
+        if as_json:
+            print_json([describe_job(j) for j in jobs])
+            return
+        for job in jobs:
+            typer.echo(_line(job))

@@ -186,3 +186,28 @@ def test_jobs_cli(arena_env: Database) -> None:
     assert bad.exit_code == 2 and "unknown job kind 'chess'" in bad.output
     with arena_env.session(readonly=True) as session:
         assert session.scalar(select(Job.status).where(Job.id == job)) == "cancelled"
+
+
+def test_jobs_queue_cli_for_a_registered_checkpoint(arena_env: Database, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from arena.registry import add_checkpoint, add_config
+    from arena.settings import get_settings
+    from training.config import parse_config
+
+    monkeypatch.setenv("ARENA_PROMPT_SETS", "default, extra.yaml")
+    get_settings.cache_clear()
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    with arena_env.session() as session:
+        add_config(session, parse_config({"name": "run"}, source="test"))
+        add_checkpoint(session, path, "run")
+    first = runner.invoke(app, ["jobs", "queue", "m", "--json"])
+    assert first.exit_code == 0, first.output
+    jobs = json.loads(first.output)
+    assert [(j["kind"], j["payload"].get("prompt_set")) for j in jobs] == [
+        ("generate", "default"), ("generate", "extra.yaml"), ("score", None)]
+    assert [j["after"] for j in jobs] == [None, jobs[0]["id"], jobs[1]["id"]]
+    again = runner.invoke(app, ["jobs", "queue", "m", "--json"])
+    assert [j["id"] for j in json.loads(again.output)] == [j["id"] for j in jobs]
+    unknown = runner.invoke(app, ["jobs", "queue", "nope"])
+    assert unknown.exit_code == 2 and "unknown checkpoint 'nope'" in unknown.output
