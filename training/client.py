@@ -15,6 +15,7 @@ from typing import Any
 __all__ = ["Arena", "ArenaRefused", "ArenaUnreachable"]
 
 TIMEOUT_SECONDS = 10.0
+CONNECT_SECONDS = 3.0  # a hook must not hold a training step long on an unreachable arena
 
 
 class ArenaUnreachable(Exception):
@@ -64,8 +65,8 @@ class Arena:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             response = httpx.request(
-                method, f"{self.target}/api/v1{path}", headers=headers, timeout=self.timeout,
-                **kwargs,
+                method, f"{self.target}/api/v1{path}", headers=headers,
+                timeout=httpx.Timeout(self.timeout, connect=CONNECT_SECONDS), **kwargs,
             )
         except httpx.HTTPError as exc:
             raise ArenaUnreachable(f"{self.shown}: {type(exc).__name__}: {exc}") from exc
@@ -88,7 +89,7 @@ class Arena:
         from arena.settings import Settings
 
         settings = Settings(database_url=self.target)
-        db = Database(self.target)
+        db = Database(self._bounded_url())
         try:
             db.check()
             return work(db, settings)
@@ -100,6 +101,15 @@ class Arena:
             raise ArenaUnreachable(f"{self.shown}: {str(exc).splitlines()[0]}") from exc
         finally:
             db.dispose()
+
+    def _bounded_url(self) -> str:
+        """The database URL with a connect timeout on PostgreSQL (libpq waits for ever)."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.target)
+        if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+            url = url.update_query_dict({"connect_timeout": str(int(CONNECT_SECONDS))})
+        return url.render_as_string(hide_password=False)
 
     # -- what the hooks use -----------------------------------------------------------------
     def register(self, payload: dict[str, Any]) -> dict[str, Any]:

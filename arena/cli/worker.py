@@ -28,8 +28,7 @@ def worker(
         raise UserError(f"--device: expected cpu or cuda (cuda:N), got {device!r}")
     db = open_database()
     stats = run_worker(
-        db, get_settings(), once=once, kinds=kinds, device=device,
-        echo=lambda line: typer.echo(line, err=False),
+        db, get_settings(), once=once, kinds=kinds, device=device, echo=typer.echo
     )
     typer.echo(
         f"worker: {len(stats.done)} done, {len(stats.retried)} queued again, "
