@@ -289,7 +289,8 @@ def retry(session: Session, job_id: int) -> Job:
 
 
 def cancel(session: Session, job_id: int) -> Job:
-    """Cancel a queued or running job (a running one's worker drops it at its next heartbeat)."""
+    """Cancel a queued or running job (and the jobs waiting on it); a running job's worker
+    notices at its next heartbeat and stops the job at its next progress report."""
     job = get_job(session, job_id)
     if job.status not in ("queued", "running"):
         raise Conflict(f"job {job_id} is {job.status}; only queued or running jobs are cancelled")

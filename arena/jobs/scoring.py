@@ -48,6 +48,13 @@ def _already(
     return None
 
 
+def _metric_device(device: str | None) -> str:
+    """The metric libraries take auto, cpu or cuda (not a CUDA index)."""
+    if device is None:
+        return "auto"
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
 def _references(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
@@ -89,7 +96,7 @@ def _ccip(ctx: JobContext, name: str, checkpoint_id: int) -> list[dict[str, Any]
             continue
         if model is None:
             try:
-                model = load_ccip_model(Path(model_dir), device=ctx.device or "auto")
+                model = load_ccip_model(Path(model_dir), device=_metric_device(ctx.device))
             except CCIPModelError as exc:
                 raise JobFailed(str(exc)) from None
         try:
@@ -129,7 +136,7 @@ def _clip(ctx: JobContext, name: str, checkpoint_id: int) -> dict[str, Any]:
     try:
         model = load_clip_model(
             str(settings.clip_model), weights, config=settings.clip_config,
-            device=ctx.device or "auto",
+            device=_metric_device(ctx.device),
         )
     except ClipModelError as exc:
         raise JobFailed(str(exc)) from None

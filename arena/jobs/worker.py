@@ -19,7 +19,7 @@ from typing import Any
 from arena.db import Database
 from arena.errors import UserError
 from arena.jobs import queue
-from arena.jobs.context import JobContext, JobFailed
+from arena.jobs.context import JobContext, JobFailed, JobLost
 from arena.jobs.kinds import KINDS
 from arena.settings import Settings
 
@@ -50,14 +50,13 @@ def _check_kinds(kinds: Sequence[str] | None) -> list[str]:
 
 
 def _heartbeat_loop(
-    db: Database, ctx: JobContext, worker: str, lease: float, stop: threading.Event,
-    lost: threading.Event,
+    db: Database, ctx: JobContext, worker: str, lease: float, stop: threading.Event
 ) -> None:
     interval = min(max(lease / 4, 0.2), 5.0)
     while not stop.wait(interval):
         try:
             if not queue.heartbeat(db, ctx.job_id, worker, lease, ctx.progress.snapshot()):
-                lost.set()
+                ctx.progress.lost.set()
                 return
         except Exception:  # a missed beat is retried; the lease allows a few
             continue
@@ -90,9 +89,9 @@ def run_one(
         f" {claimed.checkpoint_name}" if claimed.checkpoint_name else ""
     )
     echo(f"{label}: started (attempt {claimed.attempt} of {claimed.max_attempts})")
-    stop, lost = threading.Event(), threading.Event()
+    stop = threading.Event()
     beat = threading.Thread(
-        target=_heartbeat_loop, args=(db, ctx, worker, lease, stop, lost), daemon=True
+        target=_heartbeat_loop, args=(db, ctx, worker, lease, stop), daemon=True
     )
     beat.start()
     started = time.monotonic()
@@ -100,6 +99,10 @@ def run_one(
     error: tuple[str, bool] | None = None
     try:
         result = KINDS[claimed.kind](ctx)
+    except JobLost:
+        stats.lost.append(claimed.id)
+        echo(f"{label}: stopped: the job was cancelled or taken over by another worker")
+        return True
     except JobFailed as exc:
         error = (str(exc), False)
     except Exception as exc:  # any crash of a job is recorded on its row

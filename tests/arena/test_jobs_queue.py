@@ -165,6 +165,32 @@ def test_heartbeat_writes_progress_into_the_row(db: Database, tmp_path: Path,
     assert _status(db, job)[0] == "done"
 
 
+def test_cancelled_running_job_stops_at_its_next_progress_report(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[int] = []
+
+    def endless(ctx: JobContext) -> dict:
+        if not steps:
+            with ctx.db.session() as session:  # an operator cancels it once it runs
+                queue.cancel(session, ctx.job_id)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ctx.progress.advance()
+            steps.append(ctx.progress.done)
+            time.sleep(0.02)
+        return {"summary": "never reached"}
+
+    monkeypatch.setitem(KINDS, "hash", endless)
+    job = _queue(db)
+    lines: list[str] = []
+    stats = run_worker(db, Settings(home=tmp_path, database_url=db.url, job_lease_seconds=0.8),
+                       once=True, echo=lines.append)
+    assert stats.lost == [job] and stats.done == [] and steps  # it ran, then stopped
+    assert _status(db, job)[0] == "cancelled"
+    assert "stopped" in lines[-1]
+
+
 def test_jobs_cli(arena_env: Database) -> None:
     job = _queue(arena_env, attempts=1)
     listed = runner.invoke(app, ["jobs", "list", "--json"])
