@@ -27,9 +27,13 @@ def worker(
     if device is not None and device != "cpu" and not device.startswith("cuda"):
         raise UserError(f"--device: expected cpu or cuda (cuda:N), got {device!r}")
     db = open_database()
-    stats = run_worker(
-        db, get_settings(), once=once, kinds=kinds, device=device, echo=typer.echo
-    )
+    try:
+        stats = run_worker(
+            db, get_settings(), once=once, kinds=kinds, device=device, echo=typer.echo
+        )
+    except KeyboardInterrupt:
+        typer.echo("worker: interrupted")
+        raise typer.Exit(130) from None
     typer.echo(
         f"worker: {len(stats.done)} done, {len(stats.retried)} queued again, "
         f"{len(stats.failed)} failed"

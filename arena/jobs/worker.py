@@ -103,6 +103,11 @@ def run_one(
         stats.lost.append(claimed.id)
         echo(f"{label}: stopped: the job was cancelled or taken over by another worker")
         return True
+    except KeyboardInterrupt:
+        # Stopped by its operator: give the job back at once rather than at lease expiry.
+        queue.fail(db, claimed.id, worker, "the worker was interrupted", retryable=True)
+        echo(f"{label}: interrupted; the job is queued again")
+        raise
     except JobFailed as exc:
         error = (str(exc), False)
     except Exception as exc:  # any crash of a job is recorded on its row

@@ -151,3 +151,33 @@ def test_job_of_a_killed_worker_is_finished_by_another(db: Database, tmp_path: P
         from metrics.file_hash import sha256_file
 
         assert session.scalar(select(Checkpoint.sha256)) == sha256_file(big)
+
+
+def test_interrupted_worker_gives_its_job_back(db: Database, tmp_path: Path) -> None:
+    big = tmp_path / "big.safetensors"
+    with big.open("wb") as handle:
+        handle.truncate(3 << 30)
+    home = tmp_path / "home"
+    settings = Settings(home=home, database_url=db.url, prompt_sets="default")
+    _register(db, settings, [big])
+    worker = _worker(db, home, "--kinds", "hash", lease=1.0)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with db.session(readonly=True) as session:
+                job = session.scalar(select(Job).where(Job.kind == "hash"))
+                assert job is not None
+                if job.status == "running" and job.progress_done > 0:
+                    break
+            time.sleep(0.02)
+        worker.send_signal(signal.SIGINT)
+        output = worker.communicate(timeout=60)[0]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 130, output
+    assert "interrupted; the job is queued again" in output
+    with db.session(readonly=True) as session:
+        job = session.scalar(select(Job).where(Job.kind == "hash"))
+        assert job is not None and job.status == "queued" and job.worker is None
+        assert "interrupted" in (job.error or "")
