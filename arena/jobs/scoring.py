@@ -170,5 +170,14 @@ def score_checkpoint(ctx: JobContext) -> dict[str, Any]:
     else:
         scores.append({"metric": "clip_score", "skipped": "ARENA_CLIP_MODEL and "
                        "ARENA_CLIP_WEIGHTS are not both set"})
-    stored = [s for s in scores if "value" in s or s.get("already")]
-    return {"scores": scores, "summary": f"{len(stored)} scores stored or already there"}
+    return {"scores": scores, "summary": "; ".join(_said(s) for s in scores)}
+
+
+def _said(score: dict[str, Any]) -> str:
+    """One score's outcome for the worker's line."""
+    what = score["metric"] + (f" {score['character']}" if score.get("character") else "")
+    if "value" in score:
+        return f"{what} {score['value']:.4f}"
+    if score.get("already"):
+        return f"{what} already stored"
+    return f"{what} not scored: {score.get('skipped') or score.get('error')}"
