@@ -66,16 +66,6 @@ class RevealOut(BaseModel):
     images: list[RevealedOut]
 
 
-class CheckpointRequest(BaseModel):
-    path: str
-    config: str | None = Field(default=None, description="Name of a registered config.")
-    config_data: dict[str, Any] | None = Field(
-        default=None, description="A full training config to register (and link) first."
-    )
-    name: str | None = None
-    step: int | None = Field(default=None, ge=0)
-
-
 def image_url(served_sha256: str) -> str:
     """Where a voter fetches a served (metadata-free) image: named by its content hash only."""
     return f"/api/v1/images/{served_sha256}.png"
@@ -172,29 +162,6 @@ def require_admin(
         raise Forbidden("a valid admin bearer token is required")
 
 
-@router.post("/checkpoints", status_code=201, dependencies=[Depends(require_admin)])
-def create_checkpoint(body: CheckpointRequest, db: DB) -> dict[str, Any]:
-    """Register a checkpoint (and, when given, its training config) — the trainer hooks' door."""
-    from pathlib import Path
-
-    from arena.registry import add_checkpoint, add_config
-    from training.config import ConfigError, parse_config
-
-    if (body.config is None) == (body.config_data is None):
-        raise UserError("give exactly one of 'config' (a registered name) or 'config_data'")
-    with db.session() as session:
-        config_name = body.config
-        if body.config_data is not None:
-            try:
-                config = parse_config(body.config_data, source="config_data")
-            except ConfigError as exc:
-                raise UserError(str(exc)) from None
-            config_name = add_config(session, config).name
-        assert config_name is not None
-        result = add_checkpoint(session, Path(body.path), config_name, body.name, body.step)
-    return {"checkpoint": result.name, "config": config_name, "created": result.created}
-
-
 @router.get("/health")
 def health(db: DB) -> dict[str, Any]:
     """Liveness and schema revision."""
@@ -206,7 +173,10 @@ def health(db: DB) -> dict[str, Any]:
 
 def install(app: FastAPI) -> None:
     """Add the API routes, the voter cookie and the JSON error handler to ``app``."""
+    from arena.web.checkpoints import router as checkpoints_router
+
     app.include_router(router)
+    app.include_router(checkpoints_router)
 
     @app.exception_handler(UserError)
     async def _user_error(_request: Request, exc: UserError) -> JSONResponse:

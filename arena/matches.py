@@ -79,14 +79,33 @@ def prompt_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
-def _request_generation(session: Session, text: str, voter: Voter) -> None:
+def _request_generation(session: Session, settings: Settings, text: str, voter: Voter) -> str:
+    """Record a typed prompt the pool lacks and queue its rendering; return the voter's notice.
+
+    One ``generate`` job per active checkpoint (deduplicated per checkpoint and prompt), within
+    the per-voter and total bounds (:func:`arena.jobs.plan.queue_free_prompt`).
+    """
+    from arena.jobs.plan import queue_free_prompt
+
     digest = prompt_hash(text)
     prompt = session.scalar(select(Prompt).where(Prompt.text_hash == digest, Prompt.kind == "free"))
     if prompt is None:
         prompt = Prompt(text=" ".join(text.split()), text_hash=digest, kind="free", source="voter")
         session.add(prompt)
         session.flush()
-    session.add(GenerationRequest(prompt_id=prompt.id, voter_id=voter.id))
+    queued = queue_free_prompt(session, settings, prompt.id, prompt.text, voter.id)
+    session.add(GenerationRequest(
+        prompt_id=prompt.id, voter_id=voter.id, job_id=queued.jobs[0] if queued.jobs else None
+    ))
+    if queued.refused is not None:
+        return (
+            f"Your prompt is not in the pool yet, and it could not join the rendering queue: "
+            f"{queued.refused}. Meanwhile, here is a prompt from the pool."
+        )
+    return (
+        "Your prompt is not in the pool yet: it was queued for generation. "
+        "Meanwhile, here is a prompt from the pool."
+    )
 
 
 def issue_match(
@@ -131,11 +150,7 @@ def issue_match(
     with db.session() as session:
         voter = get_or_create_voter(session, voter_external_id)
         if typed and prompt_id is None:
-            _request_generation(session, typed_safe, voter)
-            notice = (
-                "Your prompt is not in the pool yet: it was queued for generation. "
-                "Meanwhile, here is a prompt from the pool."
-            )
+            notice = _request_generation(session, settings, typed_safe, voter)
         now = utcnow()
         match = Match(
             token=secrets.token_urlsafe(24),

@@ -42,7 +42,8 @@ NAMING_CONVENTION = {
 
 _KINDS_SQL = "kind IN (" + ", ".join(f"'{k}'" for k in MATCH_KINDS) + ")"
 VOTE_OUTCOMES = ("win", "tie", "both_bad", "ranking")
-JOB_STATES = ("queued", "running", "done", "failed")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+_JOB_STATES_SQL = "status IN (" + ", ".join(f"'{s}'" for s in JOB_STATES) + ")"
 
 
 def utcnow() -> datetime:
@@ -109,6 +110,8 @@ class Checkpoint(Base):
     step: Mapped[int | None]
     config_id: Mapped[int] = mapped_column(ForeignKey("training_configs.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What the trainer knew about this checkpoint (e.g. a kohya file's ss_* header keys).
+    training_metadata: Mapped[dict[str, Any] | None]
 
     config: Mapped[TrainingConfigRecord] = relationship(back_populates="checkpoints")
 
@@ -301,7 +304,13 @@ class CachedFeature(Base):
 
 
 class Job(Base):
-    """Queued long work (generation, scoring) taken by ``arena worker``."""
+    """Queued long work (hash, generate, score) taken by ``arena worker`` (:mod:`arena.jobs`).
+
+    A worker holds a job under a lease it renews while working; a job whose lease expired
+    (its worker died) is taken again until ``max_attempts`` is spent, then marked failed.
+    ``after_id`` names the job that must be done first; ``dedup_key`` makes queueing the
+    same work twice return the first job.
+    """
 
     __tablename__ = "jobs"
 
@@ -314,10 +323,19 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    dedup_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    checkpoint_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    after_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    progress_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_total: Mapped[int | None] = mapped_column(BigInteger)
+    progress_unit: Mapped[str | None] = mapped_column(String(20))
+    result: Mapped[dict[str, Any] | None]
 
-    __table_args__ = (
-        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
-    )
+    __table_args__ = (CheckConstraint(_JOB_STATES_SQL, name="status"),)
 
 
 class GenerationRequest(Base):

@@ -252,7 +252,7 @@ def _prompt(session: Session, record: PoolRecord) -> Prompt:
     return row
 
 
-def _insert(db: Database, record: PoolRecord, stored: StoredImage) -> bool:
+def _insert(db: Database, record: PoolRecord, stored: StoredImage, hidden: bool = False) -> bool:
     """Commit the image's rows; False when another import committed the same bytes first."""
     with db.session() as session:
         if session.scalar(select(Image.id).where(Image.sha256 == stored.sha256)) is not None:
@@ -278,6 +278,7 @@ def _insert(db: Database, record: PoolRecord, stored: StoredImage) -> bool:
                 width=stored.width,
                 height=stored.height,
                 parameters=stored.parameters_text,
+                hidden=hidden,
             )
         )
     return True
@@ -305,6 +306,7 @@ def _import_one(
     home: Settings | Path,
     base: Path | None,
     max_pixels: int,
+    hidden: bool = False,
 ) -> bool:
     """Import one row; True if new, False if already present; RowError/UserError to skip."""
     unknown = sorted(set(fields) - set(MANIFEST_FIELDS))
@@ -330,11 +332,11 @@ def _import_one(
     stored = store_image(home, data, max_pixels=max_pixels)
     record = _complete(fields, stored)
     try:
-        return _insert(db, record, stored)
+        return _insert(db, record, stored, hidden)
     except IntegrityError:
         # A concurrent import committed the same prompt or image between our read and our
         # insert; the unique constraint stopped ours, and a second try finds its row.
-        return _insert(db, record, stored)
+        return _insert(db, record, stored, hidden)
 
 
 def _import_rows(
@@ -345,6 +347,7 @@ def _import_rows(
     max_pixels: int,
     progress: bool,
     report: ImportReport,
+    hidden: bool = False,
 ) -> ImportReport:
     bar = tqdm(rows, desc="importing", unit="image", disable=None if progress else True)
     for where, written in bar:
@@ -359,7 +362,7 @@ def _import_rows(
             continue
         name = str(fields["file"])
         try:
-            new = _import_one(db, fields, home, base, max_pixels)
+            new = _import_one(db, fields, home, base, max_pixels, hidden)
         except (RowError, UserError) as exc:
             report.skipped.append(Skipped(name, str(exc)))
             continue
@@ -379,16 +382,18 @@ def import_records(
     base: Path | None = None,
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
+    hidden: bool = False,
 ) -> ImportReport:
     """Import already-parsed manifest rows (``file`` absolute, or relative to ``base``).
 
     Rows use the manifest's fields (:data:`generation.manifest.MANIFEST_FIELDS`; ``sha256``,
     when given, must match the file's bytes); a blank value counts as absent. A row
     whose image is broken, truncated, not a PNG or over ``max_pixels``, or whose fields are
-    missing or wrong, is reported in ``skipped`` and the rest go on.
+    missing or wrong, is reported in ``skipped`` and the rest go on. ``hidden`` rows are not
+    served until revealed (the worker reveals a prompt's images once all are in).
     """
     rows = [(f"record {number}", row) for number, row in enumerate(records, start=1)]
-    return _import_rows(db, rows, home, base, max_pixels, progress, ImportReport())
+    return _import_rows(db, rows, home, base, max_pixels, progress, ImportReport(), hidden)
 
 
 def import_dir(

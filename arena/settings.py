@@ -38,11 +38,54 @@ class Settings(BaseSettings):
     matchmaking_strategy: Literal["balanced"] = Field(
         default="balanced", description="How matches are chosen (balanced: fewest games first)."
     )
+    prompt_sets: str = Field(
+        default="default",
+        description="Prompt set YAML files a new checkpoint is rendered on, comma-separated "
+        "('default' = the shipped set).",
+    )
+    sdxl_config_dir: Path | None = Field(
+        default=None,
+        description="Local diffusers SDXL folder (configs, tokenizers) that single-file "
+        "checkpoints load with offline, for `arena worker`.",
+    )
+    ccip_references: Path | None = Field(
+        default=None,
+        description="CCIP reference images, one subfolder per character; the worker scores "
+        "every character that has one.",
+    )
+    ccip_model_dir: Path | None = Field(
+        default=None, description="CCIP model folder (model_feat.onnx, model_metrics.onnx)."
+    )
+    clip_model: str | None = Field(default=None, description="open_clip model name for CLIP score.")
+    clip_weights: Path | None = Field(default=None, description="Local CLIP weights file (.pt).")
+    clip_config: Path | None = Field(
+        default=None, description="open_clip model config JSON (architectures it does not ship)."
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, description="Tries of a job (crash or lost worker) before it fails."
+    )
+    job_lease_seconds: float = Field(
+        default=120.0, gt=0, description="A worker silent this long loses its job to another."
+    )
+    worker_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often an idle `arena worker` looks for jobs."
+    )
+    free_prompt_jobs_per_voter: int = Field(
+        default=3, ge=0, description="Typed prompts one voter may have waiting for rendering."
+    )
+    free_prompt_jobs_total: int = Field(
+        default=100, ge=0, description="Typed-prompt generate jobs waiting, all voters together."
+    )
 
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @property
+    def prompt_set_names(self) -> list[str]:
+        """The configured prompt sets, in order."""
+        return [part.strip() for part in self.prompt_sets.split(",") if part.strip()]
 
     @property
     def url(self) -> str:

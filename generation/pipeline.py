@@ -17,7 +17,6 @@ the batch it is rendered in and the machine (kernels sum in an order chosen by s
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from generation.errors import GenerationError
 from generation.samplers import DEFAULT_SAMPLER, check_sampler, make_scheduler
+from metrics.file_hash import sha256_path
 
 if TYPE_CHECKING:
     import torch
@@ -176,26 +176,13 @@ class CheckpointSpec:
         return self.name or (self.path.stem if self.path.suffix else self.path.name)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_hash(path: Path) -> str:
     """The A1111 web UI's model hash: the first 10 hex digits of the file's SHA-256.
 
     For a diffusers folder the SHA-256 is taken over a listing of its files (each relative
     path and content hash, in sorted order), the same definition ``arena registry`` uses.
     """
-    if path.is_file():
-        return _sha256_file(path)[:10]
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{_sha256_file(file)}\n".encode())
-    return digest.hexdigest()[:10]
+    return sha256_path(path)[:10]
 
 
 def pick_device_dtype(
