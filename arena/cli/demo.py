@@ -23,7 +23,7 @@ def demo(
         f"({summary.imported} new)"
     )
     if no_serve:
-        typer.echo(f"serve it with: arena serve  (or ARENA_HOME={summary.home} arena serve)")
+        typer.echo(f"serve it with: arena serve --demo  (or ARENA_HOME={summary.home} arena serve)")
         return
     import uvicorn
 
