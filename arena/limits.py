@@ -43,7 +43,7 @@ class Limit:
     per_address: str
 
     def unit(self) -> str:
-        return "minute" if self.window_seconds == 60 else "hour"
+        return "a minute" if self.window_seconds == 60 else "an hour"
 
 
 ACTIONS: dict[str, Limit] = {
@@ -90,7 +90,7 @@ def charge(
         )
         if (used or 0) >= allowed:
             raise RateLimited(
-                f"rate limit: at most {allowed} {limit.noun} a {limit.unit()} per {who}; "
+                f"rate limit: at most {allowed} {limit.noun} {limit.unit()} per {who}; "
                 "wait a little"
             )
     session.add(LimitEvent(action=action, voter=voter, address=key, created_at=now))

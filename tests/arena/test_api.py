@@ -17,7 +17,6 @@ from arena.settings import Settings
 from tests.arena.fixtures_pool import PoolFixture, build_pool
 
 
-
 def signed(client: TestClient) -> dict[str, str]:
     """Headers of a new voter: an id the server issued and signed."""
     response = client.post("/api/v1/voters")
@@ -133,7 +132,8 @@ def test_replayed_foreign_and_expired_tokens(client: TestClient, arena_env: Data
     foreign = client.post("/api/v1/votes", json={"token": match["token"], "winner": 0},
                           headers=client.other)
     assert foreign.status_code == 403 and "another voter" in foreign.json()["error"]
-    ok = client.post("/api/v1/votes", json={"token": match["token"], "winner": 1}, headers=client.voter)
+    ok = client.post("/api/v1/votes", json={"token": match["token"], "winner": 1},
+                     headers=client.voter)
     assert ok.status_code == 200
     after_first = snapshots(arena_env)
     replay = client.post("/api/v1/votes", json={"token": match["token"], "winner": 0},
