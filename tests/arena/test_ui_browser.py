@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from arena.app import create_app
 from arena.db import Database
-from arena.images import original_path
+from arena.hashing import sha256_bytes
+from arena.images import original_path, served_path
 from arena.models import GenerationRequest, Image, Match, Vote, Voter
 from arena.settings import Settings
 from tests.arena.fixtures_pool import PoolFixture, Recorder, build_pool, leaked, serve
@@ -81,13 +82,18 @@ def check_anonymous(
     sources = [
         src
         for src in panel.locator("img").evaluate_all("els => els.map(e => e.src)")
-        if "/gradio_api/file=" in src
+        if "/api/v1/images/" in src
     ]
     assert sources
     for src in sources:
         assert leaked(src, pool.secrets) == []
-        assert Path(src.split("/gradio_api/file=")[1]).stem in served
-        data = page.request.get(src).body()
+        # A random name for this match only: nothing derived from the image.
+        name = src.rsplit("/", 1)[1].removesuffix(".png")
+        assert len(name) == 32 and not any(h[:16] in src for h in served)
+        response = page.request.get(src)
+        assert response.headers["cache-control"] == "private, no-store"
+        data = response.body()
+        assert sha256_bytes(data) in served
         assert png_chunk_types(data) == ["IHDR", "IDAT", "IEND"]
         assert b"Model hash" not in data and leaked(data, pool.secrets) == []
     recorder.take()  # the image bytes just fetched were checked above
@@ -125,9 +131,13 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         assert leaked(page.content(), pool.secrets) == []
         first_sources = check_anonymous(page, fixed, recorder, db, pool)
         with db.session() as s:
-            original = original_path(arena_home, s.scalars(select(Image.sha256)).first())
-        # The originals, which carry the parameters text, are not reachable through Gradio.
+            image = s.scalars(select(Image)).first()
+            original = original_path(arena_home, image.sha256)
+            copy = served_path(arena_home, image.served_sha256)
+        # Neither the originals (with their parameters text) nor the served copies (named by
+        # their hash) are reachable through Gradio's file route.
         assert page.request.get(f"{url}/gradio_api/file={original}").status == 403
+        assert page.request.get(f"{url}/gradio_api/file={copy}").status == 403
         recorder.take()
         page.screenshot(path=shots / "fixed.png", full_page=True)
         page.evaluate("window.__arenaMarker = 'no reload'")
