@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy.exc import OperationalError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -82,14 +82,17 @@ class MatchOut(BaseModel):
     notice: str | None = None
 
 
+TOKEN = Field(max_length=100, pattern=r"^[A-Za-z0-9_\-]+$", description="A match token.")
+
+
 class VoteRequest(_Body):
-    token: str = Field(max_length=100)
-    winner: int | Literal["tie", "both_bad"] | None = None
-    ranking: list[int] | None = Field(default=None, max_length=4)
+    token: str = TOKEN
+    winner: StrictInt | Literal["tie", "both_bad"] | None = None
+    ranking: list[StrictInt] | None = Field(default=None, max_length=4)
 
 
 class SkipRequest(_Body):
-    token: str = Field(max_length=100)
+    token: str = TOKEN
 
 
 class VoterOut(BaseModel):

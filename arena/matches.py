@@ -7,6 +7,7 @@ import hashlib
 import random
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -129,6 +130,8 @@ def issue_match(
         raise UserError("a prompt can only be given for mode 'free'")
     if len(typed) > MAX_PROMPT_CHARS:
         raise UserError(f"prompt is {len(typed)} characters; at most {MAX_PROMPT_CHARS} allowed")
+    if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r" for c in typed):
+        raise UserError("prompt contains control characters; type plain text")
     check_voter_id(voter_external_id)
     if typed:
         try:  # pools are rendered in the report's safe mode: only the `general` rating

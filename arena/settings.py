@@ -99,5 +99,15 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
-    return Settings()
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``); a value
+    of the wrong type is a one-line error naming its environment variable."""
+    from pydantic import ValidationError
+
+    from arena.errors import UserError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "ARENA_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise UserError(f"{name}: {first['msg']}, got {first.get('input')!r}") from None
