@@ -54,6 +54,7 @@ __all__ = [
     "rating_config",
     "rating_parameters",
     "recompute",
+    "stale_boards",
     "vote_record",
 ]
 
@@ -162,6 +163,34 @@ def _values(system: str, state: CheckpointRating, vote_id: int | None,
     }
 
 
+def _board_samples(session: Session,
+                   boards: list[str] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    """One snapshot's ``(board, system, parameters)`` per board and online system."""
+    where = [RatingSnapshot.system.in_(ONLINE_SYSTEMS)]
+    if boards is not None:
+        where.append(RatingSnapshot.board.in_(boards))
+    first_ids = (
+        select(func.min(RatingSnapshot.id)).where(*where)
+        .group_by(RatingSnapshot.board, RatingSnapshot.system)
+    )
+    return [
+        (board, system, parameters)
+        for board, system, parameters in session.execute(
+            select(RatingSnapshot.board, RatingSnapshot.system, RatingSnapshot.parameters)
+            .where(RatingSnapshot.id.in_(first_ids))
+        )
+    ]
+
+
+def stale_boards(session: Session, settings: Settings | None = None) -> list[str]:
+    """The boards whose online snapshots were made with other parameters than the settings'
+    (votes on them are refused until ``arena ratings recompute``)."""
+    config = rating_config(settings)
+    current = {system: _parameters(config, system) for system in ONLINE_SYSTEMS}
+    return sorted({board for board, system, used in _board_samples(session)
+                   if used != current[system]})
+
+
 def _refuse_other_parameters(session: Session, boards: list[str],
                              parameters: dict[str, dict[str, Any]],
                              rows: Sequence[RatingSnapshot]) -> None:
@@ -171,16 +200,7 @@ def _refuse_other_parameters(session: Session, boards: list[str],
     rewrites every row), so the participants' rows and one other row per board and system
     tell the board's set.
     """
-    first_ids = (
-        select(func.min(RatingSnapshot.id))
-        .where(RatingSnapshot.board.in_(boards), RatingSnapshot.system.in_(ONLINE_SYSTEMS))
-        .group_by(RatingSnapshot.board, RatingSnapshot.system)
-    )
-    samples = session.execute(
-        select(RatingSnapshot.board, RatingSnapshot.system, RatingSnapshot.parameters)
-        .where(RatingSnapshot.id.in_(first_ids))
-    ).all()
-    stored = [(r.board, r.system, r.parameters) for r in rows] + [tuple(s) for s in samples]
+    stored = [(r.board, r.system, r.parameters) for r in rows] + _board_samples(session, boards)
     for board, system, used in stored:
         if used != parameters[system]:
             changed = sorted(k for k in parameters[system] if used.get(k) != parameters[system][k])

@@ -55,6 +55,13 @@ def serve(
     typer.echo(f"database: {shown}")
     typer.echo(f"image store: {(settings.home / 'images').resolve()} "
                f"(served copies: {(settings.home / 'served').resolve()})")
+    from arena.ratings import stale_boards
+
+    with db.session(readonly=True) as session:
+        stale = stale_boards(session, settings)
+    if stale:
+        typer.echo(f"warning: ratings on {', '.join(stale)} were computed with other rating "
+                   "parameters; votes on them are refused until `arena ratings recompute`")
     typer.echo(f"Illustrious Arena on http://{host}:{port}  (API: /api/v1, docs: /docs)")
     # Client addresses come from the connection, or from ARENA_TRUSTED_PROXY_HEADER alone:
     # uvicorn's own X-Forwarded-For handling would let a local client pick its address.

@@ -22,7 +22,7 @@ from arena.cli.main import app as cli
 from arena.db import Database
 from arena.images import served_path
 from arena.models import Image, Match, MatchImage, RatingSnapshot, Vote, utcnow
-from arena.ratings import recompute
+from arena.ratings import recompute, stale_boards
 from arena.settings import Settings, get_settings
 from tests.arena.fixtures_pool import PoolFixture, build_pool
 
@@ -118,6 +118,11 @@ def test_votes_refused_while_snapshots_have_other_parameters(
         assert "other parameters" in refused.json()["error"]
         assert "arena ratings recompute" in refused.json()["error"]
     assert stored(arena_env) == before
+    with arena_env.session() as s:
+        stale = stale_boards(s, Settings(elo_k=16.0))
+        assert len(stale) == 3 and stale[0] == "fixed" and stale[2] == "overall"
+        assert stale[1] in ("fixed/hatsune_miku", "fixed/hakurei_reimu")
+        assert stale_boards(s, Settings()) == []
     # After the recompute every snapshot carries the new parameters and votes flow again.
     recompute(arena_env, Settings(elo_k=16.0), progress=False)
     again = changed.post("/api/v1/votes", json={"token": match["token"], "winner": 1},
