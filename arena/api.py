@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.db import Database
-from arena.errors import Forbidden, UserError
+from arena.errors import Forbidden, Unavailable, UserError
 from arena.identity import client_address, issue_voter_id, verify_voter_id
 from arena.matches import get_or_create_voter, issue_match, served_image_for, skip_match
 from arena.settings import Settings
@@ -270,7 +270,10 @@ def health(db: DB) -> dict[str, Any]:
     """Liveness and schema revision."""
     from arena.migrate import current_revision, head_revision
 
-    db.check()
+    try:
+        db.check()
+    except UserError as exc:
+        raise Unavailable(str(exc)) from None
     return {"status": "ok", "schema": current_revision(db.engine), "head": head_revision()}
 
 

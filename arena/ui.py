@@ -54,9 +54,8 @@ class Current:
     """The match a tab is showing, kept server-side in ``gr.State``; ``open`` until voted."""
 
     token: str
-    voter: str
+    names: tuple[str, ...]  # the images' per-match names, by position
     open: bool = True
-    names: tuple[str, ...] = ()
 
 
 def voter_from_request(settings: Settings, request: gr.Request | None) -> str:
@@ -81,10 +80,8 @@ def requester(settings: Settings, request: gr.Request | None) -> tuple[str, str]
     return voter, client_address(settings, host, headers)
 
 
-def image_html(url: str | None, caption: str) -> str:
+def image_html(url: str, caption: str) -> str:
     """One match image as inert HTML: the per-match URL and a caption (escaped)."""
-    if url is None:
-        return ""
     return (
         f'<figure class="arena-figure"><img src="{html.escape(url)}" alt="{html.escape(caption)}"'
         ' style="max-width:100%;max-height:448px;display:block;margin:auto">'
@@ -204,10 +201,10 @@ class MatchPanel:
             updates[self.rank] = gr.update(interactive=voting)
         return updates
 
-    def _shown(self, issued: IssuedMatch, voter: str) -> dict[Any, Any]:
+    def _shown(self, issued: IssuedMatch) -> dict[Any, Any]:
         updates = self._controls(voting=True)
         names = tuple(shown.name for shown in issued.images)
-        updates[self.state] = Current(issued.token, voter, names=names)
+        updates[self.state] = Current(issued.token, names)
         updates[self.prompt] = issued.prompt
         for image, shown in zip(self.images, issued.images, strict=True):
             updates[image] = image_html(image_url(shown.name),
@@ -235,17 +232,17 @@ class MatchPanel:
                                  address=address)
         except UserError as exc:
             return self._unavailable(str(exc))
-        return self._shown(issued, voter)
+        return self._shown(issued)
 
     def _revealed(self, current: Current, reveal: Reveal, picked: list[int]) -> dict[Any, Any]:
         updates = self._controls(voting=False)
-        updates[self.state] = Current(current.token, current.voter, False, current.names)
+        updates[self.state] = Current(current.token, current.names, open=False)
         by_position = {image.position: image for image in reveal.images}
         for position, image in enumerate(self.images):
             shown = by_position[position]
-            url = image_url(current.names[position]) if current.names else None
             updates[image] = image_html(
-                url, f"{position_label(self.mode, position)}: {shown.checkpoint} ({shown.config})"
+                image_url(current.names[position]),
+                f"{position_label(self.mode, position)}: {shown.checkpoint} ({shown.config})",
             )
         updates[self.status] = reveal_markdown(reveal, picked)
         return updates
@@ -263,7 +260,7 @@ class MatchPanel:
         except UserError as exc:
             if isinstance(exc, FINAL_REFUSALS):
                 return {**self._controls(voting=False), self.status: f"⚠️ {exc}",
-                        self.state: Current(current.token, current.voter, False, current.names)}
+                        self.state: Current(current.token, current.names, open=False)}
             return {self.status: f"⚠️ {exc}"}
         picked = ranking[:1] if ranking else [winner] if isinstance(winner, int) else []
         return self._revealed(current, reveal, picked)
