@@ -26,10 +26,8 @@ from arena.identity import address_key
 from arena.models import LimitEvent, utcnow
 from arena.settings import Settings
 
-__all__ = ["ACTIONS", "LOCAL", "Limit", "charge"]
+__all__ = ["ACTIONS", "Limit", "charge"]
 
-# The address of callers that are not HTTP clients (the CLI, scripts, tests).
-LOCAL = "local"
 _PRUNE_EVERY = 200  # on average one transaction in this many prunes expired rows
 
 
@@ -63,19 +61,20 @@ def _lock(session: Session, subject: str) -> None:
 
 
 def charge(
-    session: Session, settings: Settings, action: str, voter: str | None, address: str
+    session: Session, settings: Settings, action: str, voter: str | None, address: str | None
 ) -> None:
     """Count one ``action`` by ``voter`` from ``address`` in the caller's transaction, or raise
     :class:`RateLimited` when either is at its limit (the caller's transaction then rolls back,
-    so a refused action leaves nothing behind)."""
+    so a refused action leaves nothing behind). ``address`` None: an in-process caller (the
+    CLI, simulations, scripts), which answers to the per-voter limits only."""
     limit = ACTIONS[action]
     per_voter = getattr(settings, limit.per_voter) if limit.per_voter and voter else 0
-    per_address = getattr(settings, limit.per_address)
+    per_address = getattr(settings, limit.per_address) if address is not None else 0
     if not per_voter and not per_address:
         return
     now = utcnow()
     since = now - timedelta(seconds=limit.window_seconds)
-    key = address_key(settings, address)
+    key = address_key(settings, address) if address is not None else "local"
     checks = []
     if per_address:
         checks.append((per_address, LimitEvent.address == key, f"address:{key}", "address"))

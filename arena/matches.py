@@ -20,7 +20,7 @@ from arena import matchmaking
 from arena.db import Database
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
 from arena.images import served_path
-from arena.limits import LOCAL, charge
+from arena.limits import charge
 from arena.models import (
     GenerationRequest,
     Image,
@@ -71,7 +71,7 @@ def check_voter_id(external_id: str) -> str:
 
 
 def get_or_create_voter(
-    session: Session, external_id: str, settings: Settings, address: str = LOCAL
+    session: Session, external_id: str, settings: Settings, address: str | None = None
 ) -> Voter:
     """The voter row for an external id, created on first sight (safe under races); a new
     voter counts against the address's limit on new voter ids."""
@@ -113,7 +113,7 @@ def issue_match(
     mode: str,
     prompt: str | None = None,
     rng: random.Random | None = None,
-    address: str = LOCAL,
+    address: str | None = None,
 ) -> IssuedMatch:
     """Choose images for a new match of ``mode``, store it with shuffled positions, return it.
 
@@ -211,7 +211,8 @@ def load_match_for(session: Session, token: str, voter_external_id: str) -> Matc
 
 
 def skip_match(
-    db: Database, settings: Settings, token: str, voter_external_id: str, address: str = LOCAL
+    db: Database, settings: Settings, token: str, voter_external_id: str,
+    address: str | None = None,
 ) -> None:
     """The voter passes on a match: it can no longer be voted on and teaches nothing."""
     with db.session(serialized=True) as session:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from arena.db import Database
 from arena.errors import Conflict, UserError
-from arena.limits import LOCAL, charge
+from arena.limits import charge
 from arena.matches import load_match_for
 from arena.models import Vote, utcnow
 from arena.ratings import apply_vote_online
@@ -70,7 +70,7 @@ def record_vote(
     voter_external_id: str,
     winner: int | str | None = None,
     ranking: list[int] | None = None,
-    address: str = LOCAL,
+    address: str | None = None,
 ) -> Reveal:
     """Store one vote and update every affected rating board, all in one transaction.
 

@@ -174,3 +174,25 @@ def test_client_address_only_from_the_trusted_header(
     with arena_env.session() as s:
         stored = " ".join(s.scalars(select(LimitEvent.address)))
     assert "198.51.100" not in stored and "192.0.2" not in stored and "testclient" not in stored
+
+
+def test_in_process_callers_answer_to_per_voter_limits_only(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    from arena.errors import RateLimited
+    from arena.matches import issue_match
+
+    settings = Settings(home=arena_home, database_url=arena_env.url, address_voters_per_hour=1,
+                        matches_per_minute=2)
+    # A simulation or script (no client address) may create many voters ...
+    for n in range(3):
+        issue_match(arena_env, settings, f"simulated-voter-{n:04d}", "fixed")
+    # ... an HTTP client address may not,
+    issue_match(arena_env, settings, "client-voter-0001", "fixed", address="203.0.113.9")
+    with pytest.raises(RateLimited, match="new voter ids"):
+        issue_match(arena_env, settings, "client-voter-0002", "fixed", address="203.0.113.9")
+    # and the per-voter limits hold for both.
+    issue_match(arena_env, settings, "simulated-voter-0000", "fixed")
+    with pytest.raises(RateLimited, match="2 matches a minute per voter"):
+        issue_match(arena_env, settings, "simulated-voter-0000", "fixed")
+    assert counts(arena_env) == (4, 5, 0)
