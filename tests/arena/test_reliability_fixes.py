@@ -3,6 +3,7 @@ across parameter sets, three API error shapes, `arena serve` falling back to the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -12,6 +13,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
@@ -237,11 +239,12 @@ def _free_port() -> int:
 def test_serve_says_what_it_serves(arena_env: Database, arena_home: Path) -> None:
     port = _free_port()
     env = {**os.environ, "ARENA_HOME": str(arena_home), "ARENA_DATABASE_URL": arena_env.url,
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "ARENA_ADDRESS_VOTERS_PER_HOUR": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "arena.cli.main", "serve", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    base = f"http://127.0.0.1:{port}/api/v1"
     try:
         lines = []
         assert process.stdout is not None
@@ -250,10 +253,18 @@ def test_serve_says_what_it_serves(arena_env: Database, arena_home: Path) -> Non
             if not line:
                 break
             lines.append(line.strip())
+        for _ in range(600):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            time.sleep(0.1)
+        # uvicorn's own X-Forwarded-For handling is off: a local client cannot pick its address.
+        first = httpx.post(f"{base}/voters", headers={"X-Forwarded-For": "198.51.100.1"})
+        second = httpx.post(f"{base}/voters", headers={"X-Forwarded-For": "198.51.100.2"})
     finally:
         process.kill()
         process.wait()
-        time.sleep(0)
+    assert first.status_code == 201 and second.status_code == 429
     shown = arena_env.url.split("@")[-1].split(":///")[-1]
     assert lines[0].startswith("database: ") and shown in lines[0]
     assert lines[1].startswith(f"image store: {(arena_home / 'images').resolve()}")
