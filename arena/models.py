@@ -7,6 +7,7 @@ and can always be rebuilt by replaying the vote log (``arena ratings recompute``
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -49,6 +50,11 @@ _JOB_STATES_SQL = "status IN (" + ", ".join(f"'{s}'" for s in JOB_STATES) + ")"
 def utcnow() -> datetime:
     """Timezone-aware now in UTC (the only clock the schema uses)."""
     return datetime.now(UTC)
+
+
+def new_served_name() -> str:
+    """A fresh random name for one image of one match (128 bits, hex)."""
+    return secrets.token_hex(16)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -206,6 +212,9 @@ class MatchImage(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id"), index=True)
+    # The image's name for this match only (its URL); random, so it says nothing about the
+    # image and cannot be recognised in another match.
+    served_name: Mapped[str] = mapped_column(String(32), unique=True, default=new_served_name)
 
     image: Mapped[Image] = relationship()
     checkpoint: Mapped[Checkpoint] = relationship()
@@ -268,6 +277,26 @@ class RatingSnapshot(Base):
 
     __table_args__ = (
         UniqueConstraint("board", "system", "checkpoint_id", name="uq_rating_snapshots_key"),
+    )
+
+
+class LimitEvent(Base):
+    """One rate-limited action (match, vote, skip, typed prompt, new voter) by a voter and a
+    client address (keyed, not stored in the clear); counted to enforce the limits across
+    every server process."""
+
+    __tablename__ = "limit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(10))
+    voter: Mapped[str | None] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_limit_events_voter", "action", "voter", "created_at"),
+        Index("ix_limit_events_address", "action", "address", "created_at"),
+        Index("ix_limit_events_created_at", "created_at"),
     )
 
 

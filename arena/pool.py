@@ -22,7 +22,7 @@ from tqdm import tqdm
 from arena.db import Database
 from arena.errors import UserError
 from arena.hashing import sha256_bytes
-from arena.images import MAX_FILE_BYTES, MAX_PIXELS, StoredImage, store_image
+from arena.images import MAX_FILE_BYTES, MAX_PIXELS, StoredImage, original_path, store_image
 from arena.matches import prompt_hash
 from arena.models import MATCH_KINDS, Checkpoint, Image, Prompt
 from arena.pool_manifest import read_manifest
@@ -329,14 +329,33 @@ def _import_one(
         raise RowError(f"the file's sha256 is {digest}, not {fields['sha256']!r} as listed")
     if _existing(db, digest, fields):
         return False
+    had_original = original_path(home, digest).exists()
     stored = store_image(home, data, max_pixels=max_pixels)
-    record = _complete(fields, stored)
     try:
-        return _insert(db, record, stored, hidden)
-    except IntegrityError:
-        # A concurrent import committed the same prompt or image between our read and our
-        # insert; the unique constraint stopped ours, and a second try finds its row.
-        return _insert(db, record, stored, hidden)
+        record = _complete(fields, stored)
+        try:
+            return _insert(db, record, stored, hidden)
+        except IntegrityError:
+            # A concurrent import committed the same prompt or image between our read and our
+            # insert; the unique constraint stopped ours, and a second try finds its row.
+            return _insert(db, record, stored, hidden)
+    except (RowError, UserError):
+        _forget_files(db, stored, had_original)
+        raise
+
+
+def _forget_files(db: Database, stored: StoredImage, had_original: bool) -> None:
+    """After a refused row: remove the files it wrote that no image row refers to."""
+    with db.session(readonly=True) as session:
+        used = session.execute(
+            select(Image.sha256, Image.served_sha256).where(
+                (Image.sha256 == stored.sha256) | (Image.served_sha256 == stored.served_sha256)
+            )
+        ).all()
+    if not had_original and not any(row[0] == stored.sha256 for row in used):
+        stored.path.unlink(missing_ok=True)
+    if not any(row[1] == stored.served_sha256 for row in used):
+        stored.served_path.unlink(missing_ok=True)
 
 
 def _import_rows(

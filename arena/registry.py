@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,22 @@ def get_config(session: Session, name: str) -> TrainingConfigRecord:
     return row
 
 
+def _check_safetensors_header(path: Path) -> None:
+    """A safetensors file starts with a little-endian u64 length and that many bytes of JSON
+    object header, within the file."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= path.stat().st_size - 8:
+            raise UserError(f"checkpoint {path} is not a safetensors file (bad header length)")
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, ValueError):
+            header = None
+    if not isinstance(header, dict):
+        raise UserError(f"checkpoint {path} is not a safetensors file (header is not JSON)")
+
+
 def checkpoint_format(path: Path) -> str:
     """'safetensors' for a single file, 'diffusers' for a folder with model_index.json."""
     if path.is_file():
@@ -78,6 +95,7 @@ def checkpoint_format(path: Path) -> str:
             raise UserError(
                 f"checkpoint {path}: expected a .safetensors file or a diffusers folder"
             )
+        _check_safetensors_header(path)
         return "safetensors"
     if path.is_dir():
         if not (path / "model_index.json").is_file():

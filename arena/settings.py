@@ -22,6 +22,36 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for admin API.")
     match_ttl_seconds: int = Field(default=1800, gt=0, description="How long a match can be voted.")
     votes_per_minute: int = Field(default=30, ge=0, description="Per-voter vote limit; 0 = off.")
+    voter_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs voter ids; default: a random key kept in "
+        "$ARENA_HOME/voter-secret (give the same value to every process and host).",
+    )
+    trusted_proxy_header: str | None = Field(
+        default=None,
+        description="Header a reverse proxy sets to the client address (e.g. X-Forwarded-For, "
+        "rightmost entry used); unset: the connection's own address.",
+    )
+    matches_per_minute: int = Field(default=60, ge=0, description="Per-voter match limit; 0 = off.")
+    skips_per_minute: int = Field(default=30, ge=0, description="Per-voter skip limit; 0 = off.")
+    prompts_per_hour: int = Field(
+        default=30, ge=0, description="Per-voter limit on typed prompts; 0 = off."
+    )
+    address_matches_per_minute: int = Field(
+        default=600, ge=0, description="Per-address match limit; 0 = off."
+    )
+    address_votes_per_minute: int = Field(
+        default=300, ge=0, description="Per-address vote limit; 0 = off."
+    )
+    address_skips_per_minute: int = Field(
+        default=300, ge=0, description="Per-address skip limit; 0 = off."
+    )
+    address_prompts_per_hour: int = Field(
+        default=120, ge=0, description="Per-address limit on typed prompts; 0 = off."
+    )
+    address_voters_per_hour: int = Field(
+        default=60, ge=0, description="Per-address limit on new voter ids; 0 = off."
+    )
     both_bad_as_draw: bool = Field(default=True, description="Count 'both bad' as a draw.")
     elo_k: float = Field(default=32.0, gt=0, description="Elo K factor.")
     trueskill_mu: float = Field(default=25.0, description="TrueSkill initial mean.")
@@ -112,5 +142,15 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
-    return Settings()
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``); a value
+    of the wrong type is a one-line error naming its environment variable."""
+    from pydantic import ValidationError
+
+    from arena.errors import UserError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "ARENA_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise UserError(f"{name}: {first['msg']}, got {first.get('input')!r}") from None

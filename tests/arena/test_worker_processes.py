@@ -62,7 +62,7 @@ def test_two_worker_processes_on_postgresql_run_each_job_once(pg_db: Database,
     files = []
     for i in range(24):
         path = tmp_path / f"ckpt-{i:02d}.safetensors"
-        path.write_bytes(os.urandom(256 << 10))
+        path.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}" + os.urandom(256 << 10))
         files.append(path)
     settings = Settings(home=tmp_path / "home", database_url=pg_db.url)
     _register(pg_db, settings, files)
