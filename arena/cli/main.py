@@ -7,6 +7,9 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from arena.cli import db, demo, export, generate, pool, ratings, registry, report, score, serve
+from arena.cli import jobs as jobs_cli
+from arena.cli import watch as watch_cli
+from arena.cli import worker as worker_cli
 from arena.cli.common import new_app, print_json
 
 app = new_app("Illustrious Arena: human-preference evaluation of anime text-to-image checkpoints.")
@@ -18,6 +21,9 @@ app.add_typer(score.app, name="score")
 app.command("serve")(serve.serve)
 app.command("generate")(generate.generate)
 app.command("demo")(demo.demo)
+app.add_typer(jobs_cli.app, name="jobs")
+app.command("worker")(worker_cli.worker)
+app.command("watch")(watch_cli.watch)
 app.add_typer(export.export_app, name="export")
 app.add_typer(export.import_app, name="import")
 app.command("report")(report.report)

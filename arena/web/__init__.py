@@ -1,1 +1,2 @@
-"""The web layer: JSON API, Gradio arena tabs and the leaderboard dashboard."""
+"""The web side of the arena: JSON API routers and the leaderboard dashboard (the app and the
+Gradio voting tabs still live in arena/)."""
