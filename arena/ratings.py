@@ -414,7 +414,7 @@ def bt_rows(session: Session, board: str, settings: Settings | None = None,
     the board's aggregated log (:mod:`arena.board_log`); every row carries ``fit_vote_id``,
     the newest vote the fit covers. ``wait=False`` (the dashboard) returns the cached fit even
     when newer votes exist and refits in the background, at most every ``BT_REFIT_SECONDS``;
-    only a board never fitted is fitted on the spot."""
+    only a board never fitted (or fitted before it had votes) is fitted on the spot."""
     s = settings or get_settings()
     config = rating_config(s)
     log = board_log(session, board, config)
@@ -422,7 +422,9 @@ def bt_rows(session: Session, board: str, settings: Settings | None = None,
            config.both_bad_as_draw)
     with _BT_GUARD:
         fit = _BT_CACHE.get(key)
-    if fit is None or (fit.last_vote_id != log.last_vote_id and wait):
+    stale = fit is not None and fit.last_vote_id != log.last_vote_id
+    # A board never fitted, or fitted before its first vote, is fitted on the spot.
+    if fit is None or (stale and (wait or not fit.rows)):
         fit = _store_fit(key, log.last_vote_id, log.ballots, config, s)
     elif fit.last_vote_id != log.last_vote_id:
         _refit_later(key, fit, log.last_vote_id, log.ballots, config, s)

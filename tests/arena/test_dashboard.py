@@ -301,3 +301,17 @@ def test_simulated_voters_recover_the_hidden_order(db: Database, tmp_path: Path)
         view = load_view(s, "overall", "bt", SETTINGS)
     assert [r["config"] for r in view.rows] == list(reversed(PRESET_NAMES))
     assert view.log.votes == 120
+
+
+def test_a_fit_made_before_any_vote_is_not_served_later(db: Database, tmp_path: Path) -> None:
+    """The server's warm-up may fit a board before its first vote; the tab must not keep
+    showing that empty fit."""
+    build_pool(db, tmp_path / "pool-home", tmp_path / "pool")
+    with db.session(readonly=True) as s:
+        assert bt_rows(s, "overall", SETTINGS, wait=False) == []
+    simulate_votes(db, SETTINGS, 10, seed=8)
+    with db.session(readonly=True) as s:
+        rows = bt_rows(s, "overall", SETTINGS, wait=False)
+        assert len(rows) == 4
+        assert {r["fit_vote_id"] for r in rows} == {
+            board_log(s, "overall", rating_config(SETTINGS)).last_vote_id}
