@@ -16,9 +16,11 @@ parameters the row was computed with.
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -437,6 +439,10 @@ def _store_fit(key: tuple[Any, ...], last_vote_id: int, ballots: Mapping[Ballot,
                config: RatingConfig, settings: Settings) -> BTFit:
     fit = BTFit(last_vote_id, tuple(_fit_bt_rows(ballots, config, settings, last_vote_id)),
                 time.monotonic())
+    return _keep_fit(key, fit)
+
+
+def _keep_fit(key: tuple[Any, ...], fit: BTFit) -> BTFit:
     with _BT_GUARD:
         current = _BT_CACHE.get(key)
         if current is None or current.last_vote_id < fit.last_vote_id:
@@ -455,14 +461,34 @@ def _refit_later(key: tuple[Any, ...], fit: BTFit, last_vote_id: int,
             return
         _BT_RUNNING.add(key)
 
-    def work() -> None:
+    def done(future: Future[list[dict[str, Any]]]) -> None:
         try:
-            _store_fit(key, last_vote_id, ballots, config, settings)
+            if future.exception() is None:
+                _keep_fit(key, BTFit(last_vote_id, tuple(future.result()), time.monotonic()))
         finally:
             with _BT_GUARD:
                 _BT_RUNNING.discard(key)
 
-    threading.Thread(target=work, name="bt-refit", daemon=True).start()
+    # In another process: a refit is seconds of Python on a large board, which in this
+    # process would hold the interpreter lock the vote path needs.
+    try:
+        _refit_pool().submit(_fit_bt_rows, dict(ballots), config, settings,
+                             last_vote_id).add_done_callback(done)
+    except Exception:  # a pool that cannot start: the next view tries again
+        with _BT_GUARD:
+            _BT_RUNNING.discard(key)
+        raise
+
+
+_POOL: list[ProcessPoolExecutor] = []
+
+
+def _refit_pool() -> ProcessPoolExecutor:
+    with _BT_GUARD:
+        if not _POOL:
+            _POOL.append(ProcessPoolExecutor(max_workers=1,
+                                             mp_context=multiprocessing.get_context("spawn")))
+        return _POOL[0]
 
 
 def _fit_bt_rows(ballots: Mapping[Ballot, int], config: RatingConfig,

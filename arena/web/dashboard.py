@@ -144,7 +144,7 @@ def serve_view(db: Database, settings: Settings, board: str, system: str,
 
 
 def warm_up(db: Database, settings: Settings) -> None:
-    """Read every board's log once (and fit the overall Bradley-Terry board), so that the
+    """Read every board's log once and fit its Bradley-Terry board, so that the
     first view after a server start does not replay the whole log; afterwards each view
     reads only the votes cast since. Runs in a background thread; a failure only means the
     first view does the reading itself."""
@@ -155,7 +155,7 @@ def warm_up(db: Database, settings: Settings) -> None:
         with db.session(readonly=True) as session:
             for board_name in board_choices(session):
                 board_log(session, board_name, rating_config(settings))
-            bt_rows(session, OVERALL, settings)
+                bt_rows(session, board_name, settings)
     except Exception:
         logging.getLogger(__name__).debug("leaderboard warm-up failed", exc_info=True)
 
