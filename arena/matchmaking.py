@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -251,23 +251,31 @@ class _History:
     revealed: set[int]
 
 
+def _history_statement():  # type: ignore[no-untyped-def]
+    """Built once: constructing a statement costs more than running it on an indexed table."""
+    voter, prompt = bindparam("voter"), bindparam("prompt")
+    latest = (
+        select(Match.id).where(Match.voter_id == voter)
+        .order_by(Match.id.desc()).limit(SEEN_WINDOW)
+    )
+    voted_here = and_(Match.prompt_id == prompt, Vote.id.is_not(None))
+    return (
+        select(Match.id, Match.kind, MatchImage.checkpoint_id, MatchImage.image_id,
+               case((voted_here, 1), else_=0))
+        .join(MatchImage, MatchImage.match_id == Match.id)
+        .outerjoin(Vote, Vote.match_id == Match.id)
+        .where(Match.voter_id == voter,
+               or_(Match.id.in_(latest.scalar_subquery()), voted_here))
+    )
+
+
+_HISTORY = _history_statement()
+
+
 def _history(session: Session, voter_id: int, kind: str, prompt_id: int) -> _History:
     """One round trip: the checkpoint sets of the voter's latest matches, and the images of
     ``prompt_id`` it has voted on."""
-    latest = (
-        select(Match.id).where(Match.voter_id == voter_id)
-        .order_by(Match.id.desc()).limit(SEEN_WINDOW)
-    )
-    voted = Vote.id.is_not(None)
-    rows = session.execute(
-        select(Match.id, Match.kind, MatchImage.checkpoint_id, MatchImage.image_id,
-               case((and_(Match.prompt_id == prompt_id, voted), 1), else_=0))
-        .join(MatchImage, MatchImage.match_id == Match.id)
-        .outerjoin(Vote, Vote.match_id == Match.id)
-        .where(Match.voter_id == voter_id,
-               or_(Match.id.in_(latest.scalar_subquery()),
-                   and_(Match.prompt_id == prompt_id, voted)))
-    ).all()
+    rows = session.connection().execute(_HISTORY, {"voter": voter_id, "prompt": prompt_id})
     sets: dict[int, set[int]] = defaultdict(set)
     kinds: dict[int, str] = {}
     revealed: set[int] = set()

@@ -21,10 +21,14 @@ same :func:`pick_checkpoints`, so what the simulator measures is what the arena 
 
   The search is bounded, never over all combinations: an *anchor* is drawn (with probability
   ``explore`` uniformly, otherwise with weight sigma^2, so uncertain and new checkpoints are
-  drawn most and every checkpoint keeps being drawn), its partners come from its
+  drawn most and every checkpoint keeps being drawn); its candidate partners are its
   ``neighbours`` closest checkpoints by mu on each side plus ``random_partners`` drawn at
-  random, and the set is grown greedily by the largest summed gain. Cost: O(n log n) for the
-  order by mu plus O(size * candidates).
+  random; the set grows one member at a time, drawn with probability proportional to
+  ``gain ** sharpness`` (gain summed over the members already in). Drawing rather than taking
+  the best matters: always pairing nearest neighbours makes the comparison graph a chain, in
+  which checkpoints a few places apart are linked only through long paths, and the simulator
+  shows such a design losing to random pairs. Cost: O(n log n) to order by mu, plus
+  O(size * candidates).
 
 Every rule avoids the sets in ``avoid`` (what this voter was shown lately) while another set
 exists, and never repeats ``last`` (the voter's previous set) when the checkpoints allow any
@@ -81,8 +85,9 @@ class PairingParams:
 
     beta: float = 25.0 / 6.0
     explore: float = 0.15
-    neighbours: int = 4
-    random_partners: int = 3
+    neighbours: int = 2
+    random_partners: int = 8
+    sharpness: float = 1.0
     default: Standing = field(default_factory=Standing)
 
 
@@ -160,26 +165,25 @@ def _active(available: Sequence[int], size: int, standings: Mapping[int, Standin
     default = params.default
     states = [standings.get(c, default) for c in available]
     n = len(available)
+    order = sorted(range(n), key=lambda i: states[i].mu)
+    beta = params.beta
     if rng.random() < params.explore:
         anchor = rng.randrange(n)
     else:
         anchor = rng.choices(range(n), weights=[s.sigma * s.sigma for s in states])[0]
-    order = sorted(range(n), key=lambda i: states[i].mu)
     at = order.index(anchor)
     k = params.neighbours
     candidates = set(order[max(0, at - k): at]) | set(order[at + 1: at + 1 + k])
     candidates.update(rng.sample(range(n), min(n, params.random_partners + 1)))
     candidates.discard(anchor)
     group = [anchor]
-    beta = params.beta
     while len(group) < size:
-        best, best_gain = -1, -1.0
-        for j in candidates:
-            # A small random factor breaks ties and spreads near-equal choices.
-            gain = sum(pair_gain(states[g], states[j], beta) for g in group)
-            gain *= 1.0 + 0.05 * rng.random()
-            if gain > best_gain:
-                best, best_gain = j, gain
+        pool = sorted(candidates)
+        gains = [sum(pair_gain(states[g], states[j], beta) for g in group) for j in pool]
+        # Drawn in proportion to gain, not the argmax: always pairing nearest neighbours
+        # turns the comparison graph into a chain, whose far ends are then badly linked.
+        weights = [g ** params.sharpness for g in gains]
+        best = rng.choices(pool, weights=weights)[0] if sum(weights) > 0 else rng.choice(pool)
         group.append(best)
         candidates.discard(best)
         if not candidates and len(group) < size:

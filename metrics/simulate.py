@@ -59,6 +59,7 @@ __all__ = [
     "kendall_tau",
     "run",
     "run_many",
+    "simulated_vote",
     "summarize",
 ]
 
@@ -189,8 +190,9 @@ class _Settle:
             self.settled = self.since
 
 
-def _vote(kind: str, group: tuple[int, ...], theta: Mapping[int, float], voter: VoterModel,
-          rng: random.Random, time: float) -> VoteRecord:
+def simulated_vote(kind: str, group: tuple[int, ...], theta: Mapping[int, float],
+                   voter: VoterModel, rng: random.Random, time: float = 0.0) -> VoteRecord:
+    """One simulated voter's verdict on ``group`` (true log-strengths ``theta``)."""
     if len(group) == 2:
         a, b = group
         p = 0.5 if rng.random() < voter.lapse else 1.0 / (1.0 + math.exp(theta[b] - theta[a]))
@@ -266,7 +268,7 @@ def run(config: SimulationConfig, seed: int) -> RunResult:
             avoid=history, last=history[-1] if history else None, params=params,
         )
         history.append(frozenset(group))
-        record = _vote(kind, group, theta, config.voter, rng, float(votes))
+        record = simulated_vote(kind, group, theta, config.voter, rng, float(votes))
         book.apply(record)
         for a, b, score in pairwise(record):
             wins[index[a], index[b]] += score

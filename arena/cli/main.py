@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from arena.cli import db, demo, generate, pool, ratings, registry, score, serve
+from arena.cli import db, demo, generate, pool, ratings, registry, score, serve, simulate
 from arena.cli.common import new_app, print_json
 
 app = new_app("Illustrious Arena: human-preference evaluation of anime text-to-image checkpoints.")
@@ -18,6 +18,7 @@ app.add_typer(score.app, name="score")
 app.command("serve")(serve.serve)
 app.command("generate")(generate.generate)
 app.command("demo")(demo.demo)
+app.command("simulate")(simulate.simulate)
 
 
 def _version() -> str:
