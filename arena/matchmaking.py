@@ -38,9 +38,25 @@ from arena.models import Image, Match, MatchImage, Prompt, RatingSnapshot, Vote
 from arena.settings import get_settings
 from metrics.match_kinds import MATCH_KINDS
 from metrics.match_kinds import MATCH_SIZES as SIZES
-from metrics.pairing import PairingParams, Standing, Strategy, check_strategy, pick_checkpoints
+from metrics.pairing import (
+    STRATEGY_NOTES,
+    PairingParams,
+    Standing,
+    Strategy,
+    check_strategy,
+    pick_checkpoints,
+)
 
-__all__ = ["SIZES", "Choice", "PoolImage", "choose", "find_prompt", "invalidate", "standings"]
+__all__ = [
+    "SIZES",
+    "Choice",
+    "PoolImage",
+    "choose",
+    "find_prompt",
+    "invalidate",
+    "standings",
+    "strategy_in_force",
+]
 
 POOL_CHECK_SECONDS = 1.0
 STANDINGS_SECONDS = 1.5
@@ -229,6 +245,13 @@ def invalidate(url: str) -> None:
         state = _STATES.get(str(make_url(url)))
     if state is not None:
         state.pool.invalidate()
+
+
+def strategy_in_force() -> str:
+    """The strategy new matches are chosen by (the ``matchmaking_strategy`` setting), with a
+    sentence saying what it does, for the leaderboard page."""
+    name = get_settings().matchmaking_strategy
+    return f"Matches are chosen by the **{name}** strategy: {STRATEGY_NOTES[name]}."
 
 
 def standings(session: Session, kind: str, reread: bool = False) -> dict[int, Standing]:

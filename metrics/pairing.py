@@ -46,6 +46,7 @@ from typing import Literal, get_args
 
 __all__ = [
     "STRATEGIES",
+    "STRATEGY_NOTES",
     "PairingParams",
     "Standing",
     "Strategy",
@@ -56,6 +57,14 @@ __all__ = [
 
 Strategy = Literal["uniform", "balanced", "active"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+# What each rule does, in a sentence a leaderboard reader understands.
+STRATEGY_NOTES: dict[str, str] = {
+    "uniform": "every match shows a uniformly random set of checkpoints",
+    "balanced": "each match shows the checkpoints that have been shown the fewest times",
+    "active": "each match favours checkpoints whose place is least certain, paired with "
+    "those it is most informative to compare them with (random draws keep every "
+    "checkpoint in play)",
+}
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _RETRIES = 8  # random redraws before an exhaustive fallback (tiny pools only)

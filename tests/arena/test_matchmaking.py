@@ -198,3 +198,16 @@ def test_two_processes_see_the_same_issued_counts(arena_env: Database, arena_hom
     assert ours() == _issued_in_db(arena_env, "fixed")  # incremental read
     assert ours() == child == _issued_in_db(arena_env, "fixed")
     assert sum(child.values()) == 2 * 12
+
+
+@pytest.mark.parametrize("strategy", ["balanced", "active"])
+def test_the_leaderboard_page_names_the_strategy(
+    arena_env: Database, arena_home: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    from arena.ui import build_ui
+
+    monkeypatch.setenv("ARENA_MATCHMAKING_STRATEGY", strategy)
+    get_settings.cache_clear()
+    blocks = build_ui(arena_env, _settings(arena_env, arena_home))
+    page = json.dumps(blocks.config, default=str)
+    assert f"Matches are chosen by the **{strategy}** strategy" in page
