@@ -164,17 +164,33 @@ class Standings:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self._reading = threading.Lock()
         self._read_at: float | None = None
         self._settled_to = 0  # matches with id <= this are in _settled
         self._last_max = 0  # newest match id seen at the previous read
         self._settled: dict[str, dict[int, int]] = defaultdict(dict)
         self.by_kind: dict[str, dict[int, Standing]] = {}
 
+    def _fresh(self, now: float) -> bool:
+        return self._read_at is not None and now - self._read_at < STANDINGS_SECONDS
+
     def refresh(self, session: Session, default: Standing, force: bool = False) -> None:
-        """Re-read issued counts and ratings if the cached ones are older than the window."""
-        now = time.monotonic()
-        if not force and self._read_at is not None and now - self._read_at < STANDINGS_SECONDS:
+        """Re-read issued counts and ratings if the cached ones are older than the window.
+
+        One thread reads at a time (the settled counts are accumulated); while one reads,
+        the others go on with the cached numbers, or wait for them if there are none yet."""
+        if not force and self._fresh(time.monotonic()):
             return
+        if not self._reading.acquire(blocking=force or self._read_at is None):
+            return
+        try:
+            if force or not self._fresh(time.monotonic()):
+                self._read(session, default)
+        finally:
+            self._reading.release()
+
+    def _read(self, session: Session, default: Standing) -> None:
+        now = time.monotonic()
         settle_to = self._last_max
         settled_flag = case((Match.id <= settle_to, 1), else_=0).label("settled")
         counted = session.execute(

@@ -211,3 +211,33 @@ def test_the_leaderboard_page_names_the_strategy(
     blocks = build_ui(arena_env, _settings(arena_env, arena_home))
     page = json.dumps(blocks.config, default=str)
     assert f"Matches are chosen by the **{strategy}** strategy" in page
+
+
+def test_concurrent_rereads_count_every_match_once(arena_env: Database, arena_home: Path) -> None:
+    import threading
+
+    make_pool(arena_env, checkpoints=5, prompts={"fixed": 2})
+    settings = _settings(arena_env, arena_home)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            rng = random.Random(n)
+            for _ in range(6):
+                issue_match(arena_env, settings, f"voter-thread-{n:03d}", "fixed", rng=rng)
+                with arena_env.session(readonly=True) as session:
+                    matchmaking.standings(session, "fixed", reread=True)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for _ in range(2):  # the second read settles what the first one saw
+        with arena_env.session() as session:
+            seen = {c: s.issued for c, s in matchmaking.standings(session, "fixed", True).items()}
+        assert seen == _issued_in_db(arena_env, "fixed")
+        assert sum(seen.values()) == 2 * 4 * 6
