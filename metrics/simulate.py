@@ -24,7 +24,9 @@ themselves is measured by tau).
 "Votes needed" for a target is the first evaluated vote count from which the target held at
 every later evaluation until the vote count had at least doubled (a run stops once every target
 has settled this way, or at ``max_votes``; a target not settled by then is censored, reported
-as None). A four-way vote counts as one vote.
+as None). Also reported: the first evaluated vote count at which tau reached the target at
+all (``votes_first_tau``), which a noisy estimator reaches long before it stays there. A
+four-way vote counts as one vote.
 
 Newcomer: with ``newcomer_after`` set, the last checkpoint joins only after that many votes;
 reported are the votes (all matches, from its arrival) until its estimated rank stays within one
@@ -149,6 +151,7 @@ class RunResult:
     rank_error: list[float] = field(default_factory=list)
     top_ok: list[bool] = field(default_factory=list)
     votes_to_tau: int | None = None
+    votes_first_tau: int | None = None
     votes_to_target: int | None = None
     newcomer_votes: int | None = None
     newcomer_games: int | None = None
@@ -300,6 +303,8 @@ def run(config: SimulationConfig, seed: int) -> RunResult:
         result.rank_error.append(float(np.abs(ranks - true_ranks).mean()))
         result.top_ok.append(top_ok)
         tau_settle.update(votes, tau >= config.target_tau)
+        if result.votes_first_tau is None and tau >= config.target_tau:
+            result.votes_first_tau = votes
         target_settle.update(votes, tau >= config.target_tau and top_ok)
         newcomer_done = newcomer is None or newcomer_settle.settled is not None
         if tau_settle.settled is not None and target_settle.settled is not None and newcomer_done:
@@ -346,6 +351,7 @@ def summarize(config: SimulationConfig, results: Sequence[RunResult]) -> dict[st
         "config": config.describe(),
         "seeds": [r.seed for r in results],
         "votes_to_tau": _spread([r.votes_to_tau for r in results]),
+        "votes_first_tau": _spread([r.votes_first_tau for r in results]),
         "votes_to_target": _spread([r.votes_to_target for r in results]),
         "curve": {
             "votes": curve_votes,

@@ -43,7 +43,8 @@ def _line(name: str, summary: dict[str, Any]) -> str:
         censored = f", {spread['censored']} not reached" if spread["censored"] else ""
         return f"{spread['median']:.0f}{tail}{censored}"
 
-    text = (f"{name}: tau {cell(summary['votes_to_tau'])}; "
+    text = (f"{name}: tau held {cell(summary['votes_to_tau'])}; "
+            f"first reached {cell(summary['votes_first_tau'])}; "
             f"with top-k {cell(summary['votes_to_target'])}")
     if "newcomer_votes" in summary:
         text += f"; newcomer within one rank after {cell(summary['newcomer_votes'])} votes"
@@ -120,7 +121,10 @@ def simulate(
     for name, summary in summaries.items():
         typer.echo(_line(name, summary))
     if benchmark:
-        for key, target in (("ratio_a_over_c", 16.0), ("ratio_b_over_c", 3.0)):
-            value = report[key]
-            shown = f"{value:.1f}x" if value else "n/a"
-            typer.echo(f"{key} ({report['best_c']}): {shown} (target {target:.0f}x)")
+        for key in ("votes_to_tau", "votes_first_tau"):
+            ratios = report[key]
+            for ratio, target in (("ratio_a_over_c", 16.0), ("ratio_b_over_c", 3.0)):
+                value = ratios[ratio]
+                shown = f"{value:.1f}x" if value else "n/a"
+                typer.echo(f"{ratio} ({key}, {ratios['best_c']}): {shown} "
+                           f"(target {target:.0f}x)")

@@ -34,7 +34,7 @@ def test_table_output_names_the_target() -> None:
     result = CliRunner().invoke(app, ["simulate", *SMALL, "-s", "balanced", "-r", "elo"])
     assert result.exit_code == 0, result.output
     assert "Kendall tau >= 0.9" in result.stdout
-    assert "balanced + elo: tau" in result.stdout
+    assert "balanced + elo: tau held" in result.stdout
 
 
 def test_bad_input_is_one_line() -> None:

@@ -125,3 +125,13 @@ def test_bad_configurations_are_refused() -> None:
         SimulationConfig(kinds={"duel": 1.0})
     with pytest.raises(ValueError, match="lapse"):
         VoterModel(lapse=1.5)
+
+
+def test_tau_first_reaches_the_target_no_later_than_it_settles() -> None:
+    config = SimulationConfig(checkpoints=10, spread=3.0, strategy="active", estimator="bt",
+                              kinds={"ffa": 1.0}, voter=QUIET, max_votes=3000)
+    result = run(config, 0)
+    assert result.votes_first_tau is not None and result.votes_to_tau is not None
+    assert result.votes_first_tau <= result.votes_to_tau
+    held = [t for v, t in zip(result.votes, result.tau, strict=True) if v >= result.votes_to_tau]
+    assert min(held) >= 0.9 and result.votes[-1] >= 2 * result.votes_to_tau
