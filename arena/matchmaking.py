@@ -101,7 +101,7 @@ class PoolIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int | None] | None = None
-        self._checked = 0.0
+        self.checked_at = 0.0
         self.prompts: dict[int, PromptEntry] = {}
         self.text_index: dict[tuple[str, str], int] = {}
         self.by_kind: dict[str, list[PromptEntry]] = {}
@@ -114,14 +114,14 @@ class PoolIndex:
     def refresh(self, session: Session) -> None:
         """Rebuild if the pool changed since the last look (checked at most once a second)."""
         now = time.monotonic()
-        if self._stamp is not None and now - self._checked < POOL_CHECK_SECONDS:
+        if self._stamp is not None and now - self.checked_at < POOL_CHECK_SECONDS:
             return
         stamp_row = session.execute(
             select(func.count(Image.id), func.max(Image.id)).where(Image.hidden.is_(False))
         ).one()
         stamp = (int(stamp_row[0]), stamp_row[1])
         with self._lock:
-            self._checked = now
+            self.checked_at = now
             if stamp == self._stamp:
                 return
             rows = session.execute(
@@ -268,6 +268,11 @@ def strategy_in_force() -> str:
     sentence saying what it does, for the leaderboard page."""
     name = get_settings().matchmaking_strategy
     return f"Matches are chosen by the **{name}** strategy: {STRATEGY_NOTES[name]}."
+
+
+def pool_index(session: Session) -> PoolIndex:
+    """This process's index of the pool behind ``session``'s database."""
+    return _state(session).pool
 
 
 def standings(session: Session, kind: str, reread: bool = False) -> dict[int, Standing]:

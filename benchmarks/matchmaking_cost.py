@@ -7,8 +7,9 @@ voter with ``--history`` earlier matches (half of them voted). Then, with the po
 the standings cache warm, times :func:`arena.matchmaking.choose` per strategy (a prompt drawn,
 the voter's history read in one query, the checkpoints picked, the images picked), against a
 baseline measured in the same run: one primary-key SELECT in the same kind of session. Also
-prints the pure strategy call (:func:`metrics.pairing.pick_checkpoints` over all checkpoints)
-and one re-read of the shared standings (done at most every 1.5 s per process).
+prints the pure strategy call (:func:`metrics.pairing.pick_checkpoints` over all checkpoints),
+one re-read of the shared standings (done at most every 1.5 s per process) and one check of
+whether the pool changed (at most once a second per process).
 
     python benchmarks/matchmaking_cost.py [--checkpoints 500] [--prompts 1000] [--quick]
 """
@@ -108,6 +109,14 @@ def main() -> None:
                 print(f"  pick_checkpoints only, {strategy:8s}      {ms:8.3f} ms")
             ms = _per_call_ms(lambda: matchmaking.standings(session, "fixed", reread=True), 5)
             print(f"  standings re-read (every 1.5 s at most)  {ms:8.3f} ms")
+            pool = matchmaking.pool_index(session)
+
+            def pool_check() -> None:
+                pool.checked_at = 0.0  # as if the last check were over a second ago
+                pool.refresh(session)
+
+            ms = _per_call_ms(pool_check, 5)
+            print(f"  pool change check (every 1 s at most)    {ms:8.3f} ms")
         db.dispose()
 
 
