@@ -1,30 +1,70 @@
-"""The JSON API under /api/v1 (FastAPI); the Gradio UI is mounted beside it in arena.app."""
+"""The JSON API under /api/v1 (FastAPI); the Gradio UI is mounted beside it in arena.app.
+
+Every error, 4xx or 5xx, has one shape, :class:`ErrorOut`: ``{"error": "one line"}``, plus
+``"detail"`` (the invalid fields) for a body that does not validate. A 500 says nothing about
+the server's internals; the traceback goes to the server log.
+"""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from sqlalchemy.exc import OperationalError
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.db import Database
-from arena.errors import Forbidden, NotFound, UserError
-from arena.matches import check_voter_id, issue_match, new_voter_id, skip_match
+from arena.errors import Forbidden, Unavailable, UserError
+from arena.identity import client_address, issue_voter_id, verify_voter_id
+from arena.matches import get_or_create_voter, issue_match, served_image_for, skip_match
 from arena.settings import Settings
 from arena.votes import record_vote
 from metrics.match_kinds import MatchKind
 
 VOTER_COOKIE = "arena_voter"
-SERVED_NAME = r"^[0-9a-f]{64}$"
+VOTER_HEADER = "X-Voter-Id"
+log = logging.getLogger("arena.api")
 
-router = APIRouter(prefix="/api/v1")
+
+class ErrorOut(BaseModel):
+    """The one shape of every API error."""
+
+    error: str = Field(description="What went wrong, in one line.")
+    detail: list[dict[str, Any]] | None = Field(
+        default=None, description="For an invalid body: each invalid field and why."
+    )
 
 
-class MatchRequest(BaseModel):
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in (
+        (400, "Invalid input"),
+        (403, "Forged voter id, another voter's match, or a missing admin token"),
+        (404, "Unknown match, image or name"),
+        (409, "Already voted on or skipped"),
+        (410, "Expired match"),
+        (422, "A body that does not validate"),
+        (429, "Over a per-voter or per-address rate limit"),
+        (500, "Internal error (details only in the server log)"),
+        (503, "Database unavailable, or ratings that need `arena ratings recompute`"),
+    )
+}
+
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MatchRequest(_Body):
     mode: MatchKind
     prompt: str | None = Field(default=None, max_length=2000)
 
@@ -42,14 +82,21 @@ class MatchOut(BaseModel):
     notice: str | None = None
 
 
-class VoteRequest(BaseModel):
-    token: str = Field(max_length=100)
-    winner: int | Literal["tie", "both_bad"] | None = None
-    ranking: list[int] | None = Field(default=None, max_length=4)
+TOKEN = Field(max_length=100, pattern=r"^[A-Za-z0-9_\-]+$", description="A match token.")
 
 
-class SkipRequest(BaseModel):
-    token: str = Field(max_length=100)
+class VoteRequest(_Body):
+    token: str = TOKEN
+    winner: StrictInt | Literal["tie", "both_bad"] | None = None
+    ranking: list[StrictInt] | None = Field(default=None, max_length=4)
+
+
+class SkipRequest(_Body):
+    token: str = TOKEN
+
+
+class VoterOut(BaseModel):
+    voter_id: str = Field(description="Send it back as the X-Voter-Id header.")
 
 
 class RevealedOut(BaseModel):
@@ -66,19 +113,9 @@ class RevealOut(BaseModel):
     images: list[RevealedOut]
 
 
-class CheckpointRequest(BaseModel):
-    path: str
-    config: str | None = Field(default=None, description="Name of a registered config.")
-    config_data: dict[str, Any] | None = Field(
-        default=None, description="A full training config to register (and link) first."
-    )
-    name: str | None = None
-    step: int | None = Field(default=None, ge=0)
-
-
-def image_url(served_sha256: str) -> str:
-    """Where a voter fetches a served (metadata-free) image: named by its content hash only."""
-    return f"/api/v1/images/{served_sha256}.png"
+def image_url(name: str) -> str:
+    """Where a voter fetches one image of a match: a random name for this match only."""
+    return f"/api/v1/images/{name}.png"
 
 
 def get_db(request: Request) -> Database:
@@ -90,44 +127,69 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def voter_id(
-    request: Request, x_voter_id: Annotated[str | None, Header()] = None
+    request: Request,
+    x_voter_id: Annotated[
+        str | None, Header(description="A voter id from POST /api/v1/voters.")
+    ] = None,
 ) -> str:
-    """The voter: X-Voter-Id header, else the cookie the middleware guarantees."""
+    """The voter: the X-Voter-Id header (refused unless this server signed it), else the
+    cookie the middleware guarantees."""
     if x_voter_id is not None:
-        return check_voter_id(x_voter_id)
+        return verify_voter_id(request.app.state.settings, x_voter_id)
     return request.state.voter_id
+
+
+def get_address(request: Request) -> str:
+    """The client's address, as the middleware resolved it."""
+    return request.state.client_address
 
 
 DB = Annotated[Database, Depends(get_db)]
 SETTINGS = Annotated[Settings, Depends(get_settings_dep)]
 VOTER = Annotated[str, Depends(voter_id)]
+ADDRESS = Annotated[str, Depends(get_address)]
+
+
+@router.post("/voters", response_model=VoterOut, status_code=201)
+def create_voter(db: DB, settings: SETTINGS, address: ADDRESS) -> VoterOut:
+    """A new voter id signed by this server (limited per client address)."""
+    voter = issue_voter_id(settings)
+    with db.session() as session:
+        get_or_create_voter(session, voter, settings, address)
+    return VoterOut(voter_id=voter)
 
 
 @router.post("/matches", response_model=MatchOut)
-def create_match(body: MatchRequest, db: DB, settings: SETTINGS, voter: VOTER) -> MatchOut:
+def create_match(
+    body: MatchRequest, db: DB, settings: SETTINGS, voter: VOTER, address: ADDRESS
+) -> MatchOut:
     """Issue a match of the given mode; the response names no checkpoint."""
-    issued = issue_match(db, settings, voter, body.mode, body.prompt)
+    issued = issue_match(db, settings, voter, body.mode, body.prompt, address=address)
     return MatchOut(
         token=issued.token,
         mode=issued.mode,
         prompt=issued.prompt,
-        images=[ShownImageOut(position=i.position, url=image_url(i.served_sha256))
-                for i in issued.images],
+        images=[ShownImageOut(position=i.position, url=image_url(i.name)) for i in issued.images],
         notice=issued.notice,
     )
 
 
 @router.post("/votes", response_model=RevealOut)
-def create_vote(body: VoteRequest, db: DB, settings: SETTINGS, voter: VOTER) -> RevealOut:
+def create_vote(
+    body: VoteRequest, db: DB, settings: SETTINGS, voter: VOTER, address: ADDRESS
+) -> RevealOut:
     """Vote on a match (a winner position, 'tie', 'both_bad', or a full ranking); reveals it."""
-    reveal = record_vote(db, settings, body.token, voter, winner=body.winner, ranking=body.ranking)
+    reveal = record_vote(db, settings, body.token, voter, winner=body.winner,
+                         ranking=body.ranking, address=address)
     return RevealOut.model_validate(reveal.as_dict())
 
 
 @router.post("/skips", status_code=204)
-def create_skip(body: SkipRequest, db: DB, voter: VOTER) -> Response:
+def create_skip(
+    body: SkipRequest, db: DB, settings: SETTINGS, voter: VOTER, address: ADDRESS
+) -> Response:
     """Pass on a match without voting."""
-    skip_match(db, body.token, voter)
+    skip_match(db, settings, body.token, voter, address)
     return Response(status_code=204)
 
 
@@ -146,19 +208,17 @@ def get_leaderboard(
     return {"board": board, "system": system, "rows": rows}
 
 
-@router.get("/images/{name}.png")
-def get_image(name: str, request: Request) -> FileResponse:
-    """A served image by its content hash: metadata-free bytes, no checkpoint in sight."""
-    from arena.images import served_path
-
-    settings: Settings = request.app.state.settings
-    if len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
-        raise NotFound("unknown image")
-    path = served_path(settings.home, name)
-    if not path.is_file():
-        raise NotFound("unknown image")
+@router.get(
+    "/images/{name}.png",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}, "description": "The image, no metadata"}},
+)
+def get_image(name: str, db: DB, settings: SETTINGS, voter: VOTER) -> FileResponse:
+    """One image of a match, for its voter, until the match expires: metadata-free bytes
+    under a name that is random for this match (never cached, never reused)."""
+    path = served_image_for(db, settings, name, voter)
     return FileResponse(path, media_type="image/png",
-                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+                        headers={"Cache-Control": "private, no-store"})
 
 
 def require_admin(
@@ -172,75 +232,100 @@ def require_admin(
         raise Forbidden("a valid admin bearer token is required")
 
 
-@router.post("/checkpoints", status_code=201, dependencies=[Depends(require_admin)])
-def create_checkpoint(body: CheckpointRequest, db: DB) -> dict[str, Any]:
-    """Register a checkpoint (and, when given, its training config) — the trainer hooks' door."""
-    from pathlib import Path
-
-    from arena.registry import add_checkpoint, add_config
-    from training.config import ConfigError, parse_config
-
-    if (body.config is None) == (body.config_data is None):
-        raise UserError("give exactly one of 'config' (a registered name) or 'config_data'")
-    with db.session() as session:
-        config_name = body.config
-        if body.config_data is not None:
-            try:
-                config = parse_config(body.config_data, source="config_data")
-            except ConfigError as exc:
-                raise UserError(str(exc)) from None
-            config_name = add_config(session, config).name
-        assert config_name is not None
-        result = add_checkpoint(session, Path(body.path), config_name, body.name, body.step)
-    return {"checkpoint": result.name, "config": config_name, "created": result.created}
-
-
 @router.get("/health")
 def health(db: DB) -> dict[str, Any]:
     """Liveness and schema revision."""
     from arena.migrate import current_revision, head_revision
 
-    db.check()
+    try:
+        db.check()
+    except UserError as exc:
+        raise Unavailable(str(exc)) from None
     return {"status": "ok", "schema": current_revision(db.engine), "head": head_revision()}
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:300]
+
+
 def install(app: FastAPI) -> None:
-    """Add the API routes, the voter cookie and the JSON error handler to ``app``."""
+    """Add the API routes, the voter cookie and the error handlers (one error shape) to
+    ``app``; ``app.state.settings`` must be set."""
+    from arena.web.checkpoints import router as checkpoints_router
+
     app.include_router(router)
+    app.include_router(checkpoints_router)
 
     @app.exception_handler(UserError)
     async def _user_error(_request: Request, exc: UserError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
+        return JSONResponse({"error": _one_line(str(exc))}, status_code=exc.status_code)
 
-    app.add_middleware(VoterCookieMiddleware)
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {"loc": [str(part) for part in e.get("loc", ())], "msg": _one_line(e.get("msg", "")),
+             "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+        where = ".".join(p for p in first["loc"] if p != "body") or "request"
+        return JSONResponse(
+            {"error": _one_line(f"invalid {where}: {first['msg']}"), "detail": detail},
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": _one_line(str(exc.detail))}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database error: %s", _one_line(str(exc.orig or exc)))
+        return JSONResponse({"error": "the database is unavailable; try again shortly"},
+                            status_code=503)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+
+    app.add_middleware(VoterCookieMiddleware, settings=app.state.settings)
 
 
 class VoterCookieMiddleware:
-    """Gives every HTTP request a voter id (``request.state.voter_id``): the ``arena_voter``
-    cookie when it holds a valid id, else a new one that the response sets as the cookie.
+    """Gives every HTTP request a voter id (``request.state.voter_id``) and a client address
+    (``request.state.client_address``): the voter is the ``arena_voter`` cookie when this
+    server signed it, else a new signed id that the response sets as the cookie.
 
     A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` would add a task group and a
     response stream to every request of the vote path.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        existing = Request(scope).cookies.get(VOTER_COOKIE)
+        request = Request(scope)
+        existing = request.cookies.get(VOTER_COOKIE)
         try:
-            voter = check_voter_id(existing) if existing else None
+            voter = verify_voter_id(self.settings, existing) if existing else None
         except UserError:
             voter = None
-        scope.setdefault("state", {})["voter_id"] = voter or new_voter_id()
+        state = scope.setdefault("state", {})
+        state["client_address"] = client_address(
+            self.settings, request.client.host if request.client else None, dict(request.headers)
+        )
+        state["voter_id"] = voter or issue_voter_id(self.settings)
         if voter is not None:
             await self.app(scope, receive, send)
             return
         cookie = (
-            f"{VOTER_COOKIE}={scope['state']['voter_id']}; Max-Age={3600 * 24 * 365}; Path=/; "
+            f"{VOTER_COOKIE}={state['voter_id']}; Max-Age={3600 * 24 * 365}; Path=/; "
             "HttpOnly; SameSite=lax"
         )
 

@@ -31,13 +31,13 @@ def create_app(
 
         from arena.ui import build_ui
 
-        (settings.home / "served").mkdir(parents=True, exist_ok=True)
         blocks = build_ui(db, settings)
+        # No allowed_paths: images reach the page only through the API's per-match names,
+        # never through Gradio's file route (which names a file by its path).
         app = gr.mount_gradio_app(
             app,
             blocks,
             path="/",
-            allowed_paths=[str((settings.home / "served").resolve())],
             # No browser-side run history (Gradio would offer to upload it to a hub), and
             # unexpected exceptions stay in the server log: users see the service's messages.
             run_history=False,

@@ -37,3 +37,9 @@ class RateLimited(UserError):
     """Too many requests from one voter."""
 
     status_code = 429
+
+
+class Unavailable(UserError):
+    """The service cannot do this until an operator acts (e.g. ratings to recompute)."""
+
+    status_code = 503

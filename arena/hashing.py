@@ -1,4 +1,4 @@
-"""Content hashes: streamed sha256 of files and folders, and the short hash tools show."""
+"""Content hashes as the arena shows them: progress bars over :mod:`metrics.file_hash`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-CHUNK = 1 << 22
+from metrics import file_hash
+
 PROGRESS_FROM_BYTES = 256 << 20  # a progress bar only for files worth waiting on
 
 
@@ -16,29 +17,21 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path, progress: bool = True) -> str:
-    """Hex sha256 of a file, streamed in 4 MiB chunks; a progress bar for large files."""
-    digest = hashlib.sha256()
-    size = path.stat().st_size
+def _total_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def sha256_path(path: Path, progress: bool = True) -> str:
+    """Hex sha256 of a file or a folder (:func:`metrics.file_hash.sha256_path`), with a
+    progress bar when it is large."""
+    size = _total_bytes(path)
     show = progress and size >= PROGRESS_FROM_BYTES
-    with (
-        path.open("rb") as handle,
-        tqdm(total=size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", disable=not show)
-        as bar,
-    ):
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
-
-
-def sha256_tree(folder: Path, progress: bool = True) -> str:
-    """sha256 over a folder: each file's relative path and content hash, in sorted order."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        digest.update(f"{relative}\0{sha256_file(path, progress)}\n".encode())
-    return digest.hexdigest()
+    with tqdm(
+        total=size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", disable=not show
+    ) as bar:
+        return file_hash.sha256_path(path, bar.update)
 
 
 def short_hash(sha256: str) -> str:

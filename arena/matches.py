@@ -1,4 +1,5 @@
-"""Issuing matches: voters, unguessable tokens, shuffled positions, expiry, skips."""
+"""Issuing matches: voters, unguessable tokens, shuffled positions, per-match image names,
+expiry, skips."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import hashlib
 import random
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,21 +19,35 @@ from sqlalchemy.orm import Session, joinedload
 from arena import matchmaking
 from arena.db import Database
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
-from arena.models import GenerationRequest, Match, MatchImage, Prompt, Vote, Voter, utcnow
+from arena.images import served_path
+from arena.limits import charge
+from arena.models import (
+    GenerationRequest,
+    Image,
+    Match,
+    MatchImage,
+    Prompt,
+    Vote,
+    Voter,
+    new_served_name,
+    utcnow,
+)
 from arena.settings import Settings
 from generation.errors import GenerationError
 from generation.prompts import apply_safe_mode
 
 VOTER_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,100}$")
+SERVED_NAME = re.compile(r"^[0-9a-f]{32}$")
 MAX_PROMPT_CHARS = 2000
 
 
 @dataclass(frozen=True)
 class ShownImage:
-    """What a voter learns about one image before voting: its position and anonymous name."""
+    """What a voter learns about one image before voting: its position and its name for this
+    match only (random, so it says nothing about the image and never recurs)."""
 
     position: int
-    served_sha256: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -44,11 +61,6 @@ class IssuedMatch:
     notice: str | None = None
 
 
-def new_voter_id() -> str:
-    """A fresh opaque voter id (for the cookie)."""
-    return secrets.token_urlsafe(18)
-
-
 def check_voter_id(external_id: str) -> str:
     """Validate a voter id from a cookie or the X-Voter-Id header."""
     if not VOTER_ID.match(external_id or ""):
@@ -58,19 +70,24 @@ def check_voter_id(external_id: str) -> str:
     return external_id
 
 
-def get_or_create_voter(session: Session, external_id: str) -> Voter:
-    """The voter row for an external id, created on first sight (safe under races)."""
+def get_or_create_voter(
+    session: Session, external_id: str, settings: Settings, address: str | None = None
+) -> Voter:
+    """The voter row for an external id, created on first sight (safe under races); a new
+    voter counts against the address's limit on new voter ids."""
     check_voter_id(external_id)
     voter = session.scalar(select(Voter).where(Voter.external_id == external_id))
     if voter is not None:
         return voter
+    charge(session, settings, "voter", None, address)
     try:
         with session.begin_nested():
             voter = Voter(external_id=external_id)
             session.add(voter)
     except IntegrityError:
         voter = session.scalar(select(Voter).where(Voter.external_id == external_id))
-        assert voter is not None
+        if voter is None:  # the conflicting row was rolled back meanwhile
+            raise Conflict("this voter id is being registered by another request; retry") from None
     return voter
 
 
@@ -79,14 +96,33 @@ def prompt_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
-def _request_generation(session: Session, text: str, voter: Voter) -> None:
+def _request_generation(session: Session, settings: Settings, text: str, voter: Voter) -> str:
+    """Record a typed prompt the pool lacks and queue its rendering; return the voter's notice.
+
+    One ``generate`` job per active checkpoint (deduplicated per checkpoint and prompt), within
+    the per-voter and total bounds (:func:`arena.jobs.plan.queue_free_prompt`).
+    """
+    from arena.jobs.plan import queue_free_prompt
+
     digest = prompt_hash(text)
     prompt = session.scalar(select(Prompt).where(Prompt.text_hash == digest, Prompt.kind == "free"))
     if prompt is None:
         prompt = Prompt(text=" ".join(text.split()), text_hash=digest, kind="free", source="voter")
         session.add(prompt)
         session.flush()
-    session.add(GenerationRequest(prompt_id=prompt.id, voter_id=voter.id))
+    queued = queue_free_prompt(session, settings, prompt.id, prompt.text, voter.id)
+    session.add(GenerationRequest(
+        prompt_id=prompt.id, voter_id=voter.id, job_id=queued.jobs[0] if queued.jobs else None
+    ))
+    if queued.refused is not None:
+        return (
+            f"Your prompt is not in the pool yet, and it could not join the rendering queue: "
+            f"{queued.refused}. Meanwhile, here is a prompt from the pool."
+        )
+    return (
+        "Your prompt is not in the pool yet: it was queued for generation. "
+        "Meanwhile, here is a prompt from the pool."
+    )
 
 
 def issue_match(
@@ -96,11 +132,14 @@ def issue_match(
     mode: str,
     prompt: str | None = None,
     rng: random.Random | None = None,
+    address: str | None = None,
 ) -> IssuedMatch:
     """Choose images for a new match of ``mode``, store it with shuffled positions, return it.
 
     A free-prompt duel may carry a voter's prompt: served when the pool holds it from two or
     more checkpoints, otherwise stored as a generation request while a pool prompt is served.
+    The match (and a typed prompt, and a new voter) count against the voter's and the
+    ``address``'s limits.
     """
     rng = rng or random.SystemRandom()
     if mode not in matchmaking.SIZES:
@@ -110,6 +149,8 @@ def issue_match(
         raise UserError("a prompt can only be given for mode 'free'")
     if len(typed) > MAX_PROMPT_CHARS:
         raise UserError(f"prompt is {len(typed)} characters; at most {MAX_PROMPT_CHARS} allowed")
+    if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r" for c in typed):
+        raise UserError("prompt contains control characters; type plain text")
     check_voter_id(voter_external_id)
     if typed:
         try:  # pools are rendered in the report's safe mode: only the `general` rating
@@ -129,13 +170,12 @@ def issue_match(
     order = list(choice.images)
     rng.shuffle(order)
     with db.session() as session:
-        voter = get_or_create_voter(session, voter_external_id)
+        voter = get_or_create_voter(session, voter_external_id, settings, address)
+        charge(session, settings, "match", voter_external_id, address)
+        if typed:
+            charge(session, settings, "prompt", voter_external_id, address)
         if typed and prompt_id is None:
-            _request_generation(session, typed_safe, voter)
-            notice = (
-                "Your prompt is not in the pool yet: it was queued for generation. "
-                "Meanwhile, here is a prompt from the pool."
-            )
+            notice = _request_generation(session, settings, typed_safe, voter)
         now = utcnow()
         match = Match(
             token=secrets.token_urlsafe(24),
@@ -146,19 +186,15 @@ def issue_match(
             expires_at=now + timedelta(seconds=settings.match_ttl_seconds),
         )
         match.images = [
-            MatchImage(position=i, image_id=img.image_id, checkpoint_id=img.checkpoint_id)
+            MatchImage(position=i, image_id=img.image_id, checkpoint_id=img.checkpoint_id,
+                       served_name=new_served_name())
             for i, img in enumerate(order)
         ]
         session.add(match)
         session.flush()
         token = match.token
-    return IssuedMatch(
-        token=token,
-        mode=mode,
-        prompt=choice.prompt,
-        images=tuple(ShownImage(i, img.served_sha256) for i, img in enumerate(order)),
-        notice=notice,
-    )
+        shown = tuple(ShownImage(mi.position, mi.served_name) for mi in match.images)
+    return IssuedMatch(token=token, mode=mode, prompt=choice.prompt, images=shown, notice=notice)
 
 
 def load_match_for(session: Session, token: str, voter_external_id: str) -> Match:
@@ -189,8 +225,36 @@ def load_match_for(session: Session, token: str, voter_external_id: str) -> Matc
     return match
 
 
-def skip_match(db: Database, token: str, voter_external_id: str) -> None:
+def skip_match(
+    db: Database, settings: Settings, token: str, voter_external_id: str,
+    address: str | None = None,
+) -> None:
     """The voter passes on a match: it can no longer be voted on and teaches nothing."""
     with db.session(serialized=True) as session:
         match = load_match_for(session, token, voter_external_id)
+        charge(session, settings, "skip", voter_external_id, address)
         match.skipped_at = utcnow()
+
+
+def served_image_for(db: Database, settings: Settings, name: str, voter_external_id: str) -> Path:
+    """The metadata-free file behind a match's image ``name``, for the voter the match was
+    issued to and only until it expires or is skipped."""
+    if not SERVED_NAME.match(name):
+        raise NotFound("unknown image")
+    with db.session(readonly=True) as session:
+        row = session.execute(
+            select(Image.served_sha256, Voter.external_id, Match.expires_at, Match.skipped_at)
+            .select_from(MatchImage)
+            .join(Match, Match.id == MatchImage.match_id)
+            .join(Voter, Voter.id == Match.voter_id)
+            .join(Image, Image.id == MatchImage.image_id)
+            .where(MatchImage.served_name == name)
+        ).first()
+    if row is None:
+        raise NotFound("unknown image")
+    served_sha256, owner, expires_at, skipped_at = row
+    if owner != voter_external_id:
+        raise Forbidden("this image belongs to a match issued to another voter")
+    if expires_at <= utcnow() or skipped_at is not None:
+        raise Gone("this match has expired or was skipped; its images are no longer served")
+    return served_path(settings.home, served_sha256)

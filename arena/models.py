@@ -7,6 +7,7 @@ and can always be rebuilt by replaying the vote log (``arena ratings recompute``
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -42,12 +43,18 @@ NAMING_CONVENTION = {
 
 _KINDS_SQL = "kind IN (" + ", ".join(f"'{k}'" for k in MATCH_KINDS) + ")"
 VOTE_OUTCOMES = ("win", "tie", "both_bad", "ranking")
-JOB_STATES = ("queued", "running", "done", "failed")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+_JOB_STATES_SQL = "status IN (" + ", ".join(f"'{s}'" for s in JOB_STATES) + ")"
 
 
 def utcnow() -> datetime:
     """Timezone-aware now in UTC (the only clock the schema uses)."""
     return datetime.now(UTC)
+
+
+def new_served_name() -> str:
+    """A fresh random name for one image of one match (128 bits, hex)."""
+    return secrets.token_hex(16)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -109,6 +116,8 @@ class Checkpoint(Base):
     step: Mapped[int | None]
     config_id: Mapped[int] = mapped_column(ForeignKey("training_configs.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What the trainer knew about this checkpoint (e.g. a kohya file's ss_* header keys).
+    training_metadata: Mapped[dict[str, Any] | None]
 
     config: Mapped[TrainingConfigRecord] = relationship(back_populates="checkpoints")
 
@@ -203,6 +212,9 @@ class MatchImage(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id"), index=True)
+    # The image's name for this match only (its URL); random, so it says nothing about the
+    # image and cannot be recognised in another match.
+    served_name: Mapped[str] = mapped_column(String(32), unique=True, default=new_served_name)
 
     image: Mapped[Image] = relationship()
     checkpoint: Mapped[Checkpoint] = relationship()
@@ -268,6 +280,26 @@ class RatingSnapshot(Base):
     )
 
 
+class LimitEvent(Base):
+    """One rate-limited action (match, vote, skip, typed prompt, new voter) by a voter and a
+    client address (keyed, not stored in the clear); counted to enforce the limits across
+    every server process."""
+
+    __tablename__ = "limit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(10))
+    voter: Mapped[str | None] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_limit_events_voter", "action", "voter", "created_at"),
+        Index("ix_limit_events_address", "action", "address", "created_at"),
+        Index("ix_limit_events_created_at", "created_at"),
+    )
+
+
 class MetricScore(Base):
     """A computed metric (CCIP, CLIP score, ...) with everything needed to reproduce it."""
 
@@ -301,7 +333,13 @@ class CachedFeature(Base):
 
 
 class Job(Base):
-    """Queued long work (generation, scoring) taken by ``arena worker``."""
+    """Queued long work (hash, generate, score) taken by ``arena worker`` (:mod:`arena.jobs`).
+
+    A worker holds a job under a lease it renews while working; a job whose lease expired
+    (its worker died) is taken again until ``max_attempts`` is spent, then marked failed.
+    ``after_id`` names the job that must be done first; ``dedup_key`` makes queueing the
+    same work twice return the first job.
+    """
 
     __tablename__ = "jobs"
 
@@ -314,10 +352,19 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    dedup_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    checkpoint_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    after_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    progress_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_total: Mapped[int | None] = mapped_column(BigInteger)
+    progress_unit: Mapped[str | None] = mapped_column(String(20))
+    result: Mapped[dict[str, Any] | None]
 
-    __table_args__ = (
-        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
-    )
+    __table_args__ = (CheckConstraint(_JOB_STATES_SQL, name="status"),)
 
 
 class GenerationRequest(Base):

@@ -22,14 +22,14 @@ from tqdm import tqdm
 from arena.db import Database
 from arena.errors import UserError
 from arena.hashing import sha256_bytes
-from arena.images import MAX_FILE_BYTES, MAX_PIXELS, StoredImage, store_image
+from arena.images import MAX_FILE_BYTES, MAX_PIXELS, StoredImage, original_path, store_image
 from arena.matches import prompt_hash
 from arena.models import MATCH_KINDS, Checkpoint, Image, Prompt
 from arena.pool_manifest import read_manifest
 from arena.settings import Settings
+from generation.manifest import MANIFEST_FIELDS
 
 __all__ = [
-    "FIELDS",
     "ImportReport",
     "Skipped",
     "import_dir",
@@ -37,11 +37,6 @@ __all__ = [
     "pool_stats",
 ]
 
-# The fields of a manifest row. ``sha256``, when given, must match the file's bytes.
-FIELDS = (
-    "file", "sha256", "checkpoint", "prompt", "negative_prompt", "kind", "character",
-    "seed", "sampler", "steps", "cfg", "width", "height",
-)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Text fields are checked against their column sizes (PostgreSQL enforces them, SQLite not).
 SAMPLER_CHARS: int = Image.__table__.c.sampler.type.length
@@ -257,7 +252,7 @@ def _prompt(session: Session, record: PoolRecord) -> Prompt:
     return row
 
 
-def _insert(db: Database, record: PoolRecord, stored: StoredImage) -> bool:
+def _insert(db: Database, record: PoolRecord, stored: StoredImage, hidden: bool = False) -> bool:
     """Commit the image's rows; False when another import committed the same bytes first."""
     with db.session() as session:
         if session.scalar(select(Image.id).where(Image.sha256 == stored.sha256)) is not None:
@@ -283,6 +278,7 @@ def _insert(db: Database, record: PoolRecord, stored: StoredImage) -> bool:
                 width=stored.width,
                 height=stored.height,
                 parameters=stored.parameters_text,
+                hidden=hidden,
             )
         )
     return True
@@ -310,11 +306,13 @@ def _import_one(
     home: Settings | Path,
     base: Path | None,
     max_pixels: int,
+    hidden: bool = False,
 ) -> bool:
     """Import one row; True if new, False if already present; RowError/UserError to skip."""
-    unknown = sorted(set(fields) - set(FIELDS))
+    unknown = sorted(set(fields) - set(MANIFEST_FIELDS))
     if unknown:
-        raise RowError(f"unknown field {unknown[0]!r}; expected fields: {', '.join(FIELDS)}")
+        expected = ", ".join(MANIFEST_FIELDS)
+        raise RowError(f"unknown field {unknown[0]!r}; expected fields: {expected}")
     path = Path(str(fields["file"])).expanduser()
     if base is not None:
         path = base / path
@@ -331,14 +329,33 @@ def _import_one(
         raise RowError(f"the file's sha256 is {digest}, not {fields['sha256']!r} as listed")
     if _existing(db, digest, fields):
         return False
+    had_original = original_path(home, digest).exists()
     stored = store_image(home, data, max_pixels=max_pixels)
-    record = _complete(fields, stored)
     try:
-        return _insert(db, record, stored)
-    except IntegrityError:
-        # A concurrent import committed the same prompt or image between our read and our
-        # insert; the unique constraint stopped ours, and a second try finds its row.
-        return _insert(db, record, stored)
+        record = _complete(fields, stored)
+        try:
+            return _insert(db, record, stored, hidden)
+        except IntegrityError:
+            # A concurrent import committed the same prompt or image between our read and our
+            # insert; the unique constraint stopped ours, and a second try finds its row.
+            return _insert(db, record, stored, hidden)
+    except (RowError, UserError):
+        _forget_files(db, stored, had_original)
+        raise
+
+
+def _forget_files(db: Database, stored: StoredImage, had_original: bool) -> None:
+    """After a refused row: remove the files it wrote that no image row refers to."""
+    with db.session(readonly=True) as session:
+        used = session.execute(
+            select(Image.sha256, Image.served_sha256).where(
+                (Image.sha256 == stored.sha256) | (Image.served_sha256 == stored.served_sha256)
+            )
+        ).all()
+    if not had_original and not any(row[0] == stored.sha256 for row in used):
+        stored.path.unlink(missing_ok=True)
+    if not any(row[1] == stored.served_sha256 for row in used):
+        stored.served_path.unlink(missing_ok=True)
 
 
 def _import_rows(
@@ -349,6 +366,7 @@ def _import_rows(
     max_pixels: int,
     progress: bool,
     report: ImportReport,
+    hidden: bool = False,
 ) -> ImportReport:
     bar = tqdm(rows, desc="importing", unit="image", disable=None if progress else True)
     for where, written in bar:
@@ -363,7 +381,7 @@ def _import_rows(
             continue
         name = str(fields["file"])
         try:
-            new = _import_one(db, fields, home, base, max_pixels)
+            new = _import_one(db, fields, home, base, max_pixels, hidden)
         except (RowError, UserError) as exc:
             report.skipped.append(Skipped(name, str(exc)))
             continue
@@ -383,15 +401,18 @@ def import_records(
     base: Path | None = None,
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
+    hidden: bool = False,
 ) -> ImportReport:
     """Import already-parsed manifest rows (``file`` absolute, or relative to ``base``).
 
-    Rows use the manifest's fields (:data:`FIELDS`); a blank value counts as absent. A row
+    Rows use the manifest's fields (:data:`generation.manifest.MANIFEST_FIELDS`; ``sha256``,
+    when given, must match the file's bytes); a blank value counts as absent. A row
     whose image is broken, truncated, not a PNG or over ``max_pixels``, or whose fields are
-    missing or wrong, is reported in ``skipped`` and the rest go on.
+    missing or wrong, is reported in ``skipped`` and the rest go on. ``hidden`` rows are not
+    served until revealed (the worker reveals a prompt's images once all are in).
     """
     rows = [(f"record {number}", row) for number, row in enumerate(records, start=1)]
-    return _import_rows(db, rows, home, base, max_pixels, progress, ImportReport())
+    return _import_rows(db, rows, home, base, max_pixels, progress, ImportReport(), hidden)
 
 
 def import_dir(

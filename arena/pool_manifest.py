@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from arena.errors import UserError
+from generation.manifest import MANIFEST_NAME
 
 __all__ = ["MANIFEST_NAMES", "Manifest", "ManifestRow", "read_manifest"]
 
-MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
+MANIFEST_NAMES = (MANIFEST_NAME, "manifest.csv")
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ parameters the row was computed with.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from arena.db import Database
-from arena.errors import UserError
+from arena.errors import Unavailable, UserError
 from arena.models import (
     Match,
     MatchImage,
@@ -54,6 +54,7 @@ __all__ = [
     "rating_config",
     "rating_parameters",
     "recompute",
+    "stale_boards",
     "vote_record",
 ]
 
@@ -162,6 +163,54 @@ def _values(system: str, state: CheckpointRating, vote_id: int | None,
     }
 
 
+def _board_samples(session: Session,
+                   boards: list[str] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    """One snapshot's ``(board, system, parameters)`` per board and online system."""
+    where = [RatingSnapshot.system.in_(ONLINE_SYSTEMS)]
+    if boards is not None:
+        where.append(RatingSnapshot.board.in_(boards))
+    first_ids = (
+        select(func.min(RatingSnapshot.id)).where(*where)
+        .group_by(RatingSnapshot.board, RatingSnapshot.system)
+    )
+    return [
+        (board, system, parameters)
+        for board, system, parameters in session.execute(
+            select(RatingSnapshot.board, RatingSnapshot.system, RatingSnapshot.parameters)
+            .where(RatingSnapshot.id.in_(first_ids))
+        )
+    ]
+
+
+def stale_boards(session: Session, settings: Settings | None = None) -> list[str]:
+    """The boards whose online snapshots were made with other parameters than the settings'
+    (votes on them are refused until ``arena ratings recompute``)."""
+    config = rating_config(settings)
+    current = {system: _parameters(config, system) for system in ONLINE_SYSTEMS}
+    return sorted({board for board, system, used in _board_samples(session)
+                   if used != current[system]})
+
+
+def _refuse_other_parameters(session: Session, boards: list[str],
+                             parameters: dict[str, dict[str, Any]],
+                             rows: Sequence[RatingSnapshot]) -> None:
+    """Refuse to update a board whose snapshots were made with other rating parameters.
+
+    Online updates keep each board on one parameter set (they refuse here, and ``recompute``
+    rewrites every row), so the participants' rows and one other row per board and system
+    tell the board's set.
+    """
+    stored = [(r.board, r.system, r.parameters) for r in rows] + _board_samples(session, boards)
+    for board, system, used in stored:
+        if used != parameters[system]:
+            changed = sorted(k for k in parameters[system] if used.get(k) != parameters[system][k])
+            raise Unavailable(
+                f"the {system} ratings on board {board!r} were computed with other parameters "
+                f"({', '.join(changed) or 'a different set'} changed): votes are refused until "
+                "an operator runs `arena ratings recompute`"
+            )
+
+
 def apply_vote_online(session: Session, vote: Vote, settings: Settings | None = None) -> None:
     """Update the Elo and TrueSkill snapshots of the vote's participants on every board the
     vote counts on, in the caller's (serialized) transaction; ``vote`` must be flushed and
@@ -180,6 +229,7 @@ def apply_vote_online(session: Session, vote: Vote, settings: Settings | None = 
     ).all()
     index = {(r.board, r.system, r.checkpoint_id): r for r in rows}
     parameters = {system: _parameters(config, system) for system in ONLINE_SYSTEMS}
+    _refuse_other_parameters(session, boards, parameters, rows)
     updates: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []
     for board in boards:

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from arena.errors import Conflict, NotFound, UserError
-from arena.hashing import sha256_file, sha256_tree, short_hash
-from arena.models import Checkpoint, TrainingConfigRecord
+from arena.hashing import sha256_path, short_hash
+from arena.models import (
+    Checkpoint,
+    Image,
+    MetricScore,
+    Prompt,
+    RatingSnapshot,
+    TrainingConfigRecord,
+)
+from arena.settings import Settings
 from training.config import TrainingConfig
+
+NAME_CHARS: int = Checkpoint.__table__.c.name.type.length
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,22 @@ def get_config(session: Session, name: str) -> TrainingConfigRecord:
     return row
 
 
+def _check_safetensors_header(path: Path) -> None:
+    """A safetensors file starts with a little-endian u64 length and that many bytes of JSON
+    object header, within the file."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= path.stat().st_size - 8:
+            raise UserError(f"checkpoint {path} is not a safetensors file (bad header length)")
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, ValueError):
+            header = None
+    if not isinstance(header, dict):
+        raise UserError(f"checkpoint {path} is not a safetensors file (header is not JSON)")
+
+
 def checkpoint_format(path: Path) -> str:
     """'safetensors' for a single file, 'diffusers' for a folder with model_index.json."""
     if path.is_file():
@@ -68,6 +95,7 @@ def checkpoint_format(path: Path) -> str:
             raise UserError(
                 f"checkpoint {path}: expected a .safetensors file or a diffusers folder"
             )
+        _check_safetensors_header(path)
         return "safetensors"
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -76,21 +104,32 @@ def checkpoint_format(path: Path) -> str:
     raise UserError(f"checkpoint {path} does not exist")
 
 
-def add_checkpoint(
+def _checked_request(
+    session: Session, path: Path, config_name: str, name: str | None, step: int | None
+) -> tuple[Path, str, TrainingConfigRecord, str]:
+    """Validate a registration without reading the file: (path, format, config, name)."""
+    path = path.expanduser().resolve()
+    fmt = checkpoint_format(path)
+    config = get_config(session, config_name)
+    if step is not None and step < 0:
+        raise UserError(f"step must be >= 0, got {step}")
+    name = name or (path.stem if fmt == "safetensors" else path.name)
+    if not name.strip() or len(name) > NAME_CHARS:
+        raise UserError(f"checkpoint name {name!r}: expected 1 to {NAME_CHARS} characters")
+    return path, fmt, config, name
+
+
+def record_checkpoint(
     session: Session,
     path: Path,
     config_name: str,
+    digest: str,
     name: str | None = None,
     step: int | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Registered:
-    """Record a checkpoint with its streamed sha256, linked to a registered config."""
-    path = path.resolve()
-    fmt = checkpoint_format(path)
-    config = get_config(session, config_name)
-    name = name or (path.stem if fmt == "safetensors" else path.name)
-    if step is not None and step < 0:
-        raise UserError(f"--step must be >= 0, got {step}")
-    digest = sha256_file(path) if fmt == "safetensors" else sha256_tree(path)
+    """Record a checkpoint whose content hash is known; the same file again is a no-op."""
+    path, fmt, config, name = _checked_request(session, path, config_name, name, step)
     existing = session.scalar(select(Checkpoint).where(Checkpoint.name == name))
     if existing is not None:
         if existing.sha256 == digest and existing.config_id == config.id:
@@ -110,10 +149,23 @@ def add_checkpoint(
         size_bytes=size,
         step=step,
         config=config,
+        training_metadata=metadata or None,
     )
     session.add(row)
     session.flush()
     return Registered(row.name, row.id, created=True)
+
+
+def add_checkpoint(
+    session: Session,
+    path: Path,
+    config_name: str,
+    name: str | None = None,
+    step: int | None = None,
+) -> Registered:
+    """Record a checkpoint with its streamed sha256 (hashed here), linked to a registered config."""
+    path, _, _, name = _checked_request(session, path, config_name, name, step)
+    return record_checkpoint(session, path, config_name, sha256_path(path), name, step)
 
 
 def get_checkpoint(session: Session, name: str) -> Checkpoint:
@@ -157,6 +209,7 @@ def describe_checkpoint(row: Checkpoint) -> dict[str, Any]:
         "step": row.step,
         "config": row.config.name,
         "config_hash": row.config.content_hash,
+        "training_metadata": row.training_metadata,
     }
 
 
@@ -173,4 +226,62 @@ def list_registry(session: Session) -> dict[str, list[dict[str, Any]]]:
     return {
         "configs": [describe_config(c) for c in configs],
         "checkpoints": [describe_checkpoint(c) for c in checkpoints],
+    }
+
+
+def checkpoint_status(session: Session, settings: Settings, name: str) -> dict[str, Any]:
+    """Everything known about checkpoint ``name``: its registry entry and config (once its
+    hash job recorded it), its jobs, its visible pool images, its latest scores and ratings.
+    NotFound when neither a checkpoint nor a job has that name."""
+    from arena.jobs.queue import describe_job, list_jobs
+
+    jobs = [describe_job(job) for job in reversed(list_jobs(session, checkpoint=name))]
+    row = session.scalar(select(Checkpoint).where(Checkpoint.name == name))
+    if row is None:
+        if not jobs:
+            raise NotFound(f"unknown checkpoint {name!r}; see `arena registry list`")
+        return {"name": name, "registered": False, "jobs": jobs}
+    images = session.execute(
+        select(Prompt.kind, func.count(Image.id), func.count(func.distinct(Image.prompt_id)))
+        .join(Prompt, Prompt.id == Image.prompt_id)
+        .where(Image.checkpoint_id == row.id, Image.hidden.is_(False))
+        .group_by(Prompt.kind)
+    ).all()
+    latest: dict[tuple[str, str | None], MetricScore] = {}
+    for score in session.scalars(
+        select(MetricScore).where(MetricScore.checkpoint_id == row.id).order_by(MetricScore.id)
+    ):
+        latest[(score.metric, score.character)] = score
+    ratings = session.scalars(
+        select(RatingSnapshot)
+        .where(RatingSnapshot.checkpoint_id == row.id)
+        .order_by(RatingSnapshot.board, RatingSnapshot.system)
+    ).all()
+    return {
+        **describe_checkpoint(row),
+        "registered": True,
+        "config_data": row.config.data,
+        "jobs": jobs,
+        "pool": {
+            "images": sum(int(n) for _, n, _ in images),
+            "by_kind": {kind: {"images": int(n), "prompts": int(p)} for kind, n, p in images},
+        },
+        "scores": [
+            {
+                "id": s.id,
+                "metric": s.metric,
+                "character": s.character,
+                "value": s.value,
+                "metric_model": s.metric_model,
+                "metric_version": s.metric_version,
+                "images": len(s.images_used),
+                "created_at": s.created_at.isoformat(),
+            }
+            for s in latest.values()
+        ],
+        "ratings": [
+            {"board": r.board, "system": r.system, "rating": r.rating, "games": r.games,
+             "wins": r.wins, "draws": r.draws, "losses": r.losses}
+            for r in ratings
+        ],
     }

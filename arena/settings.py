@@ -23,6 +23,36 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for admin API.")
     match_ttl_seconds: int = Field(default=1800, gt=0, description="How long a match can be voted.")
     votes_per_minute: int = Field(default=30, ge=0, description="Per-voter vote limit; 0 = off.")
+    voter_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs voter ids; default: a random key kept in "
+        "$ARENA_HOME/voter-secret (give the same value to every process and host).",
+    )
+    trusted_proxy_header: str | None = Field(
+        default=None,
+        description="Header a reverse proxy sets to the client address (e.g. X-Forwarded-For, "
+        "rightmost entry used); unset: the connection's own address.",
+    )
+    matches_per_minute: int = Field(default=60, ge=0, description="Per-voter match limit; 0 = off.")
+    skips_per_minute: int = Field(default=30, ge=0, description="Per-voter skip limit; 0 = off.")
+    prompts_per_hour: int = Field(
+        default=30, ge=0, description="Per-voter limit on typed prompts; 0 = off."
+    )
+    address_matches_per_minute: int = Field(
+        default=600, ge=0, description="Per-address match limit; 0 = off."
+    )
+    address_votes_per_minute: int = Field(
+        default=300, ge=0, description="Per-address vote limit; 0 = off."
+    )
+    address_skips_per_minute: int = Field(
+        default=300, ge=0, description="Per-address skip limit; 0 = off."
+    )
+    address_prompts_per_hour: int = Field(
+        default=120, ge=0, description="Per-address limit on typed prompts; 0 = off."
+    )
+    address_voters_per_hour: int = Field(
+        default=60, ge=0, description="Per-address limit on new voter ids; 0 = off."
+    )
     both_bad_as_draw: bool = Field(default=True, description="Count 'both bad' as a draw.")
     elo_k: float = Field(default=32.0, gt=0, description="Elo K factor.")
     trueskill_mu: float = Field(default=25.0, description="TrueSkill initial mean.")
@@ -41,11 +71,54 @@ class Settings(BaseSettings):
         description="How matches are chosen: uniform (random sets), balanced (fewest matches "
         "first) or active (most expected information; see metrics/pairing.py).",
     )
+    prompt_sets: str = Field(
+        default="default",
+        description="Prompt set YAML files a new checkpoint is rendered on, comma-separated "
+        "('default' = the shipped set).",
+    )
+    sdxl_config_dir: Path | None = Field(
+        default=None,
+        description="Local diffusers SDXL folder (configs, tokenizers) that single-file "
+        "checkpoints load with offline, for `arena worker`.",
+    )
+    ccip_references: Path | None = Field(
+        default=None,
+        description="CCIP reference images, one subfolder per character; the worker scores "
+        "every character that has one.",
+    )
+    ccip_model_dir: Path | None = Field(
+        default=None, description="CCIP model folder (model_feat.onnx, model_metrics.onnx)."
+    )
+    clip_model: str | None = Field(default=None, description="open_clip model name for CLIP score.")
+    clip_weights: Path | None = Field(default=None, description="Local CLIP weights file (.pt).")
+    clip_config: Path | None = Field(
+        default=None, description="open_clip model config JSON (architectures it does not ship)."
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, description="Tries of a job (crash or lost worker) before it fails."
+    )
+    job_lease_seconds: float = Field(
+        default=120.0, gt=0, description="A worker silent this long loses its job to another."
+    )
+    worker_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often an idle `arena worker` looks for jobs."
+    )
+    free_prompt_jobs_per_voter: int = Field(
+        default=3, ge=0, description="Typed prompts one voter may have waiting for rendering."
+    )
+    free_prompt_jobs_total: int = Field(
+        default=100, ge=0, description="Typed-prompt generate jobs waiting, all voters together."
+    )
 
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @property
+    def prompt_set_names(self) -> list[str]:
+        """The configured prompt sets, in order."""
+        return [part.strip() for part in self.prompt_sets.split(",") if part.strip()]
 
     @property
     def url(self) -> str:
@@ -72,5 +145,15 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
-    return Settings()
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``); a value
+    of the wrong type is a one-line error naming its environment variable."""
+    from pydantic import ValidationError
+
+    from arena.errors import UserError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "ARENA_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise UserError(f"{name}: {first['msg']}, got {first.get('input')!r}") from None

@@ -1,13 +1,16 @@
 """The Gradio voting UI: a tab per match kind and the leaderboard, mounted at / by arena.app.
 
 Before a vote the browser receives only what :class:`arena.matches.IssuedMatch` holds: the
-prompt and the metadata-free served copies of the images, named by their own content hash.
-The match token and the voter id stay on the server in ``gr.State``. The vote's answer, the
-:class:`arena.votes.Reveal`, is the first thing that names a checkpoint.
+prompt and, per image, an ``<img>`` whose URL is the image's random name for this match
+(``/api/v1/images/<name>.png``, served to this voter only and only until the match expires),
+never a name derived from the image. The match token stays on the server in ``gr.State``. The
+vote's answer, the :class:`arena.votes.Reveal`, is the first thing that names a checkpoint.
+The voter is the signed ``arena_voter`` cookie the page got on load.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -15,16 +18,16 @@ from typing import Any
 
 import gradio as gr
 
-from arena.api import VOTER_COOKIE
+from arena.api import VOTER_COOKIE, image_url
 from arena.db import Database
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
-from arena.images import served_path
-from arena.matches import IssuedMatch, check_voter_id, issue_match, skip_match
+from arena.identity import client_address, verify_voter_id
+from arena.matches import IssuedMatch, issue_match, skip_match
 from arena.settings import Settings
 from arena.ui_leaderboard import build_leaderboard_tab
 from arena.votes import Reveal, record_vote
 
-__all__ = ["build_ui", "voter_from_request"]
+__all__ = ["build_ui", "requester", "voter_from_request"]
 
 # What a voter may answer in each kind of match: (button label, API suffix, winner value).
 DUEL_CHOICES: dict[str, tuple[tuple[str, str, int | str], ...]] = {
@@ -51,27 +54,39 @@ class Current:
     """The match a tab is showing, kept server-side in ``gr.State``; ``open`` until voted."""
 
     token: str
-    voter: str
+    names: tuple[str, ...]  # the images' per-match names, by position
     open: bool = True
 
 
-def voter_from_request(request: gr.Request | None) -> str:
-    """The voter behind a Gradio event: the ``arena_voter`` cookie, else the Gradio session.
-
-    The cookie (set by the API middleware on page load) makes the UI and the JSON API one
-    voter; a client without cookies, such as ``gradio_client``, is its session.
-    """
+def voter_from_request(settings: Settings, request: gr.Request | None) -> str:
+    """The voter behind a Gradio event: the signed ``arena_voter`` cookie that the API
+    middleware sets on page load, so the UI and the JSON API are one voter."""
     if request is None:
         raise UserError("this event carries no request; reload the page")
     cookie = dict(request.cookies or {}).get(VOTER_COOKIE)
-    if cookie:
-        try:
-            return check_voter_id(cookie)
-        except UserError:
-            pass  # a mangled cookie: fall back to the session, as the middleware does
-    if not request.session_hash:
-        raise UserError("this event has no Gradio session; reload the page")
-    return check_voter_id(f"gradio-{request.session_hash}")
+    if not cookie:
+        raise UserError("this page has no voter cookie: allow cookies and reload the page")
+    try:
+        return verify_voter_id(settings, cookie)
+    except UserError:
+        raise UserError("this page's voter cookie is not valid: reload the page") from None
+
+
+def requester(settings: Settings, request: gr.Request | None) -> tuple[str, str]:
+    """The voter and the client address behind a Gradio event."""
+    voter = voter_from_request(settings, request)
+    headers = {k.lower(): v for k, v in dict(request.headers or {}).items()} if request else {}
+    host = request.client.host if request is not None and request.client else None
+    return voter, client_address(settings, host, headers)
+
+
+def image_html(url: str, caption: str) -> str:
+    """One match image as inert HTML: the per-match URL and a caption (escaped)."""
+    return (
+        f'<figure class="arena-figure"><img src="{html.escape(url)}" alt="{html.escape(caption)}"'
+        ' style="max-width:100%;max-height:448px;display:block;margin:auto">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def position_label(mode: str, position: int) -> str:
@@ -111,7 +126,7 @@ class MatchPanel:
         self.size = FFA_SIZE if mode == "ffa" else 2
         self.state = gr.State(None)
         self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=6)
-        self.images: list[gr.Image] = []
+        self.images: list[gr.HTML] = []
         self.choices: list[tuple[gr.Button, str, int | str]] = []
         self.ranks: list[gr.Dropdown] = []
         self.own_prompt: gr.Textbox | None = None
@@ -134,15 +149,8 @@ class MatchPanel:
                 self.use_prompt = gr.Button("Match my prompt", scale=1)
         self._wire()
 
-    def _image(self, position: int) -> gr.Image:
-        image = gr.Image(
-            label=position_label(self.mode, position),
-            type="filepath",
-            interactive=False,
-            height=320 if self.mode == "ffa" else 448,
-            buttons=["fullscreen"],
-            elem_classes=["arena-image"],
-        )
+    def _image(self, position: int) -> gr.HTML:
+        image = gr.HTML("", elem_classes=["arena-image"], min_height=160)
         self.images.append(image)
         return image
 
@@ -193,15 +201,14 @@ class MatchPanel:
             updates[self.rank] = gr.update(interactive=voting)
         return updates
 
-    def _shown(self, issued: IssuedMatch, voter: str) -> dict[Any, Any]:
+    def _shown(self, issued: IssuedMatch) -> dict[Any, Any]:
         updates = self._controls(voting=True)
-        updates[self.state] = Current(issued.token, voter)
+        names = tuple(shown.name for shown in issued.images)
+        updates[self.state] = Current(issued.token, names)
         updates[self.prompt] = issued.prompt
         for image, shown in zip(self.images, issued.images, strict=True):
-            updates[image] = gr.update(
-                value=str(served_path(self.settings.home, shown.served_sha256)),
-                label=position_label(self.mode, shown.position),
-            )
+            updates[image] = image_html(image_url(shown.name),
+                                        position_label(self.mode, shown.position))
         how = "Pick the best image." if self.mode == "ffa" else "Which image is better?"
         updates[self.status] = f"ℹ️ {issued.notice}\n\n{how}" if issued.notice else how
         if self.mode == "ffa":
@@ -213,60 +220,67 @@ class MatchPanel:
         updates = self._controls(voting=False)
         updates[self.state] = None
         updates[self.prompt] = ""
-        updates |= {image: gr.update(value=None, label="") for image in self.images}
+        updates |= {image: "" for image in self.images}
         updates[self.status] = f"⚠️ {message}"
         return updates
 
     def issue(self, request: gr.Request | None, prompt: str | None = None) -> dict[Any, Any]:
         """Issue a new match of this tab's kind and show it, or say why none can be issued."""
         try:
-            voter = voter_from_request(request)
-            issued = issue_match(self.db, self.settings, voter, self.mode, prompt)
+            voter, address = requester(self.settings, request)
+            issued = issue_match(self.db, self.settings, voter, self.mode, prompt,
+                                 address=address)
         except UserError as exc:
             return self._unavailable(str(exc))
-        return self._shown(issued, voter)
+        return self._shown(issued)
 
     def _revealed(self, current: Current, reveal: Reveal, picked: list[int]) -> dict[Any, Any]:
         updates = self._controls(voting=False)
-        updates[self.state] = Current(current.token, current.voter, open=False)
+        updates[self.state] = Current(current.token, current.names, open=False)
         by_position = {image.position: image for image in reveal.images}
         for position, image in enumerate(self.images):
             shown = by_position[position]
-            updates[image] = gr.update(
-                label=f"{position_label(self.mode, position)}: {shown.checkpoint} "
-                f"({shown.config})"
+            updates[image] = image_html(
+                image_url(current.names[position]),
+                f"{position_label(self.mode, position)}: {shown.checkpoint} ({shown.config})",
             )
         updates[self.status] = reveal_markdown(reveal, picked)
         return updates
 
     def _vote(
-        self, current: Current | None, winner: int | str | None, ranking: list[int] | None
+        self, current: Current | None, winner: int | str | None, ranking: list[int] | None,
+        request: gr.Request | None,
     ) -> dict[Any, Any]:
         if current is None or not current.open:
             return {self.status: "⚠️ There is no open match here: press **Next match**."}
         try:
-            reveal = record_vote(self.db, self.settings, current.token, current.voter,
-                                 winner=winner, ranking=ranking)
+            voter, address = requester(self.settings, request)
+            reveal = record_vote(self.db, self.settings, current.token, voter,
+                                 winner=winner, ranking=ranking, address=address)
         except UserError as exc:
             if isinstance(exc, FINAL_REFUSALS):
                 return {**self._controls(voting=False), self.status: f"⚠️ {exc}",
-                        self.state: Current(current.token, current.voter, open=False)}
+                        self.state: Current(current.token, current.names, open=False)}
             return {self.status: f"⚠️ {exc}"}
         picked = ranking[:1] if ranking else [winner] if isinstance(winner, int) else []
         return self._revealed(current, reveal, picked)
 
-    def _voter(self, winner: int | str) -> Callable[[Current | None], dict[Any, Any]]:
-        def vote(current: Current | None) -> dict[Any, Any]:
-            return self._vote(current, winner, None)
+    def _voter(
+        self, winner: int | str
+    ) -> Callable[[Current | None, gr.Request], dict[Any, Any]]:
+        def vote(current: Current | None, request: gr.Request) -> dict[Any, Any]:
+            return self._vote(current, winner, None, request)
 
         return vote
 
-    def _ranked(self, *args: Any) -> dict[Any, Any]:
-        *places, current = args
+    def _ranked(self, first: str | None, second: str | None, third: str | None,
+                fourth: str | None, current: Current | None,
+                request: gr.Request) -> dict[Any, Any]:
+        places = [first, second, third, fourth]
         if any(p is None for p in places) or len(set(places)) != self.size:
             return {self.status: "⚠️ To rank, give each of the four images exactly one place."}
         labels = [position_label(self.mode, p) for p in range(self.size)]
-        return self._vote(current, None, [labels.index(p) for p in places])
+        return self._vote(current, None, [labels.index(p) for p in places], request)
 
     def ensure(self, current: Current | None, request: gr.Request) -> dict[Any, Any]:
         """On opening the tab: issue a match unless one is already showing."""
@@ -282,8 +296,12 @@ class MatchPanel:
         """Pass on the open match (it can no longer be voted on) and show a new one."""
         if current is not None and current.open:
             # Already gone (expired, voted on elsewhere): nothing is left to skip.
-            with suppress(*FINAL_REFUSALS):
-                skip_match(self.db, current.token, current.voter)
+            try:
+                voter, address = requester(self.settings, request)
+                with suppress(*FINAL_REFUSALS):
+                    skip_match(self.db, self.settings, current.token, voter, address)
+            except UserError as exc:  # over the skip limit, or no voter cookie
+                return {self.status: f"⚠️ {exc}"}
         return self.issue(request)
 
     def with_prompt(self, text: str, request: gr.Request) -> dict[Any, Any]:

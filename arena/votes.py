@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from arena.db import Database
-from arena.errors import Conflict, RateLimited, UserError
+from arena.errors import Conflict, UserError
+from arena.limits import charge
 from arena.matches import load_match_for
 from arena.models import Vote, utcnow
 from arena.ratings import apply_vote_online
@@ -70,29 +70,19 @@ def record_vote(
     voter_external_id: str,
     winner: int | str | None = None,
     ranking: list[int] | None = None,
+    address: str | None = None,
 ) -> Reveal:
     """Store one vote and update every affected rating board, all in one transaction.
 
     Refuses (changing nothing) an unknown, foreign, expired, skipped or already-voted match,
-    an invalid winner or ranking, and a voter over the rate limit.
+    an invalid winner or ranking, and a voter or ``address`` over its rate limit.
     """
     if (winner is None) == (ranking is None):
         raise UserError("give exactly one of 'winner' or 'ranking'")
     try:
         with db.session(serialized=True) as session:
             match = load_match_for(session, token, voter_external_id)
-            if settings.votes_per_minute:
-                since = utcnow() - timedelta(seconds=60)
-                recent = session.scalar(
-                    select(func.count(Vote.id)).where(
-                        Vote.voter_id == match.voter_id, Vote.created_at > since
-                    )
-                )
-                if (recent or 0) >= settings.votes_per_minute:
-                    raise RateLimited(
-                        f"rate limit: at most {settings.votes_per_minute} votes a minute; "
-                        "wait a little"
-                    )
+            charge(session, settings, "vote", voter_external_id, address)
             positions = [mi.checkpoint_id for mi in match.images]
             order: list[int] | None = None
             position: int | None = None

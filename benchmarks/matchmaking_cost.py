@@ -69,18 +69,28 @@ def main() -> None:
         started = time.perf_counter()
         ids = make_pool(db, n_ckpt, {"fixed": n_prompts})
         rng = random.Random(0)
-        with db.session() as session:
-            session.execute(insert(RatingSnapshot), [
-                {"board": "fixed", "system": "trueskill", "checkpoint_id": c,
-                 "rating": 0.0, "mu": rng.gauss(25, 4), "sigma": rng.uniform(0.8, 3.0),
-                 "games": 40, "parameters": {}, "updated_at": utcnow()}
-                for c in ids
-            ])
-        settings = Settings(home=Path(folder), database_url=url, votes_per_minute=0)
+        limits = {name: 0 for name in Settings.model_fields
+                  if name.endswith(("_per_minute", "_per_hour"))}
+        settings = Settings(home=Path(folder), database_url=url, **limits)
         for i in range(args.history):
             match = issue_match(db, settings, VOTER, "fixed", rng=rng)
             if i % 2:
                 record_vote(db, settings, match.token, VOTER, winner=0)
+        # TrueSkill snapshots for every checkpoint, with the parameters the votes recorded.
+        with db.session() as session:
+            parameters = session.scalar(
+                select(RatingSnapshot.parameters).where(RatingSnapshot.system == "trueskill")
+            )
+            rated = set(session.scalars(
+                select(RatingSnapshot.checkpoint_id).where(
+                    RatingSnapshot.board == "fixed", RatingSnapshot.system == "trueskill")
+            ))
+            session.execute(insert(RatingSnapshot), [
+                {"board": "fixed", "system": "trueskill", "checkpoint_id": c,
+                 "rating": 0.0, "mu": rng.gauss(25, 4), "sigma": rng.uniform(0.8, 3.0),
+                 "games": 40, "parameters": parameters, "updated_at": utcnow()}
+                for c in ids if c not in rated
+            ])
         print(f"matchmaking cost: {n_ckpt} checkpoints x {n_prompts} prompts "
               f"({n_ckpt * n_prompts} images), a voter with {args.history} matches; "
               f"setup {time.perf_counter() - started:.0f} s")

@@ -48,7 +48,7 @@ def build_pool(db: Database, home: Path, checkpoints: int, prompts: int, seeds: 
         add_config(session, load_preset("illustrious-v2.0"))
         for i in range(checkpoints):
             path = files / f"bench-model-{i}.safetensors"
-            path.write_bytes(os.urandom(1024))
+            path.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}" + os.urandom(1024))
             names.append(add_checkpoint(session, path, "illustrious-v2.0").name)
     records = []
     rng = random.Random(0)
@@ -80,9 +80,11 @@ async def client(base: str, index: int, deadline: float, latencies: list[float],
                  errors: list[str]) -> int:
     """One voter looping match + vote until the deadline; returns its completed cycles."""
     rng = random.Random(index)
-    headers = {"X-Voter-Id": f"bench-client-{index:04d}"}
     cycles = 0
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        # A voter id signed by the server (a made-up X-Voter-Id is refused).
+        voter = (await http.post("/api/v1/voters")).json()["voter_id"]
+        http.headers["X-Voter-Id"] = voter
         while time.perf_counter() < deadline:
             start = time.perf_counter()
             try:
@@ -211,8 +213,12 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             build_pool(db, home, args.checkpoints, args.prompts, args.seeds)
             db.dispose()
             port = free_port()
+            # Every client shares one address: no per-voter or per-address limits here.
+            limits = {f"ARENA_{name}": "0" for name in (
+                "VOTES_PER_MINUTE", "MATCHES_PER_MINUTE", "ADDRESS_MATCHES_PER_MINUTE",
+                "ADDRESS_VOTES_PER_MINUTE", "ADDRESS_VOTERS_PER_HOUR")}
             env = dict(os.environ, ARENA_HOME=str(home), ARENA_DATABASE_URL=url,
-                       ARENA_VOTES_PER_MINUTE="0", GRADIO_ANALYTICS_ENABLED="False")
+                       GRADIO_ANALYTICS_ENABLED="False", **limits)
             log = (Path(tmp) / "serve.log").open("w")
             server = subprocess.Popen(
                 [sys.executable, "-m", "arena.cli.main", "serve", "--port", str(port),

@@ -40,7 +40,9 @@ class ImageParameters:
     """The recorded generation parameters of one image.
 
     ``width``/``height`` are the first pass's size, as the web UI records it;
-    ``hires_upscale``, ``hires_steps`` and ``denoising_strength`` describe a second pass.
+    ``hires_upscale``, ``hires_steps`` and ``denoising_strength`` describe a second pass;
+    ``batch_size`` and ``batch_pos`` (the web UI's ``Batch size: N, Batch pos: i``) say that
+    the image was rendered in one call with others, and where (``None`` when alone).
     """
 
     prompt: str
@@ -56,6 +58,8 @@ class ImageParameters:
     denoising_strength: float | None = None
     hires_upscale: float | None = None
     hires_steps: int | None = None
+    batch_size: int | None = None
+    batch_pos: int | None = None
 
 
 def _number(value: float) -> str:
@@ -83,6 +87,10 @@ def format_parameters(p: ImageParameters) -> str:
         pairs.append(("Hires upscale", _number(p.hires_upscale)))
     if p.hires_steps is not None:
         pairs.append(("Hires steps", str(p.hires_steps)))
+    if p.batch_size is not None:
+        pairs.append(("Batch size", str(p.batch_size)))
+    if p.batch_pos is not None:
+        pairs.append(("Batch pos", str(p.batch_pos)))
     lines = [p.prompt]
     if p.negative_prompt:
         lines.append(f"{_NEGATIVE} {p.negative_prompt}")
@@ -137,7 +145,9 @@ def parse_parameters(text: str) -> ImageParameters:
             model_name=pairs.get("Model", ""),
             denoising_strength=_float_or_none(pairs.get("Denoising strength")),
             hires_upscale=_float_or_none(pairs.get("Hires upscale")),
-            hires_steps=int(pairs["Hires steps"]) if "Hires steps" in pairs else None,
+            hires_steps=_int_or_none(pairs.get("Hires steps")),
+            batch_size=_int_or_none(pairs.get("Batch size")),
+            batch_pos=_int_or_none(pairs.get("Batch pos")),
         )
     except ValueError as exc:
         raise GenerationError(f"parameters text: a value is not a number ({exc})") from exc
@@ -145,6 +155,10 @@ def parse_parameters(text: str) -> ImageParameters:
 
 def _float_or_none(value: str | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def png_bytes(image: Image, params: ImageParameters) -> bytes:

@@ -9,13 +9,14 @@ Rendering follows the report's recommendations (Park et al. 2024, Illustrious): 
 second img2img pass at a chosen strength over the upscaled first image. Prompts longer than
 CLIP's 77 tokens are not cut: they are encoded in 75-token chunks whose embeddings are
 concatenated (the A1111 web UI's method), and the pooled embedding is the first chunk's.
-Each image has its own CPU ``torch.Generator`` seeded with its seed, so an image depends on
-its seed and settings only, on any device and in any batch.
+Each image has its own CPU ``torch.Generator`` seeded with its seed, so its noise depends on
+its seed only, on any device and in any batch. Its pixels also depend, in the last bits, on
+the batch it is rendered in and the machine (kernels sum in an order chosen by shape); see
+:mod:`generation.pool` for what is bit-identical and what is close.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from generation.errors import GenerationError
 from generation.samplers import DEFAULT_SAMPLER, check_sampler, make_scheduler
+from metrics.file_hash import sha256_path
 
 if TYPE_CHECKING:
     import torch
@@ -174,26 +176,13 @@ class CheckpointSpec:
         return self.name or (self.path.stem if self.path.suffix else self.path.name)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_hash(path: Path) -> str:
     """The A1111 web UI's model hash: the first 10 hex digits of the file's SHA-256.
 
     For a diffusers folder the SHA-256 is taken over a listing of its files (each relative
     path and content hash, in sorted order), the same definition ``arena registry`` uses.
     """
-    if path.is_file():
-        return _sha256_file(path)[:10]
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{_sha256_file(file)}\n".encode())
-    return digest.hexdigest()[:10]
+    return sha256_path(path)[:10]
 
 
 def pick_device_dtype(
@@ -431,7 +420,7 @@ class LoadedPipeline:
         if len(prompts) != len(seeds):
             raise ValueError("render needs one seed per prompt")
         # Padding a prompt with empty chunks changes its image, so a batch never mixes
-        # chunk counts: each image stays what it would be if rendered alone.
+        # chunk counts: each image stays what it would be alone, up to float rounding.
         negative_chunks = self.chunk_count(settings.negative_prompt)
         if len({max(self.chunk_count(p), negative_chunks) for p in prompts}) > 1:
             raise ValueError("render batches only prompts of the same chunk count")

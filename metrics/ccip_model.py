@@ -15,7 +15,6 @@ Sessions are opened once per :class:`CCIPModel`; CUDA is used when onnxruntime o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import threading
@@ -26,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from metrics.ccip_preprocess import CCIP_INPUT_SIZE
+from metrics.file_hash import sha256_file
 
 __all__ = [
     "FEATURE_DIM",
     "CCIPModel",
     "CCIPModelError",
-    "file_sha256",
     "load_ccip_model",
 ]
 
@@ -43,15 +42,6 @@ THRESHOLD_FILE = "metrics.json"
 
 class CCIPModelError(ValueError):
     """A CCIP model folder does not hold what the published format requires."""
-
-
-def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _describe(shape: list[Any]) -> str:
@@ -224,8 +214,8 @@ def load_ccip_model(
         name=name or folder.resolve().name,
         directory=folder,
         threshold=threshold,
-        feat_sha256=file_sha256(folder / FEAT_FILE),
-        metrics_sha256=file_sha256(folder / METRICS_FILE),
+        feat_sha256=sha256_file(folder / FEAT_FILE),
+        metrics_sha256=sha256_file(folder / METRICS_FILE),
         providers=list(feat.get_providers()),
         _feat=feat,
         _metrics=metrics,

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from metrics.ccip import NothingToScoreError
-from metrics.ccip_model import file_sha256
 from metrics.ccip_preprocess import ImageFailure, load_rgb, unreadable_reason
+from metrics.file_hash import sha256_file
 
 __all__ = [
     "CLIPSCORE_W",
@@ -75,7 +75,7 @@ def _register_config(name: str, config: Path) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copyfile(config, Path(tmp) / f"{name}.json")
         open_clip.add_model_config(tmp)
-    return file_sha256(config)
+    return sha256_file(config)
 
 
 def load_clip_model(
@@ -115,7 +115,7 @@ def load_clip_model(
     return ClipModel(
         name=name,
         weights=weights_path,
-        weights_sha256=file_sha256(weights_path),
+        weights_sha256=sha256_file(weights_path),
         config_sha256=config_sha,
         device=device,
         _model=model,

@@ -128,7 +128,10 @@ def load_config(path: str | Path) -> TrainingConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)

@@ -23,7 +23,7 @@ def demo(
         f"({summary.imported} new)"
     )
     if no_serve:
-        typer.echo(f"serve it with: arena serve  (or ARENA_HOME={summary.home} arena serve)")
+        typer.echo(f"serve it with: arena serve --demo  (or ARENA_HOME={summary.home} arena serve)")
         return
     import uvicorn
 
@@ -31,4 +31,6 @@ def demo(
 
     os.environ["ARENA_HOME"] = str(settings.home)
     typer.echo(f"Illustrious Arena demo on http://{host}:{port}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    # Client addresses (rate-limit keys) come from the connection, not X-Forwarded-For.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                proxy_headers=False)

@@ -7,6 +7,9 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from arena.cli import db, demo, generate, pool, ratings, registry, score, serve, simulate
+from arena.cli import jobs as jobs_cli
+from arena.cli import watch as watch_cli
+from arena.cli import worker as worker_cli
 from arena.cli.common import new_app, print_json
 
 app = new_app("Illustrious Arena: human-preference evaluation of anime text-to-image checkpoints.")
@@ -19,6 +22,9 @@ app.command("serve")(serve.serve)
 app.command("generate")(generate.generate)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
+app.add_typer(jobs_cli.app, name="jobs")
+app.command("worker")(worker_cli.worker)
+app.command("watch")(watch_cli.watch)
 
 
 def _version() -> str:

@@ -1,4 +1,5 @@
-"""`arena serve`: the UI and API on one port."""
+"""`arena serve`: the UI and API on one port, for the configured arena (or the demo's, when
+asked with ``--demo``)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,27 @@ import os
 import typer
 
 from arena.cli.common import open_database
+from arena.errors import UserError
 
 
-def _settings_to_serve():  # type: ignore[no-untyped-def]
-    """The configured arena; with nothing configured and no arena yet, the demo's if built."""
-    from arena.demo import DEFAULT_DEMO_HOME, demo_settings
+def _settings_to_serve(demo: bool):  # type: ignore[no-untyped-def]
+    """The configured arena, or with ``demo`` the demo arena (which must have been built)."""
+    from sqlalchemy.engine import make_url
+
+    from arena.demo import demo_settings
     from arena.settings import get_settings
 
-    settings = get_settings()
-    configured = os.environ.get("ARENA_HOME") or os.environ.get("ARENA_DATABASE_URL")
-    if (
-        not configured
-        and not (settings.home / "arena.db").exists()
-        and (DEFAULT_DEMO_HOME / "arena.db").exists()
-    ):
-        settings = demo_settings(DEFAULT_DEMO_HOME)
-        typer.echo(f"no arena in {get_settings().home}; serving the demo arena in {settings.home}")
+    settings = demo_settings() if demo else get_settings()
+    url = make_url(settings.url)
+    if url.get_backend_name() == "sqlite" and not os.path.exists(url.database or ""):
+        if demo:
+            raise UserError(
+                f"no demo arena in {settings.home}; build it with `arena demo --no-serve`"
+            )
+        raise UserError(
+            f"no arena database at {url.database}: set ARENA_HOME or ARENA_DATABASE_URL, or "
+            "create one with `arena db upgrade`; for the demo use `arena serve --demo`"
+        )
     return settings
 
 
@@ -32,23 +38,39 @@ def serve(
     workers: int = typer.Option(
         1, "--workers", min=1, help="Server processes; more than one suits PostgreSQL."
     ),
+    demo: bool = typer.Option(
+        False, "--demo", help="Serve the demo arena (./arena-demo or ARENA_HOME), built by "
+        "`arena demo`."
+    ),
 ) -> None:
     """Serve the voting UI (Gradio) and the JSON API (/api/v1) with uvicorn."""
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from arena.app import create_app
 
-    settings = _settings_to_serve()
+    settings = _settings_to_serve(demo)
     db = open_database(settings)
+    shown = make_url(settings.url).render_as_string(hide_password=True)
+    typer.echo(f"database: {shown}")
+    typer.echo(f"image store: {(settings.home / 'images').resolve()} "
+               f"(served copies: {(settings.home / 'served').resolve()})")
+    from arena.ratings import stale_boards
+
+    with db.session(readonly=True) as session:
+        stale = stale_boards(session, settings)
+    if stale:
+        typer.echo(f"warning: ratings on {', '.join(stale)} were computed with other rating "
+                   "parameters; votes on them are refused until `arena ratings recompute`")
     typer.echo(f"Illustrious Arena on http://{host}:{port}  (API: /api/v1, docs: /docs)")
+    # Client addresses come from the connection, or from ARENA_TRUSTED_PROXY_HEADER alone:
+    # uvicorn's own X-Forwarded-For handling would let a local client pick its address.
+    options = {"host": host, "port": port, "log_level": "warning", "proxy_headers": False}
     if workers == 1:
-        uvicorn.run(create_app(settings, db), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, db), **options)
         return
     db.dispose()
     # Worker processes build the app from the environment: pin it to what was chosen here.
     os.environ["ARENA_HOME"] = str(settings.home)
     os.environ["ARENA_DATABASE_URL"] = settings.url
-    uvicorn.run(
-        "arena.app:create_app", factory=True, host=host, port=port, workers=workers,
-        log_level="warning",
-    )
+    uvicorn.run("arena.app:create_app", factory=True, workers=workers, **options)

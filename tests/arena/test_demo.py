@@ -13,6 +13,7 @@ from arena.app import create_app
 from arena.cli.main import app
 from arena.cli.serve import _settings_to_serve
 from arena.db import Database
+from arena.errors import UserError
 from arena.models import Checkpoint, Image, Prompt
 from arena.settings import get_settings
 
@@ -52,8 +53,10 @@ def test_demo_then_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         assert s.scalar(select(func.count(Image.id))) == images
     db.dispose()
 
-    # With nothing configured, `arena serve` serves the demo it finds in ./arena-demo.
-    settings = _settings_to_serve()
+    # `arena serve` serves the demo only when asked (--demo); with nothing configured it says so.
+    with pytest.raises(UserError, match="arena serve --demo"):
+        _settings_to_serve(demo=False)
+    settings = _settings_to_serve(demo=True)
     assert settings.home == home.resolve()
     served = Database(settings.url)
     client = TestClient(create_app(settings, served, ui=False))

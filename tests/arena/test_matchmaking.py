@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _settings(db: Database, home: Path) -> Settings:
-    return Settings(home=home, database_url=db.url, votes_per_minute=0)
+    """No rate limits: these tests issue many matches per voter within a second."""
+    limits = {name: 0 for name in Settings.model_fields
+              if name.endswith(("_per_minute", "_per_hour"))}
+    return Settings(home=home, database_url=db.url, **limits)
 
 
 def _shown(db: Database, token: str) -> tuple[frozenset[int], frozenset[int]]:
@@ -68,7 +71,7 @@ def test_a_voter_never_sees_the_same_set_twice_in_a_row(
         assert shown != previous, f"match {i} repeats the previous set {sorted(shown)}"
         previous = shown
         if i % 3 == 0:
-            skip_match(arena_env, match.token, "voter-rows-0001")
+            skip_match(arena_env, settings, match.token, "voter-rows-0001")
         else:
             record_vote(arena_env, settings, match.token, "voter-rows-0001", winner=i % 2)
 
@@ -102,7 +105,7 @@ def test_an_issued_but_unvoted_match_reveals_nothing(
     make_pool(arena_env, checkpoints=2, prompts={"fixed": 1}, seeds=(5,))
     settings = _settings(arena_env, arena_home)
     first = issue_match(arena_env, settings, "voter-skip-0001", "fixed", rng=random.Random(1))
-    skip_match(arena_env, first.token, "voter-skip-0001")
+    skip_match(arena_env, settings, first.token, "voter-skip-0001")
     second = issue_match(arena_env, settings, "voter-skip-0001", "fixed", rng=random.Random(2))
     # The pool has one image per checkpoint: the same images, and no error.
     assert _shown(arena_env, first.token) == _shown(arena_env, second.token)
@@ -157,7 +160,8 @@ from arena.db import Database
 from arena.matches import issue_match
 from arena.settings import Settings
 db = Database(sys.argv[1])
-settings = Settings(database_url=sys.argv[1], home=sys.argv[2], votes_per_minute=0)
+limits = {n: 0 for n in Settings.model_fields if n.endswith(("_per_minute", "_per_hour"))}
+settings = Settings(database_url=sys.argv[1], home=sys.argv[2], **limits)
 rng = random.Random(99)
 for i in range(int(sys.argv[3])):
     issue_match(db, settings, f"voter-child-{i:03d}", "fixed", rng=rng)

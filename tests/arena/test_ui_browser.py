@@ -13,14 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image as PILImage
 from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import func, select
 
 from arena.app import create_app
 from arena.db import Database
-from arena.images import original_path
+from arena.hashing import sha256_bytes
+from arena.images import original_path, served_path
 from arena.models import GenerationRequest, Image, Match, Vote, Voter
+from arena.pool import import_records
 from arena.settings import Settings
+from generation.parameters import ImageParameters, png_bytes
 from tests.arena.fixtures_pool import PoolFixture, Recorder, build_pool, leaked, serve
 
 pytestmark = pytest.mark.browser
@@ -81,17 +85,41 @@ def check_anonymous(
     sources = [
         src
         for src in panel.locator("img").evaluate_all("els => els.map(e => e.src)")
-        if "/gradio_api/file=" in src
+        if "/api/v1/images/" in src
     ]
     assert sources
     for src in sources:
         assert leaked(src, pool.secrets) == []
-        assert Path(src.split("/gradio_api/file=")[1]).stem in served
-        data = page.request.get(src).body()
+        # A random name for this match only: nothing derived from the image.
+        name = src.rsplit("/", 1)[1].removesuffix(".png")
+        assert len(name) == 32 and not any(h[:16] in src for h in served)
+        response = page.request.get(src)
+        assert response.headers["cache-control"] == "private, no-store"
+        data = response.body()
+        assert sha256_bytes(data) in served
         assert png_chunk_types(data) == ["IHDR", "IDAT", "IEND"]
         assert b"Model hash" not in data and leaked(data, pool.secrets) == []
     recorder.take()  # the image bytes just fetched were checked above
     return sources
+
+
+HOSTILE_PROMPT = '1girl, <img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+
+
+def add_free_prompt(db: Database, home: Path, folder: Path, pool: PoolFixture,
+                    prompt: str) -> None:
+    """Two checkpoints' images for one more free prompt, imported like any pool."""
+    folder.mkdir(parents=True)
+    records = []
+    for index, checkpoint in enumerate(pool.checkpoints[:2]):
+        params = ImageParameters(prompt=prompt, negative_prompt="", steps=20, sampler="Euler a",
+                                 cfg=6.0, seed=7, width=64, height=64,
+                                 model_hash=checkpoint.short_hash, model_name=checkpoint.name)
+        path = folder / f"html-{index}.png"
+        path.write_bytes(png_bytes(PILImage.new("RGB", (64, 64), (90 * index, 20, 40)), params))
+        records.append({"file": str(path), "checkpoint": checkpoint.name, "kind": "free"})
+    report = import_records(db, records, home, progress=False)
+    assert len(report.imported) == 2, report.as_dict()
 
 
 def choose(page: Any, panel: Any, label: str, option: str) -> None:
@@ -113,6 +141,7 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
 ) -> None:
     db = arena_env
     pool = build_pool(db, arena_home, tmp_path / "pool-src")
+    add_free_prompt(db, arena_home, tmp_path / "pool-html", pool, HOSTILE_PROMPT)
     settings = Settings(home=arena_home, database_url=db.url)
     recorder = Recorder(create_app(settings, db))
     shots = tmp_path / "screenshots"
@@ -125,9 +154,13 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         assert leaked(page.content(), pool.secrets) == []
         first_sources = check_anonymous(page, fixed, recorder, db, pool)
         with db.session() as s:
-            original = original_path(arena_home, s.scalars(select(Image.sha256)).first())
-        # The originals, which carry the parameters text, are not reachable through Gradio.
+            image = s.scalars(select(Image)).first()
+            original = original_path(arena_home, image.sha256)
+            copy = served_path(arena_home, image.served_sha256)
+        # Neither the originals (with their parameters text) nor the served copies (named by
+        # their hash) are reachable through Gradio's file route.
         assert page.request.get(f"{url}/gradio_api/file={original}").status == 403
+        assert page.request.get(f"{url}/gradio_api/file={copy}").status == 403
         recorder.take()
         page.screenshot(path=shots / "fixed.png", full_page=True)
         page.evaluate("window.__arenaMarker = 'no reload'")
@@ -160,6 +193,19 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         free.get_by_text("Revealed").wait_for()
         recorder.take()
         assert names[1] in free.inner_text() and "You have cast 2 votes." in free.inner_text()
+
+        # A prompt with HTML and script, typed by some voter and now in the pool, reaches
+        # this voter as inert text.
+        free.get_by_role("button", name="Next match").click()
+        free.get_by_text("Which image is better?").wait_for()
+        free.get_by_label("Your own prompt (optional)").fill(HOSTILE_PROMPT)
+        free.get_by_role("button", name="Match my prompt").click()
+        expect(free.get_by_label("Prompt", exact=True)).to_have_value(HOSTILE_PROMPT)
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("img[src='x'], img[src$='/x']").count() == 0
+        free.get_by_role("button", name="Skip").click()
+        free.get_by_text("Which image is better?").wait_for()
+        recorder.take()
 
         # Four-way: skip one, rank all four of the next, then pick the best of a third.
         ffa = open_tab(page, "Four-way", "tab-ffa")

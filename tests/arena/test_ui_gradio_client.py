@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gradio_client import Client
 from sqlalchemy import select
 
 from arena.app import create_app
 from arena.db import Database
+from arena.hashing import sha256_bytes
 from arena.models import Image, Match, Vote, Voter, utcnow
 from arena.settings import Settings
 from tests.arena.fixtures_pool import FIXED_PROMPTS, FREE_PROMPTS, PoolFixture, build_pool, serve
@@ -58,7 +61,7 @@ def connect(server: str, tmp_path: Path) -> Iterator[Callable[..., Client]]:
 
 
 def test_one_vote_through_gradio_client(
-    connect: Callable[..., Client], arena_env: Database, pool: PoolFixture
+    connect: Callable[..., Client], arena_env: Database, pool: PoolFixture, server: str
 ) -> None:
     client = connect()
     shown = client.predict(api_name="/fixed_next")
@@ -67,11 +70,16 @@ def test_one_vote_through_gradio_client(
     assert status == "Which image is better?"
     with arena_env.session() as s:
         served = set(s.scalars(select(Image.served_sha256)))
-    for path in (image_a, image_b):
-        # The file the client downloaded is the served copy, named by its own hash only.
-        assert Path(path).stem in served
-        data = Path(path).read_bytes().lower()
-        assert not [x for x in pool.secrets if x.lower().encode() in data]
+    for html in (image_a, image_b):
+        # The image is an <img> with this match's random name, nothing derived from the image.
+        (src,) = re.findall(r'src="([^"]+)"', html)
+        assert re.fullmatch(r"/api/v1/images/[0-9a-f]{32}\.png", src)
+        assert not any(h[:16] in src for h in served)
+        data = httpx.get(server + src, cookies=client.cookies).content
+        assert data.startswith(b"\x89PNG") and sha256_bytes(data) in served
+        assert not [x for x in pool.secrets if x.lower().encode() in data.lower()]
+        # Another client (another voter) cannot fetch it.
+        assert httpx.get(server + src).status_code == 403
     assert not [x for x in pool.secrets if x.lower() in repr(shown).lower()]
 
     answer = client.predict(api_name="/fixed_vote_a")
@@ -102,8 +110,13 @@ def test_one_vote_through_gradio_client(
 def test_session_voter_free_prompt_notice_and_ranking_check(
     connect: Callable[..., Client], arena_env: Database, pool: PoolFixture
 ) -> None:
-    # A mangled voter cookie is not trusted: the voter is the Gradio session instead.
-    client = connect(cookies={"arena_voter": "bad!"})
+    # A forged voter cookie is refused with a message; nothing is issued to it.
+    forged = connect(cookies={"arena_voter": "bad!"})
+    refused = forged.predict("an entirely new prompt, not in the pool", api_name="/free_prompt")
+    assert "voter cookie is not valid" in refused[3]
+    with arena_env.session() as s:
+        assert s.scalars(select(Match)).all() == []
+    client = connect()
     shown = client.predict("an entirely new prompt, not in the pool", api_name="/free_prompt")
     assert "queued for generation" in shown[3]
     answer = client.predict(api_name="/free_vote_both_bad")
@@ -112,7 +125,7 @@ def test_session_voter_free_prompt_notice_and_ranking_check(
         (vote,) = s.scalars(select(Vote)).all()
         assert vote.outcome == "both_bad"
         voter = s.get(Voter, vote.voter_id)
-        assert voter is not None and voter.external_id == f"gradio-{client.session_hash}"
+        assert voter is not None and voter.external_id == client.cookies["arena_voter"]
     # A prompt the pool holds from two or more checkpoints is served as typed.
     served = client.predict(f"  {FREE_PROMPTS[1]} ", api_name="/free_prompt")
     assert value(served[0]) == FREE_PROMPTS[1] and value(served[3]) == "Which image is better?"

@@ -11,7 +11,7 @@ from PIL import Image
 
 from generation.demo import demo_prompt_set, render_demo_pool, write_demo_checkpoints
 from generation.errors import GenerationError
-from generation.pool import read_manifest_rows
+from generation.manifest import read_manifest_rows
 
 
 def test_demo_checkpoints_render_different_pools(tmp_path: Path) -> None:

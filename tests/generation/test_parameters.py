@@ -37,6 +37,7 @@ _name = (
 @st.composite
 def parameters(draw: st.DrawFn) -> ImageParameters:
     hires = draw(st.booleans())
+    batch = draw(st.one_of(st.none(), st.integers(2, 64)))
     return ImageParameters(
         prompt=draw(_text),
         negative_prompt=draw(_text),
@@ -51,6 +52,8 @@ def parameters(draw: st.DrawFn) -> ImageParameters:
         denoising_strength=draw(st.floats(0.01, 1)) if hires else None,
         hires_upscale=draw(st.floats(1, 4)) if hires else None,
         hires_steps=draw(st.one_of(st.none(), st.integers(1, 50))) if hires else None,
+        batch_size=batch,
+        batch_pos=draw(st.integers(0, batch - 1)) if batch else None,
     )
 
 
@@ -78,6 +81,18 @@ def test_layout_is_the_web_ui_layout() -> None:
         "Steps: 28, Sampler: Euler a, CFG scale: 6, Seed: 42, Size: 832x1216, "
         'Model hash: 0123456789, Model: "illustrious, v0.1"',
     ]
+
+
+def test_batch_size_and_position_as_the_web_ui_writes_them() -> None:
+    text = (
+        "1girl\nSteps: 28, Sampler: Euler a, CFG scale: 6, Seed: 5, Size: 64x64, "
+        "Model hash: 0123456789, Model: m, Batch size: 4, Batch pos: 2"
+    )
+    parsed = parse_parameters(text)
+    assert (parsed.batch_size, parsed.batch_pos) == (4, 2)
+    assert format_parameters(parsed) == text
+    alone = parse_parameters(text.replace(", Batch size: 4, Batch pos: 2", ""))
+    assert (alone.batch_size, alone.batch_pos) == (None, None)
 
 
 def test_newer_web_ui_schedule_type_and_unknown_fields() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,9 +17,10 @@ import pytest
 from PIL import Image
 
 from generation.errors import GenerationError
-from generation.parameters import read_parameters
+from generation.manifest import BATCH_FIELDS, MANIFEST_FIELDS, read_manifest_rows
+from generation.parameters import ImageParameters, png_bytes, read_parameters
 from generation.pipeline import CheckpointSpec, LoadedPipeline, Runtime
-from generation.pool import MANIFEST_FIELDS, generate_pool, pool_items, read_manifest_rows
+from generation.pool import PIXEL_TOLERANCE, generate_pool, pool_items
 from generation.prompt_sets import PromptSet
 from tests.generation.helpers import CPU, TinyFiles
 
@@ -87,14 +89,22 @@ def test_rerun_generates_nothing_new(pool: Path, tiny: TinyFiles, tiny_set: Prom
 def test_a_lost_image_is_rendered_again_with_the_same_bytes(
     pool: Path, tiny: TinyFiles, tiny_set: PromptSet
 ) -> None:
-    row = read_manifest_rows(pool / "manifest.jsonl")[3]
+    rows = read_manifest_rows(pool / "manifest.jsonl")
+    row = rows[3]
+    assert row["batch_size"] == 4 and row["batch_pos"] == 3
+    assert read_parameters(pool / row["file"]).batch_size == 4
+    mates = [r for r in rows if r["batch"] == row["batch"]]
+    assert [r["batch_pos"] for r in mates] == [0, 1, 2, 3]
     lost = pool / row["file"]
     original = lost.read_bytes()
     lost.unlink()
-    report = generate_pool(spec(tiny), tiny_set, pool, batch_size=4, runtime=CPU, progress=False)
+    # Asked for batches of one, the lost image is still rendered in its recorded batch of
+    # four (its mates again, in order): the promised bit-identical case on this machine.
+    report = generate_pool(spec(tiny), tiny_set, pool, batch_size=1, runtime=CPU, progress=False)
     assert [(r["prompt"], r["seed"]) for r in report.generated] == [(row["prompt"], row["seed"])]
-    # the same seed and settings give the same pixels, hence the same file
+    assert report.drifted == []  # the mates came out as their files
     assert report.generated[0]["file"] == row["file"]
+    assert (report.generated[0]["batch"], report.generated[0]["batch_pos"]) == (row["batch"], 3)
     assert lost.read_bytes() == original
 
 
@@ -205,3 +215,97 @@ def test_a_loaded_pipeline_renders_the_same_files(
     assert len(report.generated) == 8
     with pytest.raises(ValueError, match="already has its runtime"):
         generate_pool(loaded, tiny_set, tmp_path, runtime=Runtime(device="cpu"))
+
+
+def test_png_parameters_alone_reproduce_the_image_with_a_bare_diffusers_call(
+    pool: Path, tiny: TinyFiles
+) -> None:
+    """The promise's second half: from its PNG alone, a plain diffusers call (batch of one,
+    its own generator) renders each pool image within the stated tolerance."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_single_file(
+        str(tiny.single_file), config=str(tiny.config_dir), local_files_only=True
+    )
+    pipe.set_progress_bar_config(disable=True)
+    schedulers = {"Euler a": EulerAncestralDiscreteScheduler}  # the web UI's sampler names
+    files = {
+        r["file"]
+        for r in read_manifest_rows(pool / "manifest.jsonl")
+        if r["checkpoint"] == "tiny-a" and r["steps"] == 2
+    }
+    assert len(files) == 8
+
+    def bare(params: ImageParameters, seed: int) -> np.ndarray:
+        pipe.scheduler = schedulers[params.sampler].from_config(pipe.scheduler.config)
+        image = pipe(
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt or None,
+            num_inference_steps=params.steps,
+            guidance_scale=params.cfg,
+            width=params.width,
+            height=params.height,
+            generator=torch.Generator("cpu").manual_seed(seed),
+        ).images[0]
+        return np.asarray(image).astype(int)
+
+    batched = 0
+    for file in sorted(files):
+        params = read_parameters(pool / file)
+        batched += (params.batch_size or 1) > 1
+        ours = np.asarray(Image.open(pool / file)).astype(int)
+        diff = np.abs(ours - bare(params, params.seed))
+        assert diff.max() <= PIXEL_TOLERANCE["max"], file
+        assert diff.mean() <= PIXEL_TOLERANCE["mean"], file
+    assert batched == 8  # the pool was rendered in batches, the bare calls one by one
+    # the tolerance is far below what tells two images apart: another seed is far outside it
+    other = np.abs(ours - bare(params, params.seed + 1))
+    assert other.mean() > 10 * PIXEL_TOLERANCE["mean"]
+
+
+def test_a_batch_mate_that_renders_differently_is_reported(
+    pool: Path, tiny: TinyFiles, tiny_set: PromptSet, tmp_path: Path
+) -> None:
+    """When a recorded batch no longer renders as before, the report says so."""
+    copy = tmp_path / "pool"
+    shutil.copytree(pool, copy)
+    rows = read_manifest_rows(copy / "manifest.jsonl")
+    lost, mate = rows[4], rows[5]
+    assert lost["batch"] == mate["batch"] and lost["batch_size"] > 1
+    # The mate's file now holds other pixels, as if another machine had rendered it.
+    with Image.open(copy / mate["file"]) as im:
+        params = read_parameters(copy / mate["file"])
+        altered = png_bytes(Image.eval(im, lambda v: 255 - v), params)
+    (copy / mate["file"]).unlink()
+    rewritten = dict(mate, sha256=hashlib.sha256(altered).hexdigest())
+    (copy / mate["file"]).write_bytes(altered)
+    with (copy / "manifest.jsonl").open("a") as fh:
+        fh.write(json.dumps(rewritten) + "\n")
+    (copy / lost["file"]).unlink()
+    report = generate_pool(spec(tiny), tiny_set, copy, runtime=CPU, progress=False)
+    assert [r["file"] for r in report.generated] == [lost["file"]]
+    assert report.drifted == [mate["file"]]
+
+
+def test_a_lost_image_without_a_recorded_batch_is_rendered_in_a_new_one(
+    pool: Path, tiny: TinyFiles, tiny_set: PromptSet, tmp_path: Path
+) -> None:
+    """A manifest written before batches were recorded: the image comes back, close."""
+    copy = tmp_path / "pool"
+    shutil.copytree(pool, copy)
+    rows = [
+        {k: v for k, v in r.items() if k not in BATCH_FIELDS}
+        for r in read_manifest_rows(copy / "manifest.jsonl")
+    ]
+    (copy / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lost = rows[2]
+    before = np.asarray(Image.open(copy / lost["file"])).astype(int)
+    (copy / lost["file"]).unlink()
+    report = generate_pool(spec(tiny), tiny_set, copy, batch_size=1, runtime=CPU, progress=False)
+    [row] = report.generated
+    assert (row["prompt"], row["seed"]) == (lost["prompt"], lost["seed"])
+    assert row["batch_size"] == 1 and row["batch"] not in {r.get("batch") for r in rows}
+    after = np.asarray(Image.open(copy / row["file"])).astype(int)
+    assert np.abs(after - before).max() <= PIXEL_TOLERANCE["max"]
+    assert read_parameters(copy / row["file"]).batch_size is None  # rendered alone

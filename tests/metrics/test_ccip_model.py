@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metrics.ccip_model import CCIPModelError, file_sha256, load_ccip_model
+from metrics.ccip_model import CCIPModelError, load_ccip_model
 from metrics.ccip_stand_in import cached_ccip_stand_in
+from metrics.file_hash import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def copy_dir(valid_dir: Path, tmp_path: Path) -> Path:
 def test_valid_folder_loads_with_identity_and_threshold(valid_dir: Path) -> None:
     model = load_ccip_model(valid_dir, name="stand-in", threads=1)
     assert model.threshold == 0.15
-    assert model.feat_sha256 == file_sha256(valid_dir / "model_feat.onnx")
-    assert model.metrics_sha256 == file_sha256(valid_dir / "model_metrics.onnx")
+    assert model.feat_sha256 == sha256_file(valid_dir / "model_feat.onnx")
+    assert model.metrics_sha256 == sha256_file(valid_dir / "model_metrics.onnx")
     assert model.key == f"stand-in@{model.feat_sha256[:16]}"
     assert model.providers[-1] == "CPUExecutionProvider"
     feats = model.run_features(np.zeros((3, 3, 384, 384), np.float32))

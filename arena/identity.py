@@ -1,0 +1,118 @@
+"""Who is asking: server-issued, signed voter ids and the client's address.
+
+A voter id is ``<nonce>.<signature>``: 16 random bytes and an HMAC-SHA256 of them under the
+server's voter secret (both base64url). Only the server can mint one, so a client cannot pick
+another voter's id, nor make up fresh ones faster than the per-address limit on new voters
+allows. The secret comes from ``ARENA_VOTER_SECRET`` (give every process and host the same
+value) or from ``$ARENA_HOME/voter-secret``, created once with a random key; processes that
+share ``ARENA_HOME`` share that file.
+
+Client addresses are only used as limit keys, and only as an HMAC under the same secret, so
+the database never holds an address in the clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from arena.errors import Forbidden, UserError
+from arena.settings import Settings
+
+__all__ = [
+    "SECRET_FILE",
+    "address_key",
+    "client_address",
+    "issue_voter_id",
+    "verify_voter_id",
+    "voter_secret",
+]
+
+SECRET_FILE = "voter-secret"
+_NONCE_BYTES = 16
+_SECRETS: dict[tuple[str, str], bytes] = {}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _read_or_create(path: Path) -> bytes:
+    """The key in ``path``, created (mode 0600, exclusively) when absent."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        raise UserError(f"{path} does not hold a hex key; delete it to make a new one") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return _read_or_create(path)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key.hex() + "\n")
+    return key
+
+
+def voter_secret(settings: Settings) -> bytes:
+    """The key that signs voter ids (from the settings, else ``$ARENA_HOME/voter-secret``)."""
+    if settings.voter_secret is not None and settings.voter_secret.get_secret_value():
+        return settings.voter_secret.get_secret_value().encode()
+    path = (settings.home / SECRET_FILE).resolve()
+    cache_key = ("file", str(path))
+    if cache_key not in _SECRETS:
+        _SECRETS[cache_key] = _read_or_create(path)
+    return _SECRETS[cache_key]
+
+
+def _signature(key: bytes, nonce: str) -> str:
+    return _b64(hmac.new(key, b"voter:" + nonce.encode(), hashlib.sha256).digest())
+
+
+def issue_voter_id(settings: Settings) -> str:
+    """A fresh voter id signed by this server."""
+    nonce = _b64(secrets.token_bytes(_NONCE_BYTES))
+    return f"{nonce}.{_signature(voter_secret(settings), nonce)}"
+
+
+def verify_voter_id(settings: Settings, value: str | None) -> str:
+    """``value`` if it is a voter id this server signed; else a 403 that says how to get one."""
+    nonce, _, signature = (value or "").partition(".")
+    if (
+        value is None
+        or len(value) > 100
+        or not nonce
+        or not hmac.compare_digest(signature.encode(), _signature(voter_secret(settings), nonce)
+                                   .encode())
+    ):
+        raise Forbidden(
+            "voter id was not issued by this server; get one from POST /api/v1/voters "
+            "(or the arena_voter cookie) and send it back unchanged"
+        )
+    return value
+
+
+def client_address(settings: Settings, peer: str | None, headers: dict[str, str]) -> str:
+    """The client's address: the trusted proxy header when configured (its rightmost entry,
+    the one the proxy itself added), else the connection's peer address.
+
+    ``headers`` must map lower-case header names to values.
+    """
+    if settings.trusted_proxy_header:
+        value = headers.get(settings.trusted_proxy_header.lower(), "")
+        last = value.split(",")[-1].strip()
+        if last:
+            return last
+    return peer or "unknown"
+
+
+def address_key(settings: Settings, address: str) -> str:
+    """The limit key of an address: an HMAC, never the address itself."""
+    digest = hmac.new(voter_secret(settings), b"address:" + address.encode(), hashlib.sha256)
+    return digest.hexdigest()

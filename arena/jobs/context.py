@@ -1,0 +1,68 @@
+"""What a job kind is given to run: the database, settings, device and a progress reporter."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from arena.db import Database
+from arena.settings import Settings
+
+
+class JobFailed(Exception):
+    """A job cannot succeed as given (bad path, unknown checkpoint): fail it without retrying."""
+
+
+class JobLost(Exception):
+    """The worker no longer holds the job (cancelled, or taken over after its lease lapsed)."""
+
+
+@dataclass
+class Progress:
+    """Progress of the running job; the worker's heartbeat writes it into the job's row.
+
+    When the heartbeat finds the job cancelled or taken over it sets ``lost``, and the job's
+    next progress report raises :class:`JobLost`, so the job stops there.
+    """
+
+    done: int = 0
+    total: int | None = None
+    unit: str | None = None
+    lost: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _check(self) -> None:
+        if self.lost.is_set():
+            raise JobLost("the job was cancelled or taken over by another worker")
+
+    def set(self, done: int, total: int | None = None, unit: str | None = None) -> None:
+        self._check()
+        with self._lock:
+            self.done = done
+            if total is not None:
+                self.total = total
+            if unit is not None:
+                self.unit = unit
+
+    def advance(self, count: int = 1) -> None:
+        self._check()
+        with self._lock:
+            self.done += count
+
+    def snapshot(self) -> tuple[int, int | None, str | None]:
+        with self._lock:
+            return self.done, self.total, self.unit
+
+
+@dataclass
+class JobContext:
+    """One run of one job."""
+
+    db: Database
+    settings: Settings
+    job_id: int
+    payload: dict[str, Any]
+    checkpoint_name: str | None
+    device: str | None = None
+    progress: Progress = field(default_factory=Progress)

@@ -1,0 +1,100 @@
+"""Rate limits per voter and per client address, counted from the database.
+
+Every limited action (a match issued, a vote, a skip, a typed prompt, a new voter id) adds a
+``limit_events`` row in the same transaction as the action itself, and is refused (429, the
+transaction rolled back) when the voter or the address already has as many rows in the
+window as the limit allows. Because the count lives in the database, the limits hold across
+every server process and host that share it. Counting and inserting are exact: on SQLite every
+writing transaction is exclusive, and on PostgreSQL a transaction-scoped advisory lock per
+limited subject (address first, then voter, so no two transactions wait on each other in a
+cycle) serialises the requests of one address or voter. Rows older than the longest window
+are pruned now and then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+from arena.errors import RateLimited
+from arena.identity import address_key
+from arena.models import LimitEvent, utcnow
+from arena.settings import Settings
+
+__all__ = ["ACTIONS", "Limit", "charge"]
+
+_PRUNE_EVERY = 200  # on average one transaction in this many prunes expired rows
+
+
+@dataclass(frozen=True)
+class Limit:
+    """How one action is limited: its window and the settings holding each limit."""
+
+    noun: str
+    window_seconds: int
+    per_voter: str | None
+    per_address: str
+
+    def unit(self) -> str:
+        return "a minute" if self.window_seconds == 60 else "an hour"
+
+
+ACTIONS: dict[str, Limit] = {
+    "match": Limit("matches", 60, "matches_per_minute", "address_matches_per_minute"),
+    "vote": Limit("votes", 60, "votes_per_minute", "address_votes_per_minute"),
+    "skip": Limit("skips", 60, "skips_per_minute", "address_skips_per_minute"),
+    "prompt": Limit("typed prompts", 3600, "prompts_per_hour", "address_prompts_per_hour"),
+    "voter": Limit("new voter ids", 3600, None, "address_voters_per_hour"),
+}
+_LONGEST = max(limit.window_seconds for limit in ACTIONS.values())
+
+
+def _lock(session: Session, subject: str) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def charge(
+    session: Session, settings: Settings, action: str, voter: str | None, address: str | None
+) -> None:
+    """Count one ``action`` by ``voter`` from ``address`` in the caller's transaction, or raise
+    :class:`RateLimited` when either is at its limit (the caller's transaction then rolls back,
+    so a refused action leaves nothing behind). ``address`` None: an in-process caller (the
+    CLI, simulations, scripts), which answers to the per-voter limits only."""
+    limit = ACTIONS[action]
+    per_voter = getattr(settings, limit.per_voter) if limit.per_voter and voter else 0
+    per_address = getattr(settings, limit.per_address) if address is not None else 0
+    if not per_voter and not per_address:
+        return
+    now = utcnow()
+    since = now - timedelta(seconds=limit.window_seconds)
+    key = address_key(settings, address) if address is not None else "local"
+    checks = []
+    if per_address:
+        checks.append((per_address, LimitEvent.address == key, f"address:{key}", "address"))
+    if per_voter:
+        checks.append((per_voter, LimitEvent.voter == voter, f"voter:{voter}", "voter"))
+    for allowed, where, subject, who in checks:
+        _lock(session, subject)
+        used = session.scalar(
+            select(func.count(LimitEvent.id)).where(
+                LimitEvent.action == action, where, LimitEvent.created_at > since
+            )
+        )
+        if (used or 0) >= allowed:
+            raise RateLimited(
+                f"rate limit: at most {allowed} {limit.noun} {limit.unit()} per {who}; "
+                "wait a little"
+            )
+    session.add(LimitEvent(action=action, voter=voter, address=key, created_at=now))
+    if random.random() < 1 / _PRUNE_EVERY:
+        session.execute(
+            delete(LimitEvent).where(LimitEvent.created_at < now - timedelta(seconds=_LONGEST))
+        )
+    session.flush()
