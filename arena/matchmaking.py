@@ -95,12 +95,18 @@ class Choice:
     images: tuple[PoolImage, ...]
 
 
+_POOL_STAMP = select(
+    select(func.count()).select_from(Image).where(Image.hidden.is_(True)).scalar_subquery(),
+    select(func.max(Image.id)).scalar_subquery(),
+)
+
+
 class PoolIndex:
     """In-memory view of the servable pool, rebuilt when the images table changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int | None] | None = None
+        self._stamp: tuple[int, int | None] | None = None  # (hidden images, newest id)
         self.checked_at = 0.0
         self.prompts: dict[int, PromptEntry] = {}
         self.text_index: dict[tuple[str, str], int] = {}
@@ -116,9 +122,10 @@ class PoolIndex:
         now = time.monotonic()
         if self._stamp is not None and now - self.checked_at < POOL_CHECK_SECONDS:
             return
-        stamp_row = session.execute(
-            select(func.count(Image.id), func.max(Image.id)).where(Image.hidden.is_(False))
-        ).one()
+        # Both cheap on a large pool: max(id) from the primary key, and the (few) hidden
+        # images from their index. A new image raises max(id); a revealed or hidden one
+        # changes the count (a reveal and a hide in the same second would cancel out).
+        stamp_row = session.execute(_POOL_STAMP).one()
         stamp = (int(stamp_row[0]), stamp_row[1])
         with self._lock:
             self.checked_at = now

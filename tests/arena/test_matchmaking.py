@@ -245,3 +245,28 @@ def test_concurrent_rereads_count_every_match_once(arena_env: Database, arena_ho
             seen = {c: s.issued for c, s in matchmaking.standings(session, "fixed", True).items()}
         assert seen == _issued_in_db(arena_env, "fixed")
         assert sum(seen.values()) == 2 * 4 * 6
+
+
+def test_the_pool_index_follows_new_and_revealed_images(arena_env: Database) -> None:
+    from sqlalchemy import update
+
+    from arena.models import Image
+
+    ids = make_pool(arena_env, checkpoints=3, prompts={"free": 1})
+    with arena_env.session() as session:
+        session.execute(update(Image).where(Image.checkpoint_id == ids[2]).values(hidden=True))
+
+    def servable() -> set[int]:
+        with arena_env.session(readonly=True) as session:
+            pool = matchmaking.pool_index(session)
+            pool.checked_at = 0.0  # as if the last check were over a second ago
+            pool.refresh(session)
+            return {c for entry in pool.prompts.values() for c in entry.checkpoints}
+
+    assert servable() == set(ids[:2])
+    with arena_env.session() as session:  # the worker reveals a rendered prompt's images
+        session.execute(update(Image).where(Image.checkpoint_id == ids[2]).values(hidden=False))
+    assert servable() == set(ids)
+    with arena_env.session() as session:  # an image is withdrawn
+        session.execute(update(Image).where(Image.checkpoint_id == ids[0]).values(hidden=True))
+    assert servable() == set(ids[1:])
