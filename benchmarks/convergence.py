@@ -71,8 +71,12 @@ def main() -> None:
         ratios = report[key]
         for ratio, target in (("ratio_a_over_c", 16.0), ("ratio_b_over_c", 3.0)):
             value = ratios[ratio]
-            shown = f"{value:.1f}x" if value else "n/a (a median was not reached)"
-            verdict = "" if not value else ("met" if value >= target else "NOT met")
+            bound = ratios.get(f"{ratio}_at_least")
+            shown = f"{value:.1f}x" if value else (
+                f"more than {bound:.0f}x ((a)'s median not reached within its budget)"
+                if bound else "n/a (a median was not reached)")
+            verdict = "" if not (value or bound) else (
+                "met" if (value or bound) >= target else "NOT met")
             print(f"{ratio}, tau {label}, c = {ratios['best_c']}: {shown} "
                   f"(target {target:.0f}x) {verdict}")
     if args.json:

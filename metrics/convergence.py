@@ -85,10 +85,13 @@ def run_benchmark(
         a = _median(summaries["a: uniform duels + Elo K=4"], key)
         b = _median(summaries["b: uniform duels + Bradley-Terry"], key)
         c = finite.get(best) if best else None
+        a_budget = summaries["a: uniform duels + Elo K=4"]["config"]["max_votes"]
         report[key] = {
             "best_c": best,
             "ratio_a_over_c": a / c if a and c else None,
             "ratio_b_over_c": b / c if b and c else None,
+            # (a)'s median not reached within its budget: the ratio is at least budget / c.
+            "ratio_a_over_c_at_least": a_budget / c if a is None and c else None,
         }
     return report
 

@@ -124,7 +124,7 @@ def simulate(
         for key in ("votes_to_tau", "votes_first_tau"):
             ratios = report[key]
             for ratio, target in (("ratio_a_over_c", 16.0), ("ratio_b_over_c", 3.0)):
-                value = ratios[ratio]
-                shown = f"{value:.1f}x" if value else "n/a"
+                value, bound = ratios[ratio], ratios.get(f"{ratio}_at_least")
+                shown = f"{value:.1f}x" if value else (f"> {bound:.0f}x" if bound else "n/a")
                 typer.echo(f"{ratio} ({key}, {ratios['best_c']}): {shown} "
                            f"(target {target:.0f}x)")
