@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from arena.db import Database
 from arena.errors import UserError
+from arena.matchmaking import strategy_in_force
 from arena.models import Prompt
 from arena.registry import describe_config, get_config
 from arena.settings import Settings
@@ -125,6 +126,7 @@ def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None
     )
     plot = gr.Plot(label="Ratings with intervals")
     gr.Markdown("Select a row to see the training config that produced the checkpoint.")
+    gr.Markdown(strategy_in_force(), elem_id="leaderboard-matchmaking")
     config = gr.JSON(label="Training config", value=None, elem_id="leaderboard-config")
 
     def show(board_name: str, system_name: str) -> dict[Any, Any]:
