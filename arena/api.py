@@ -200,12 +200,18 @@ def get_leaderboard(
     board: str = "overall",
     system: Literal["elo", "trueskill", "bt"] = "elo",
 ) -> dict[str, Any]:
-    """Ratings on one board in one system, with intervals, games and linked configs."""
+    """Ratings on one board in one system, with intervals, games and linked configs, and the
+    matchmaking strategy that chose the matches."""
     from arena.ratings import leaderboard
 
     with db.session(readonly=True) as session:
         rows = leaderboard(session, board, system, settings)
-    return {"board": board, "system": system, "rows": rows}
+    return {
+        "board": board,
+        "system": system,
+        "matchmaking": settings.matchmaking_strategy,
+        "rows": rows,
+    }
 
 
 @router.get(

@@ -165,7 +165,9 @@ def issue_match(
         if typed:
             for text in dict.fromkeys((typed, typed_safe)):
                 prompt_id = prompt_id or matchmaking.find_prompt(session, prompt_hash(text), "free")
-        choice = matchmaking.choose(session, mode, voter_id, rng, prompt_id)
+        choice = matchmaking.choose(
+            session, mode, voter_id, rng, prompt_id, strategy=settings.matchmaking_strategy
+        )
     notice = None
     order = list(choice.images)
     rng.shuffle(order)

@@ -1,10 +1,24 @@
-"""Which images a voter is shown: the one place that picks prompts and checkpoints.
+"""Which images a voter is shown: the one place that picks prompts, checkpoints and images.
 
-The pool index is read from the database in one query and cached in memory (per database
-URL) until the pool changes, so issuing a match costs a few small queries, not a pool scan.
-Pair choice spreads games over checkpoints (fewest games first, random among equals) and
-avoids showing a voter a pair (or four-way set) of checkpoints it has already judged for that
-kind.
+A request samples a prompt that can serve the match kind, lets the strategy in force
+(``ARENA_MATCHMAKING_STRATEGY``: uniform, balanced or active; see :mod:`metrics.pairing`, the
+same function the simulator drives) pick the checkpoints among those with images for it, and
+picks one image per checkpoint, the same seed on both sides of a ``fixed`` duel where the pool
+has one.
+
+Shared state: what the strategy knows of each checkpoint (matches issued per kind, TrueSkill
+mu and sigma on the kind's board) is read from the database (``matches``/``match_images`` and
+``rating_snapshots``), so every server process sees the same numbers; it is cached per process
+for ``STANDINGS_SECONDS``, and matches this process issues in the meantime are added locally
+until the next read. Issued counts are read incrementally (only matches newer than those
+already counted; a match is counted as settled once it is older than one refresh). The pool
+index (prompts and their images by checkpoint) is read in one query and rebuilt when the
+images table changes.
+
+Per voter, one query reads the sets of checkpoints of its latest matches (avoided while the
+prompt offers other sets; the previous one is never repeated when any other exists) and the
+images already revealed to it on the chosen prompt (images of matches it voted on), which are
+not shown again while the pool has other images of that prompt and checkpoint.
 """
 
 from __future__ import annotations
@@ -12,19 +26,42 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from itertools import combinations
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from arena.errors import UserError
-from arena.models import Image, Match, MatchImage, Prompt
+from arena.models import Image, Match, MatchImage, Prompt, RatingSnapshot, Vote
+from arena.settings import get_settings
+from metrics.match_kinds import MATCH_KINDS
 from metrics.match_kinds import MATCH_SIZES as SIZES
+from metrics.pairing import (
+    STRATEGY_NOTES,
+    PairingParams,
+    Standing,
+    Strategy,
+    check_strategy,
+    pick_checkpoints,
+)
 
-REFRESH_SECONDS = 1.0
+__all__ = [
+    "SIZES",
+    "Choice",
+    "PoolImage",
+    "choose",
+    "find_prompt",
+    "invalidate",
+    "standings",
+    "strategy_in_force",
+]
+
+POOL_CHECK_SECONDS = 1.0
+STANDINGS_SECONDS = 1.5
+PROMPT_TRIES = 4  # prompts drawn at most when one offers only the voter's previous set
+SEEN_WINDOW = 50  # how many of a voter's latest matches count as "already shown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +83,7 @@ class PromptEntry:
     text: str
     character: str | None
     by_checkpoint: dict[int, list[PoolImage]] = field(default_factory=dict)
+    checkpoints: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +95,22 @@ class Choice:
     images: tuple[PoolImage, ...]
 
 
+_POOL_STAMP = select(
+    select(func.count()).select_from(Image).where(Image.hidden.is_(True)).scalar_subquery(),
+    select(func.max(Image.id)).scalar_subquery(),
+)
+
+
 class PoolIndex:
     """In-memory view of the servable pool, rebuilt when the images table changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int | None] | None = None
-        self._checked = 0.0
+        self._stamp: tuple[int, int | None] | None = None  # (hidden images, newest id)
+        self.checked_at = 0.0
         self.prompts: dict[int, PromptEntry] = {}
         self.text_index: dict[tuple[str, str], int] = {}
+        self.by_kind: dict[str, list[PromptEntry]] = {}
 
     def invalidate(self) -> None:
         """Force a rebuild on next use (after an import in this process)."""
@@ -75,14 +120,15 @@ class PoolIndex:
     def refresh(self, session: Session) -> None:
         """Rebuild if the pool changed since the last look (checked at most once a second)."""
         now = time.monotonic()
-        if self._stamp is not None and now - self._checked < REFRESH_SECONDS:
+        if self._stamp is not None and now - self.checked_at < POOL_CHECK_SECONDS:
             return
-        stamp_row = session.execute(
-            select(func.count(Image.id), func.max(Image.id)).where(Image.hidden.is_(False))
-        ).one()
+        # Both cheap on a large pool: max(id) from the primary key, and the (few) hidden
+        # images from their index. A new image raises max(id); a revealed or hidden one
+        # changes the count (a reveal and a hide in the same second would cancel out).
+        stamp_row = session.execute(_POOL_STAMP).one()
         stamp = (int(stamp_row[0]), stamp_row[1])
         with self._lock:
-            self._checked = now
+            self.checked_at = now
             if stamp == self._stamp:
                 return
             rows = session.execute(
@@ -104,50 +150,106 @@ class PoolIndex:
                 entry.by_checkpoint.setdefault(ckpt, []).append(
                     PoolImage(image_id, ckpt, seed, served)
                 )
-            self.prompts, self.text_index, self._stamp = prompts, text_index, stamp
+            for entry in prompts.values():
+                entry.checkpoints = tuple(sorted(entry.by_checkpoint))
+            by_kind: dict[str, list[PromptEntry]] = {}
+            for kind, need in SIZES.items():
+                own = [p for p in prompts.values() if p.kind == kind and len(p.checkpoints) >= need]
+                if not own and kind == "ffa":
+                    # A pool without four-way prompts still serves four-way matches.
+                    own = [p for p in prompts.values() if len(p.checkpoints) >= need]
+                by_kind[kind] = own
+            self.prompts, self.text_index, self.by_kind = prompts, text_index, by_kind
+            self._stamp = stamp
 
-    def candidates(self, kind: str) -> list[PromptEntry]:
-        """Prompts that can serve a match of ``kind`` (enough checkpoints)."""
-        need = SIZES[kind]
-        own = [p for p in self.prompts.values() if p.kind == kind and len(p.by_checkpoint) >= need]
-        if own or kind != "ffa":
-            return own
-        # A pool without four-way prompts still serves four-way matches from any prompt.
-        return [p for p in self.prompts.values() if len(p.by_checkpoint) >= need]
 
+class Standings:
+    """Per kind and checkpoint: matches issued and TrueSkill mu/sigma, read from the database.
 
-class GameCounts:
-    """Matches issued per (kind, checkpoint): read from the database once, then kept in memory.
-
-    Only a spreading heuristic: several server processes each keep their own counts.
+    ``defaults`` is what a checkpoint without a snapshot counts as (the TrueSkill prior).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, Counter[int]] = {}
+        self.lock = threading.Lock()
+        self._reading = threading.Lock()
+        self._read_at: float | None = None
+        self._settled_to = 0  # matches with id <= this are in _settled
+        self._last_max = 0  # newest match id seen at the previous read
+        self._settled: dict[str, dict[int, int]] = defaultdict(dict)
+        self.by_kind: dict[str, dict[int, Standing]] = {}
 
-    def get(self, session: Session, kind: str) -> Counter[int]:
-        with self._lock:
-            if kind not in self._counts:
-                rows = session.execute(
-                    select(MatchImage.checkpoint_id, func.count())
-                    .join(Match, Match.id == MatchImage.match_id)
-                    .where(Match.kind == kind)
-                    .group_by(MatchImage.checkpoint_id)
-                ).all()
-                self._counts[kind] = Counter({ckpt: n for ckpt, n in rows})
-            return self._counts[kind]
+    def _fresh(self, now: float) -> bool:
+        return self._read_at is not None and now - self._read_at < STANDINGS_SECONDS
 
-    def add(self, kind: str, checkpoints: tuple[int, ...]) -> None:
-        with self._lock:
-            counts = self._counts.setdefault(kind, Counter())
-            counts.update(checkpoints)
+    def refresh(self, session: Session, default: Standing, force: bool = False) -> None:
+        """Re-read issued counts and ratings if the cached ones are older than the window.
+
+        One thread reads at a time (the settled counts are accumulated); while one reads,
+        the others go on with the cached numbers, or wait for them if there are none yet."""
+        if not force and self._fresh(time.monotonic()):
+            return
+        if not self._reading.acquire(blocking=force or self._read_at is None):
+            return
+        try:
+            if force or not self._fresh(time.monotonic()):
+                self._read(session, default)
+        finally:
+            self._reading.release()
+
+    def _read(self, session: Session, default: Standing) -> None:
+        now = time.monotonic()
+        settle_to = self._last_max
+        settled_flag = case((Match.id <= settle_to, 1), else_=0).label("settled")
+        counted = session.execute(
+            select(Match.kind, MatchImage.checkpoint_id, settled_flag,
+                   func.count(), func.max(Match.id))
+            .join(MatchImage, MatchImage.match_id == Match.id)
+            .where(Match.id > self._settled_to)
+            .group_by(Match.kind, MatchImage.checkpoint_id, settled_flag)
+        ).all()
+        ratings = session.execute(
+            select(RatingSnapshot.board, RatingSnapshot.checkpoint_id,
+                   RatingSnapshot.mu, RatingSnapshot.sigma)
+            .where(RatingSnapshot.system == "trueskill",
+                   RatingSnapshot.board.in_(MATCH_KINDS))
+        ).all()
+        with self.lock:
+            tail: dict[str, dict[int, int]] = defaultdict(dict)
+            newest = settle_to
+            for kind, ckpt, settled, count, top in counted:
+                target = self._settled[kind] if settled else tail[kind]
+                target[ckpt] = target.get(ckpt, 0) + int(count)
+                newest = max(newest, int(top))
+            self._settled_to, self._last_max = settle_to, newest
+            by_kind: dict[str, dict[int, Standing]] = {}
+            for kind in MATCH_KINDS:
+                issued = dict(self._settled[kind])
+                for ckpt, count in tail[kind].items():
+                    issued[ckpt] = issued.get(ckpt, 0) + count
+                by_kind[kind] = {
+                    c: Standing(n, default.mu, default.sigma) for c, n in issued.items()
+                }
+            for board, ckpt, mu, sigma in ratings:
+                table = by_kind[board]
+                old = table.get(ckpt, default)
+                table[ckpt] = Standing(old.issued, float(mu), float(sigma))
+            self.by_kind = by_kind
+            self._read_at = now
+
+    def add_local(self, kind: str, checkpoints: tuple[int, ...], default: Standing) -> None:
+        """Count a match this process just issued until the next read includes it.
+
+        Call with ``self.lock`` held."""
+        table = self.by_kind.setdefault(kind, {})
+        for c in checkpoints:
+            old = table.get(c, default)
+            table[c] = replace(old, issued=old.issued + 1)
 
 
 @dataclass
 class _State:
     pool: PoolIndex = field(default_factory=PoolIndex)
-    games: GameCounts = field(default_factory=GameCounts)
+    standings: Standings = field(default_factory=Standings)
 
 
 _STATES: dict[str, _State] = {}
@@ -168,31 +270,83 @@ def invalidate(url: str) -> None:
         state.pool.invalidate()
 
 
-SEEN_WINDOW = 200  # how many of a voter's latest matches count as "already shown"
+def strategy_in_force() -> str:
+    """The strategy new matches are chosen by (the ``matchmaking_strategy`` setting), with a
+    sentence saying what it does, for the leaderboard page."""
+    name = get_settings().matchmaking_strategy
+    return f"Matches are chosen by the **{name}** strategy: {STRATEGY_NOTES[name]}."
 
 
-def _seen_sets(session: Session, voter_id: int, kind: str) -> set[frozenset[int]]:
-    recent = (
-        select(Match.id)
-        .where(Match.voter_id == voter_id, Match.kind == kind)
-        .order_by(Match.id.desc())
-        .limit(SEEN_WINDOW)
-        .subquery()
+def pool_index(session: Session) -> PoolIndex:
+    """This process's index of the pool behind ``session``'s database."""
+    return _state(session).pool
+
+
+def standings(session: Session, kind: str, reread: bool = False) -> dict[int, Standing]:
+    """What matchmaking knows of each checkpoint for ``kind`` in this process (matches issued,
+    TrueSkill mu and sigma); ``reread`` reads the database now instead of within the cache
+    window."""
+    settings = get_settings()
+    state = _state(session)
+    state.standings.refresh(
+        session, Standing(0, settings.trueskill_mu, settings.trueskill_sigma), force=reread
     )
-    rows = session.execute(
-        select(MatchImage.match_id, MatchImage.checkpoint_id).where(
-            MatchImage.match_id.in_(select(recent.c.id))
-        )
-    ).all()
-    groups: dict[int, set[int]] = defaultdict(set)
-    for match_id, ckpt in rows:
-        groups[match_id].add(ckpt)
-    return {frozenset(g) for g in groups.values()}
+    with state.standings.lock:
+        return dict(state.standings.by_kind.get(kind, {}))
+
+
+@dataclass(frozen=True)
+class _History:
+    recent: list[frozenset[int]]
+    last: frozenset[int] | None
+    revealed: set[int]
+
+
+def _history_statement():  # type: ignore[no-untyped-def]
+    """Built once: constructing a statement costs more than running it on an indexed table."""
+    voter, prompt = bindparam("voter"), bindparam("prompt")
+    latest = (
+        select(Match.id).where(Match.voter_id == voter)
+        .order_by(Match.id.desc()).limit(SEEN_WINDOW)
+    )
+    voted_here = and_(Match.prompt_id == prompt, Vote.id.is_not(None))
+    return (
+        select(Match.id, Match.kind, MatchImage.checkpoint_id, MatchImage.image_id,
+               case((voted_here, 1), else_=0))
+        .join(MatchImage, MatchImage.match_id == Match.id)
+        .outerjoin(Vote, Vote.match_id == Match.id)
+        .where(Match.voter_id == voter,
+               or_(Match.id.in_(latest.scalar_subquery()), voted_here))
+    )
+
+
+_HISTORY = _history_statement()
+
+
+def _history(session: Session, voter_id: int, kind: str, prompt_id: int) -> _History:
+    """One round trip: the checkpoint sets of the voter's latest matches, and the images of
+    ``prompt_id`` it has voted on."""
+    rows = session.connection().execute(_HISTORY, {"voter": voter_id, "prompt": prompt_id})
+    sets: dict[int, set[int]] = defaultdict(set)
+    kinds: dict[int, str] = {}
+    revealed: set[int] = set()
+    for match_id, match_kind, ckpt, image_id, seen_here in rows:
+        sets[match_id].add(ckpt)
+        kinds[match_id] = match_kind
+        if seen_here:
+            revealed.add(image_id)
+    newest = max(sets, default=None)
+    recent = [frozenset(s) for m, s in sets.items() if kinds[m] == kind]
+    return _History(recent, frozenset(sets[newest]) if newest is not None else None, revealed)
 
 
 def _pick_images(entry: PromptEntry, checkpoints: tuple[int, ...], rng: random.Random,
-                 same_seed: bool) -> tuple[PoolImage, ...]:
-    lists = [entry.by_checkpoint[c] for c in checkpoints]
+                 same_seed: bool, revealed: set[int]) -> tuple[PoolImage, ...]:
+    lists = []
+    for c in checkpoints:
+        images = entry.by_checkpoint[c]
+        fresh = [i for i in images if i.image_id not in revealed]
+        lists.append(fresh or images)
     if same_seed:
         common = set.intersection(*({i.seed for i in imgs if i.seed is not None} for imgs in lists))
         if common:
@@ -207,45 +361,49 @@ def choose(
     voter_id: int | None,
     rng: random.Random,
     prompt_id: int | None = None,
+    strategy: str | None = None,
 ) -> Choice:
     """Pick a prompt and the checkpoints' images for a new match of ``kind``.
 
-    Among all (prompt, checkpoint set) candidates, the set with the fewest games so far is
-    preferred; sets this voter has already been shown for this kind are avoided while any
-    other remains. Fixed-characteristic duels use the same seed on both sides where the pool
-    has one.
+    ``strategy`` defaults to the ``matchmaking_strategy`` setting. The prompt is ``prompt_id``
+    or one drawn at random among those that can serve ``kind``.
     """
     if kind not in SIZES:
         raise UserError(f"mode {kind!r} is not a match kind; expected fixed, free or ffa")
+    settings = get_settings()
+    try:
+        chosen: Strategy = check_strategy(strategy or settings.matchmaking_strategy)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     state = _state(session)
     state.pool.refresh(session)
     need = SIZES[kind]
-    entries = (
-        [state.pool.prompts[prompt_id]] if prompt_id is not None else state.pool.candidates(kind)
-    )
-    if not entries:
+    entries = state.pool.by_kind.get(kind, [])
+    if prompt_id is None and not entries:
         raise UserError(
             f"the pool has no {kind} prompt with images from {need} or more checkpoints; "
             "import or generate images first"
         )
-    games = state.games.get(session, kind)
-    seen = _seen_sets(session, voter_id, kind) if voter_id is not None else set()
-    best: list[tuple[PromptEntry, tuple[int, ...]]] = []
-    best_key: tuple[int, int] | None = None
-    for entry in entries:
-        checkpoints = sorted(entry.by_checkpoint)
-        # Four-way: the `need` least-played checkpoints first keeps the enumeration small.
-        if len(checkpoints) > 8:
-            checkpoints = sorted(checkpoints, key=lambda c: (games[c], rng.random()))[:8]
-        for group in combinations(checkpoints, need):
-            key = (int(frozenset(group) in seen), sum(games[c] for c in group))
-            if best_key is None or key < best_key:
-                best, best_key = [(entry, group)], key
-            elif key == best_key:
-                best.append((entry, group))
-    entry, group = rng.choice(best)
-    images = _pick_images(entry, group, rng, same_seed=kind == "fixed")
-    state.games.add(kind, group)
+    default = Standing(0, settings.trueskill_mu, settings.trueskill_sigma)
+    params = PairingParams(beta=settings.trueskill_beta, default=default)
+    for _ in range(PROMPT_TRIES):
+        entry = state.pool.prompts[prompt_id] if prompt_id is not None else rng.choice(entries)
+        if voter_id is None:
+            history = _History([], None, set())
+            break
+        history = _history(session, voter_id, kind, entry.prompt_id)
+        # A prompt that offers only the voter's previous set: draw another one if any.
+        only_last = len(entry.checkpoints) == need and frozenset(entry.checkpoints) == history.last
+        if prompt_id is not None or not only_last or len(entries) == 1:
+            break
+    state.standings.refresh(session, default)
+    with state.standings.lock:
+        group = pick_checkpoints(
+            chosen, entry.checkpoints, need, state.standings.by_kind.get(kind, {}), rng,
+            avoid=history.recent, last=history.last, params=params,
+        )
+        state.standings.add_local(kind, group, default)
+    images = _pick_images(entry, group, rng, same_seed=kind == "fixed", revealed=history.revealed)
     return Choice(entry.prompt_id, entry.text, images)
 
 
@@ -257,4 +415,4 @@ def find_prompt(session: Session, text_hash: str, kind: str) -> int | None:
     if prompt_id is None:
         return None
     entry = pool.prompts[prompt_id]
-    return prompt_id if len(entry.by_checkpoint) >= SIZES[kind] else None
+    return prompt_id if len(entry.checkpoints) >= SIZES[kind] else None

@@ -162,7 +162,7 @@ class Image(Base):
     width: Mapped[int]
     height: Mapped[int]
     parameters: Mapped[str] = mapped_column(Text, default="")
-    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     checkpoint: Mapped[Checkpoint] = relationship()

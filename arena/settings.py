@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from metrics.pairing import Strategy
 
 
 class Settings(BaseSettings):
@@ -65,8 +66,10 @@ class Settings(BaseSettings):
     )
     bootstrap_rounds: int = Field(default=100, ge=0, description="Bradley-Terry bootstrap rounds.")
     bootstrap_seed: int = Field(default=0, description="Bradley-Terry bootstrap seed.")
-    matchmaking_strategy: Literal["balanced"] = Field(
-        default="balanced", description="How matches are chosen (balanced: fewest games first)."
+    matchmaking_strategy: Strategy = Field(
+        default="active",
+        description="How matches are chosen: uniform (random sets), balanced (fewest matches "
+        "first) or active (most expected information; see metrics/pairing.py).",
     )
     prompt_sets: str = Field(
         default="default",

@@ -6,7 +6,19 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from arena.cli import db, demo, export, generate, pool, ratings, registry, report, score, serve
+from arena.cli import (
+    db,
+    demo,
+    export,
+    generate,
+    pool,
+    ratings,
+    registry,
+    report,
+    score,
+    serve,
+    simulate,
+)
 from arena.cli import jobs as jobs_cli
 from arena.cli import watch as watch_cli
 from arena.cli import worker as worker_cli
@@ -21,6 +33,7 @@ app.add_typer(score.app, name="score")
 app.command("serve")(serve.serve)
 app.command("generate")(generate.generate)
 app.command("demo")(demo.demo)
+app.command("simulate")(simulate.simulate)
 app.add_typer(jobs_cli.app, name="jobs")
 app.command("worker")(worker_cli.worker)
 app.command("watch")(watch_cli.watch)

@@ -54,6 +54,9 @@ def add_checkpoint(
     config: str = typer.Option(..., "--config", help="Name of the registered training config."),
     name: str | None = typer.Option(None, "--name", help="Checkpoint name (default: file stem)."),
     step: int | None = typer.Option(None, "--step", help="Training step of this checkpoint."),
+    queue: bool = typer.Option(
+        False, "--queue", help="Also queue its rendering and scoring for `arena worker`."
+    ),
 ) -> None:
     """Record a checkpoint with its sha256, linked to the config that produced it."""
     from arena.registry import add_checkpoint as store
@@ -61,8 +64,17 @@ def add_checkpoint(
     db = open_database()
     with db.session() as session:
         result = store(session, path, config, name=name, step=step)
+        jobs = []
+        if queue:
+            from arena.jobs.plan import queue_checkpoint_work
+            from arena.settings import get_settings
+
+            jobs = queue_checkpoint_work(session, get_settings(), result.name)
+        job_ids = [job.id for job in jobs]
     verb = "registered" if result.created else "already registered"
     typer.echo(f"{verb} checkpoint {result.name}")
+    if job_ids:
+        typer.echo(f"queued jobs {', '.join(map(str, job_ids))} for `arena worker`")
 
 
 @app.command("list")

@@ -10,18 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from arena.api import DB, SETTINGS, require_admin
+from arena.api import DB, ERROR_RESPONSES, SETTINGS, require_admin
 from arena.jobs.plan import CheckpointRequest as Request
 from arena.jobs.plan import queue_checkpoint
 from arena.jobs.queue import describe_job, get_job
 from arena.registry import checkpoint_status
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/api/v1", dependencies=[Depends(require_admin)], responses=ERROR_RESPONSES
+)
 
 
 class CheckpointRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     path: str = Field(max_length=4000, description="Checkpoint file or diffusers folder.")
     config: str | None = Field(default=None, description="Name of a registered config.")
     config_data: dict[str, Any] | None = Field(

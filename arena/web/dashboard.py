@@ -42,6 +42,7 @@ from arena.web.figures import (
     knob_frame,
     position_frame,
 )
+from metrics.pairing import STRATEGY_NOTES
 from metrics.rating_book import OVERALL
 from training.presets import PRESET_NAMES
 
@@ -56,7 +57,6 @@ __all__ = [
 ]
 
 DEMO_NAMES = {f"demo-{name}" for name in PRESET_NAMES}
-STRATEGIES = {"balanced": "balanced (the checkpoints with the fewest games are shown first)"}
 
 
 def status_text(view: BoardView) -> str:
@@ -64,8 +64,8 @@ def status_text(view: BoardView) -> str:
     games = sum(r["games"] for r in view.rows)
     lines = [
         f"**{view.label}** · {view.log.votes} votes on this board (up to vote "
-        f"#{view.log.last_vote_id}) · matchmaking: "
-        f"{STRATEGIES.get(view.strategy, view.strategy)}"
+        f"#{view.log.last_vote_id}) · matchmaking: {view.strategy} "
+        f"({STRATEGY_NOTES.get(view.strategy, 'see metrics/pairing.py')})"
     ]
     if not view.log.votes:
         lines.append("No votes on this board yet.")

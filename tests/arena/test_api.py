@@ -248,3 +248,10 @@ def test_errors_and_spec(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert {"/api/v1/matches", "/api/v1/votes", "/api/v1/leaderboard",
             "/api/v1/checkpoints", "/api/v1/health"} <= set(spec["paths"])
+
+
+def test_leaderboard_names_the_matchmaking_strategy(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = client.get("/api/v1/leaderboard").json()
+    assert body["matchmaking"] == Settings().matchmaking_strategy == "active"

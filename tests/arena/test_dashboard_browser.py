@@ -90,7 +90,7 @@ def test_dashboard_switches_downloads_and_reports_offline(
         page.get_by_role("tab", name="Leaderboard").click()
         status = page.locator("#leaderboard-status")
         expect(status).to_contain_text("overall · Elo")
-        expect(status).to_contain_text("matchmaking: balanced")
+        expect(status).to_contain_text(f"matchmaking: {settings.matchmaking_strategy} (")
         expect(page.locator("#figure-ratings .js-plotly-plot")).to_have_count(1)
         for key in ("elo_history", "trueskill", "win_rate", "games", "knob", "position"):
             expect(page.locator(f"#figure-{key} .js-plotly-plot")).to_have_count(1)

@@ -149,3 +149,18 @@ def test_add_preset_registers_the_published_runs_once(arena_env: Database) -> No
     assert counts(arena_env) == (4, 0)
     unknown = invoke("registry", "add-preset", "illustrious-v9")
     assert unknown.exit_code == 2 and "unknown preset" in unknown.stderr
+
+
+def test_add_checkpoint_with_queue_queues_rendering_and_scoring(
+    arena_env: Database, checkpoint_file: Path
+) -> None:
+    from arena.models import Job
+
+    assert invoke("registry", "add-preset").exit_code == 0
+    result = invoke("registry", "add-checkpoint", str(checkpoint_file),
+                    "--config", "illustrious-v0.1", "--queue")
+    assert result.exit_code == 0, result.output
+    assert "queued jobs" in result.output
+    with arena_env.session(readonly=True) as session:
+        kinds = sorted(session.scalars(select(Job.kind)).all())
+    assert kinds[-1] == "score" and "generate" in kinds

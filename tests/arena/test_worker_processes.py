@@ -110,6 +110,7 @@ def test_concurrent_claims_on_postgresql_never_share_a_job(pg_db: Database) -> N
 def test_job_of_a_killed_worker_is_finished_by_another(db: Database, tmp_path: Path) -> None:
     big = tmp_path / "big.safetensors"
     with big.open("wb") as handle:  # sparse: hashing reads 3 GiB, the disk holds almost none
+        handle.write(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")  # a safetensors header
         handle.truncate(3 << 30)
     home = tmp_path / "home"
     settings = Settings(home=home, database_url=db.url, job_lease_seconds=1.5,
@@ -156,6 +157,7 @@ def test_job_of_a_killed_worker_is_finished_by_another(db: Database, tmp_path: P
 def test_interrupted_worker_gives_its_job_back(db: Database, tmp_path: Path) -> None:
     big = tmp_path / "big.safetensors"
     with big.open("wb") as handle:
+        handle.write(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")  # a safetensors header
         handle.truncate(3 << 30)
     home = tmp_path / "home"
     settings = Settings(home=home, database_url=db.url, prompt_sets="default")

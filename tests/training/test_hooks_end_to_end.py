@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from arena.db import Database
 from arena.jobs.worker import run_worker
 from arena.matches import issue_match
-from arena.models import Checkpoint, Image, Job, MetricScore
+from arena.models import Checkpoint, Image, Job, MatchImage, MetricScore
 from metrics.file_hash import sha256_file
 from tests.arena.jobs_fixtures import (
     CHARACTER,
@@ -88,8 +88,8 @@ def _check_arena(db: Database, world: TinyWorld, settings, names: list[str],  # 
         assert match.prompt.startswith("1girl, hatsune miku")
         with db.session(readonly=True) as session:
             shown |= {
-                session.scalar(select(Checkpoint.name).join(Image).where(
-                    Image.served_sha256 == image.served_sha256))
+                session.scalar(select(Checkpoint.name).join(MatchImage).where(
+                    MatchImage.served_name == image.name))
                 for image in match.images
             }
     assert shown == set(names)

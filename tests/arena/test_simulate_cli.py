@@ -1,0 +1,44 @@
+"""`arena simulate`: the table, --json with provenance, the plotly figure, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from arena.cli.main import app
+
+SMALL = ["-n", "8", "--seeds", "2", "--max-votes", "300", "--kinds", "fixed=1,ffa=1"]
+
+
+def test_json_reports_each_strategy_with_its_configuration(tmp_path: Path) -> None:
+    plot = tmp_path / "tau.html"
+    result = CliRunner().invoke(
+        app, ["simulate", *SMALL, "-s", "uniform", "-s", "active", "--json", "--plot", str(plot)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["arms"]) == {"uniform + bt", "active + bt"}
+    arm = report["arms"]["active + bt"]
+    assert arm["config"]["strategy"] == "active"
+    assert arm["config"]["kinds"] == {"fixed": 1.0, "ffa": 1.0}
+    assert arm["seeds"] == [0, 1]
+    assert len(arm["curve"]["votes"]) == len(arm["curve"]["tau_median"]) > 0
+    assert all(-1.0 <= t <= 1.0 for t in arm["curve"]["tau_median"])
+    page = plot.read_text()
+    assert "plotly" in page and "uniform + bt" in page and "active + bt" in page
+
+
+def test_table_output_names_the_target() -> None:
+    result = CliRunner().invoke(app, ["simulate", *SMALL, "-s", "balanced", "-r", "elo"])
+    assert result.exit_code == 0, result.output
+    assert "Kendall tau >= 0.9" in result.stdout
+    assert "balanced + elo: tau held" in result.stdout
+
+
+def test_bad_input_is_one_line() -> None:
+    for args in (["-s", "greedy"], ["--kinds", "duel"], ["--lapse", "2"], ["--kinds", "ffa=x"]):
+        result = CliRunner().invoke(app, ["simulate", *SMALL, *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("error: ") and len(result.output.splitlines()) == 1
