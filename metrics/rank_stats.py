@@ -64,8 +64,11 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> RankCorrelation:
     if n < 4:
         return RankCorrelation(rho, None, None, n)
     half = Z95 * math.sqrt(1.06 / (n - 3))
+    # At |rho| = 1 the transform is infinite and the interval collapses onto +-1 (a known
+    # limit of the Fisher interval with few, perfectly ordered pairs); keep rho inside it.
     z = math.atanh(max(-0.999999, min(0.999999, rho)))
-    return RankCorrelation(rho, math.tanh(z - half), math.tanh(z + half), n)
+    lower, upper = math.tanh(z - half), math.tanh(z + half)
+    return RankCorrelation(rho, min(lower, rho), max(upper, rho), n)
 
 
 def wilson_interval(successes: float, trials: float) -> tuple[float, float]:
