@@ -2,8 +2,11 @@
 download), the plotly figures and the tables of what tracks the rating.
 
 Everything shown comes from one :class:`arena.board_view.BoardView`, read in a read-only
-session, so opening the tab never delays a vote. Nothing is read until the tab is opened, so
-a freshly loaded page names no checkpoint.
+session, so opening the tab never waits for a vote's write lock. The server reads every
+board's log once in the background at start (:func:`warm_up`); afterwards a view reads only
+the votes cast since. A render is shared for up to ``RENDER_SECONDS`` and views are paced to
+``VIEWS_PER_SECOND``, so viewers cannot crowd out the vote path in the same process. Nothing
+is sent to a page until its tab is opened, so a freshly loaded page names no checkpoint.
 """
 
 from __future__ import annotations
