@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from arena import matchmaking
 from arena.db import Database
@@ -22,11 +22,13 @@ from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
 from arena.images import served_path
 from arena.limits import charge
 from arena.models import (
+    Checkpoint,
     GenerationRequest,
     Image,
     Match,
     MatchImage,
     Prompt,
+    TrainingConfigRecord,
     Vote,
     Voter,
     new_served_name,
@@ -199,32 +201,68 @@ def issue_match(
     return IssuedMatch(token=token, mode=mode, prompt=choice.prompt, images=shown, notice=notice)
 
 
-def load_match_for(session: Session, token: str, voter_external_id: str) -> Match:
-    """The match behind ``token`` if this voter may still act on it; else a clear refusal."""
-    # One round trip: the match with its images and prompt, its voter, and any vote on it.
-    row = (
-        session.execute(
-            select(Match, Voter.external_id, Vote.id)
-            .join(Voter, Voter.id == Match.voter_id)
-            .outerjoin(Vote, Vote.match_id == Match.id)
-            .options(joinedload(Match.images), joinedload(Match.prompt))
-            .where(Match.token == token)
-        )
-        .unique()
-        .first()
+@dataclass(frozen=True)
+class OpenMatch:
+    """A match a voter may still vote on or skip, with what the vote and its reveal need."""
+
+    id: int
+    kind: str
+    voter_id: int
+    character: str | None
+    checkpoints: tuple[int, ...]  # by shown position
+    labels: tuple[tuple[str, str], ...]  # (checkpoint, training config) by shown position
+    votes_cast: int  # the voter's votes so far
+
+
+def _open_match_statement():  # type: ignore[no-untyped-def]
+    """Built once (building a statement costs more than running it): one row per image."""
+    counted = Vote.__table__.alias("counted")
+    votes_cast = (
+        select(func.count(counted.c.id)).where(counted.c.voter_id == Match.voter_id)
+        .correlate(Match).scalar_subquery()
     )
-    if row is None:
+    return (
+        select(Match.id, Match.kind, Match.voter_id, Match.expires_at, Match.skipped_at,
+               Voter.external_id, Vote.id, Prompt.character, votes_cast,
+               MatchImage.checkpoint_id, Checkpoint.name, TrainingConfigRecord.name)
+        .join(Voter, Voter.id == Match.voter_id)
+        .join(Prompt, Prompt.id == Match.prompt_id)
+        .join(MatchImage, MatchImage.match_id == Match.id)
+        .join(Checkpoint, Checkpoint.id == MatchImage.checkpoint_id)
+        .join(TrainingConfigRecord, TrainingConfigRecord.id == Checkpoint.config_id)
+        .outerjoin(Vote, Vote.match_id == Match.id)
+        .where(Match.token == bindparam("token"))
+        .order_by(MatchImage.position)
+    )
+
+
+_OPEN_MATCH = _open_match_statement()
+_SKIP = update(Match).where(Match.id == bindparam("match_id")).values(skipped_at=bindparam("now"))
+
+
+def load_match_for(session: Session, token: str, voter_external_id: str) -> OpenMatch:
+    """The match behind ``token`` if this voter may still act on it; else a clear refusal.
+
+    One round trip: the match, its voter, prompt, images with their checkpoint labels, any
+    vote on it and the voter's vote count."""
+    rows = session.connection().execute(_OPEN_MATCH, {"token": token}).all()
+    if not rows:
         raise NotFound("unknown match token")
-    match, owner, vote_id = row
+    match_id, kind, voter_id, expires_at, skipped_at, owner, vote_id, character, cast = rows[0][:9]
     if owner != voter_external_id:
         raise Forbidden("this match was issued to another voter")
     if vote_id is not None:
         raise Conflict("this match has already been voted on")
-    if match.skipped_at is not None:
+    if skipped_at is not None:
         raise Conflict("this match was skipped")
-    if match.expires_at <= utcnow():
+    if expires_at <= utcnow():
         raise Gone("this match has expired; ask for a new one")
-    return match
+    return OpenMatch(
+        id=match_id, kind=kind, voter_id=voter_id, character=character,
+        checkpoints=tuple(row[9] for row in rows),
+        labels=tuple((row[10], row[11]) for row in rows),
+        votes_cast=int(cast or 0),
+    )
 
 
 def skip_match(
@@ -235,7 +273,7 @@ def skip_match(
     with db.session(serialized=True) as session:
         match = load_match_for(session, token, voter_external_id)
         charge(session, settings, "skip", voter_external_id, address)
-        match.skipped_at = utcnow()
+        session.connection().execute(_SKIP, {"match_id": match.id, "now": utcnow()})
 
 
 def served_image_for(db: Database, settings: Settings, name: str, voter_external_id: str) -> Path:
