@@ -260,6 +260,8 @@ def apply_vote_online(session: Session, vote_id: int, record: VoteRecord, kind: 
                     inserts.append({"board": board, "system": system, "checkpoint_id": c,
                                     **values})
                 else:
+                    # Its parameters are the ones in force (checked above): not rewritten.
+                    values.pop("parameters")
                     updates.append({"row_id": row.id, **values})
     # One executemany each instead of a statement per row (up to 24 rows a vote).
     if updates:
