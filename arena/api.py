@@ -118,15 +118,15 @@ def image_url(name: str) -> str:
     return f"/api/v1/images/{name}.png"
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def voter_id(
+async def voter_id(
     request: Request,
     x_voter_id: Annotated[
         str | None, Header(description="A voter id from POST /api/v1/voters.")
@@ -139,11 +139,13 @@ def voter_id(
     return request.state.voter_id
 
 
-def get_address(request: Request) -> str:
+async def get_address(request: Request) -> str:
     """The client's address, as the middleware resolved it."""
     return request.state.client_address
 
 
+# The dependencies above are ``async def`` although they never wait: FastAPI runs a plain
+# ``def`` dependency in the thread pool, a thread hand-off per dependency per request.
 DB = Annotated[Database, Depends(get_db)]
 SETTINGS = Annotated[Settings, Depends(get_settings_dep)]
 VOTER = Annotated[str, Depends(voter_id)]

@@ -64,10 +64,12 @@ def voter_secret(settings: Settings) -> bytes:
     """The key that signs voter ids (from the settings, else ``$ARENA_HOME/voter-secret``)."""
     if settings.voter_secret is not None and settings.voter_secret.get_secret_value():
         return settings.voter_secret.get_secret_value().encode()
-    path = (settings.home / SECRET_FILE).resolve()
-    cache_key = ("file", str(path))
+    # Keyed by the absolute path (no symlink resolution: that costs a syscall per path
+    # component on every request); two spellings of one file read the same key.
+    path = os.path.abspath(settings.home / SECRET_FILE)
+    cache_key = ("file", path)
     if cache_key not in _SECRETS:
-        _SECRETS[cache_key] = _read_or_create(path)
+        _SECRETS[cache_key] = _read_or_create(Path(path))
     return _SECRETS[cache_key]
 
 

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from arena.errors import RateLimited
@@ -57,7 +57,27 @@ _LONGEST = max(limit.window_seconds for limit in ACTIONS.values())
 def _lock(session: Session, subject: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        session.connection().execute(_ADVISORY_LOCK, {"key": key})
+
+
+def _statements():  # type: ignore[no-untyped-def]
+    """Built once (building a statement costs more than running it): both counts in one
+    round trip, the event row, the pruning."""
+    def used(column):  # type: ignore[no-untyped-def]
+        return (
+            select(func.count(LimitEvent.id))
+            .where(LimitEvent.action == bindparam("action"), column == bindparam(column.key),
+                   LimitEvent.created_at > bindparam("since"))
+            .scalar_subquery()
+        )
+
+    counts = select(used(LimitEvent.address), used(LimitEvent.voter))
+    prune = delete(LimitEvent).where(LimitEvent.created_at < bindparam("before"))
+    return counts, insert(LimitEvent), prune
+
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_COUNTS, _INSERT_EVENT, _PRUNE = _statements()
 
 
 def charge(
@@ -73,28 +93,24 @@ def charge(
     if not per_voter and not per_address:
         return
     now = utcnow()
-    since = now - timedelta(seconds=limit.window_seconds)
     key = address_key(settings, address) if address is not None else "local"
-    checks = []
     if per_address:
-        checks.append((per_address, LimitEvent.address == key, f"address:{key}", "address"))
+        _lock(session, f"address:{key}")
     if per_voter:
-        checks.append((per_voter, LimitEvent.voter == voter, f"voter:{voter}", "voter"))
-    for allowed, where, subject, who in checks:
-        _lock(session, subject)
-        used = session.scalar(
-            select(func.count(LimitEvent.id)).where(
-                LimitEvent.action == action, where, LimitEvent.created_at > since
-            )
-        )
-        if (used or 0) >= allowed:
+        _lock(session, f"voter:{voter}")
+    conn = session.connection()
+    by_address, by_voter = conn.execute(_COUNTS, {
+        "action": action, "address": key, "voter": voter,
+        "since": now - timedelta(seconds=limit.window_seconds),
+    }).one()
+    for allowed, used, who in ((per_address, by_address, "address"),
+                               (per_voter, by_voter, "voter")):
+        if allowed and used >= allowed:
             raise RateLimited(
                 f"rate limit: at most {allowed} {limit.noun} {limit.unit()} per {who}; "
                 "wait a little"
             )
-    session.add(LimitEvent(action=action, voter=voter, address=key, created_at=now))
+    conn.execute(_INSERT_EVENT, {"action": action, "voter": voter, "address": key,
+                                 "created_at": now})
     if random.random() < 1 / _PRUNE_EVERY:
-        session.execute(
-            delete(LimitEvent).where(LimitEvent.created_at < now - timedelta(seconds=_LONGEST))
-        )
-    session.flush()
+        conn.execute(_PRUNE, {"before": now - timedelta(seconds=_LONGEST)})

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from arena import matchmaking
 from arena.db import Database
@@ -22,11 +22,13 @@ from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
 from arena.images import served_path
 from arena.limits import charge
 from arena.models import (
+    Checkpoint,
     GenerationRequest,
     Image,
     Match,
     MatchImage,
     Prompt,
+    TrainingConfigRecord,
     Vote,
     Voter,
     new_served_name,
@@ -70,25 +72,33 @@ def check_voter_id(external_id: str) -> str:
     return external_id
 
 
+_VOTER_ID = select(Voter.id).where(Voter.external_id == bindparam("external_id"))
+_INSERT_VOTER = insert(Voter)
+_INSERT_MATCH = insert(Match)
+_INSERT_MATCH_IMAGES = insert(MatchImage)
+
+
 def get_or_create_voter(
     session: Session, external_id: str, settings: Settings, address: str | None = None
-) -> Voter:
-    """The voter row for an external id, created on first sight (safe under races); a new
-    voter counts against the address's limit on new voter ids."""
+) -> int:
+    """The id of the voter row for an external id, created on first sight (safe under races);
+    a new voter counts against the address's limit on new voter ids."""
     check_voter_id(external_id)
-    voter = session.scalar(select(Voter).where(Voter.external_id == external_id))
-    if voter is not None:
-        return voter
+    conn = session.connection()
+    voter_id = conn.execute(_VOTER_ID, {"external_id": external_id}).scalar()
+    if voter_id is not None:
+        return voter_id
     charge(session, settings, "voter", None, address)
     try:
         with session.begin_nested():
-            voter = Voter(external_id=external_id)
-            session.add(voter)
+            return conn.execute(
+                _INSERT_VOTER, {"external_id": external_id, "created_at": utcnow()}
+            ).inserted_primary_key[0]
     except IntegrityError:
-        voter = session.scalar(select(Voter).where(Voter.external_id == external_id))
-        if voter is None:  # the conflicting row was rolled back meanwhile
+        voter_id = conn.execute(_VOTER_ID, {"external_id": external_id}).scalar()
+        if voter_id is None:  # the conflicting row was rolled back meanwhile
             raise Conflict("this voter id is being registered by another request; retry") from None
-    return voter
+    return voter_id
 
 
 def prompt_hash(text: str) -> str:
@@ -96,7 +106,7 @@ def prompt_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
-def _request_generation(session: Session, settings: Settings, text: str, voter: Voter) -> str:
+def _request_generation(session: Session, settings: Settings, text: str, voter_id: int) -> str:
     """Record a typed prompt the pool lacks and queue its rendering; return the voter's notice.
 
     One ``generate`` job per active checkpoint (deduplicated per checkpoint and prompt), within
@@ -110,9 +120,9 @@ def _request_generation(session: Session, settings: Settings, text: str, voter: 
         prompt = Prompt(text=" ".join(text.split()), text_hash=digest, kind="free", source="voter")
         session.add(prompt)
         session.flush()
-    queued = queue_free_prompt(session, settings, prompt.id, prompt.text, voter.id)
+    queued = queue_free_prompt(session, settings, prompt.id, prompt.text, voter_id)
     session.add(GenerationRequest(
-        prompt_id=prompt.id, voter_id=voter.id, job_id=queued.jobs[0] if queued.jobs else None
+        prompt_id=prompt.id, voter_id=voter_id, job_id=queued.jobs[0] if queued.jobs else None
     ))
     if queued.refused is not None:
         return (
@@ -160,71 +170,106 @@ def issue_match(
     # Choosing only reads: it runs outside the write transaction, which stays short (on
     # SQLite all writers queue behind one another).
     with db.session(readonly=True) as session:
-        voter_id = session.scalar(select(Voter.id).where(Voter.external_id == voter_external_id))
+        known_voter = session.connection().execute(
+            _VOTER_ID, {"external_id": voter_external_id}
+        ).scalar()
         prompt_id = None
         if typed:
             for text in dict.fromkeys((typed, typed_safe)):
                 prompt_id = prompt_id or matchmaking.find_prompt(session, prompt_hash(text), "free")
         choice = matchmaking.choose(
-            session, mode, voter_id, rng, prompt_id, strategy=settings.matchmaking_strategy
+            session, mode, known_voter, rng, prompt_id, strategy=settings.matchmaking_strategy
         )
     notice = None
     order = list(choice.images)
     rng.shuffle(order)
+    token = secrets.token_urlsafe(24)
+    shown = tuple(ShownImage(i, new_served_name()) for i in range(len(order)))
     with db.session() as session:
-        voter = get_or_create_voter(session, voter_external_id, settings, address)
+        # Voter rows are never deleted: one seen by the read above still exists.
+        voter_id = known_voter or get_or_create_voter(session, voter_external_id, settings,
+                                                      address)
         charge(session, settings, "match", voter_external_id, address)
         if typed:
             charge(session, settings, "prompt", voter_external_id, address)
         if typed and prompt_id is None:
-            notice = _request_generation(session, settings, typed_safe, voter)
+            notice = _request_generation(session, settings, typed_safe, voter_id)
         now = utcnow()
-        match = Match(
-            token=secrets.token_urlsafe(24),
-            kind=mode,
-            prompt_id=choice.prompt_id,
-            voter_id=voter.id,
-            issued_at=now,
-            expires_at=now + timedelta(seconds=settings.match_ttl_seconds),
-        )
-        match.images = [
-            MatchImage(position=i, image_id=img.image_id, checkpoint_id=img.checkpoint_id,
-                       served_name=new_served_name())
-            for i, img in enumerate(order)
-        ]
-        session.add(match)
-        session.flush()
-        token = match.token
-        shown = tuple(ShownImage(mi.position, mi.served_name) for mi in match.images)
+        conn = session.connection()
+        match_id = conn.execute(_INSERT_MATCH, {
+            "token": token, "kind": mode, "prompt_id": choice.prompt_id, "voter_id": voter_id,
+            "issued_at": now, "expires_at": now + timedelta(seconds=settings.match_ttl_seconds),
+        }).inserted_primary_key[0]
+        conn.execute(_INSERT_MATCH_IMAGES, [
+            {"match_id": match_id, "position": image.position, "image_id": img.image_id,
+             "checkpoint_id": img.checkpoint_id, "served_name": image.name}
+            for image, img in zip(shown, order, strict=True)
+        ])
     return IssuedMatch(token=token, mode=mode, prompt=choice.prompt, images=shown, notice=notice)
 
 
-def load_match_for(session: Session, token: str, voter_external_id: str) -> Match:
-    """The match behind ``token`` if this voter may still act on it; else a clear refusal."""
-    # One round trip: the match with its images and prompt, its voter, and any vote on it.
-    row = (
-        session.execute(
-            select(Match, Voter.external_id, Vote.id)
-            .join(Voter, Voter.id == Match.voter_id)
-            .outerjoin(Vote, Vote.match_id == Match.id)
-            .options(joinedload(Match.images), joinedload(Match.prompt))
-            .where(Match.token == token)
-        )
-        .unique()
-        .first()
+@dataclass(frozen=True)
+class OpenMatch:
+    """A match a voter may still vote on or skip, with what the vote and its reveal need."""
+
+    id: int
+    kind: str
+    voter_id: int
+    character: str | None
+    checkpoints: tuple[int, ...]  # by shown position
+    labels: tuple[tuple[str, str], ...]  # (checkpoint, training config) by shown position
+    votes_cast: int  # the voter's votes so far
+
+
+def _open_match_statement():  # type: ignore[no-untyped-def]
+    """Built once (building a statement costs more than running it): one row per image."""
+    counted = Vote.__table__.alias("counted")
+    votes_cast = (
+        select(func.count(counted.c.id)).where(counted.c.voter_id == Match.voter_id)
+        .correlate(Match).scalar_subquery()
     )
-    if row is None:
+    return (
+        select(Match.id, Match.kind, Match.voter_id, Match.expires_at, Match.skipped_at,
+               Voter.external_id, Vote.id, Prompt.character, votes_cast,
+               MatchImage.checkpoint_id, Checkpoint.name, TrainingConfigRecord.name)
+        .join(Voter, Voter.id == Match.voter_id)
+        .join(Prompt, Prompt.id == Match.prompt_id)
+        .join(MatchImage, MatchImage.match_id == Match.id)
+        .join(Checkpoint, Checkpoint.id == MatchImage.checkpoint_id)
+        .join(TrainingConfigRecord, TrainingConfigRecord.id == Checkpoint.config_id)
+        .outerjoin(Vote, Vote.match_id == Match.id)
+        .where(Match.token == bindparam("token"))
+        .order_by(MatchImage.position)
+    )
+
+
+_OPEN_MATCH = _open_match_statement()
+_SKIP = update(Match).where(Match.id == bindparam("match_id")).values(skipped_at=bindparam("now"))
+
+
+def load_match_for(session: Session, token: str, voter_external_id: str) -> OpenMatch:
+    """The match behind ``token`` if this voter may still act on it; else a clear refusal.
+
+    One round trip: the match, its voter, prompt, images with their checkpoint labels, any
+    vote on it and the voter's vote count."""
+    rows = session.connection().execute(_OPEN_MATCH, {"token": token}).all()
+    if not rows:
         raise NotFound("unknown match token")
-    match, owner, vote_id = row
+    match_id, kind, voter_id, expires_at, skipped_at, owner, vote_id, character, cast = rows[0][:9]
     if owner != voter_external_id:
         raise Forbidden("this match was issued to another voter")
     if vote_id is not None:
         raise Conflict("this match has already been voted on")
-    if match.skipped_at is not None:
+    if skipped_at is not None:
         raise Conflict("this match was skipped")
-    if match.expires_at <= utcnow():
+    if expires_at <= utcnow():
         raise Gone("this match has expired; ask for a new one")
-    return match
+    return OpenMatch(
+        id=match_id, kind=kind, voter_id=voter_id, character=character,
+        checkpoints=tuple(row[9] for row in rows),
+        labels=tuple((row[10], row[11]) for row in rows),
+        votes_cast=int(cast or 0),
+    )
 
 
 def skip_match(
@@ -235,7 +280,7 @@ def skip_match(
     with db.session(serialized=True) as session:
         match = load_match_for(session, token, voter_external_id)
         charge(session, settings, "skip", voter_external_id, address)
-        match.skipped_at = utcnow()
+        session.connection().execute(_SKIP, {"match_id": match.id, "now": utcnow()})
 
 
 def served_image_for(db: Database, settings: Settings, name: str, voter_external_id: str) -> Path:

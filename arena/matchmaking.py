@@ -11,7 +11,10 @@ mu and sigma on the kind's board) is read from the database (``matches``/``match
 ``rating_snapshots``), so every server process sees the same numbers; it is cached per process
 for ``STANDINGS_SECONDS``, and matches this process issues in the meantime are added locally
 until the next read. Issued counts are read incrementally (only matches newer than those
-already counted; a match is counted as settled once it is older than one refresh). The pool
+already counted). A match id is counted as settled only once a read at least
+``SETTLE_SECONDS`` old has seen a newer id: on PostgreSQL ids are assigned before commit, so a
+match with a smaller id can still become visible after a larger one; only a write transaction
+open longer than that window could be missed. The pool
 index (prompts and their images by checkpoint) is read in one query and rebuilt when the
 images table changes.
 
@@ -26,7 +29,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import and_, bindparam, case, func, or_, select
@@ -60,6 +63,7 @@ __all__ = [
 
 POOL_CHECK_SECONDS = 1.0
 STANDINGS_SECONDS = 1.5
+SETTLE_SECONDS = 60.0  # how long a match id may take from assignment to commit and still count
 PROMPT_TRIES = 4  # prompts drawn at most when one offers only the voter's previous set
 SEEN_WINDOW = 50  # how many of a voter's latest matches count as "already shown"
 
@@ -174,7 +178,7 @@ class Standings:
         self._reading = threading.Lock()
         self._read_at: float | None = None
         self._settled_to = 0  # matches with id <= this are in _settled
-        self._last_max = 0  # newest match id seen at the previous read
+        self._reads: deque[tuple[float, int]] = deque()  # (when, newest match id seen)
         self._settled: dict[str, dict[int, int]] = defaultdict(dict)
         self.by_kind: dict[str, dict[int, Standing]] = {}
 
@@ -198,7 +202,9 @@ class Standings:
 
     def _read(self, session: Session, default: Standing) -> None:
         now = time.monotonic()
-        settle_to = self._last_max
+        settle_to = self._settled_to
+        while self._reads and now - self._reads[0][0] >= SETTLE_SECONDS:
+            settle_to = max(settle_to, self._reads.popleft()[1])
         settled_flag = case((Match.id <= settle_to, 1), else_=0).label("settled")
         counted = session.execute(
             select(Match.kind, MatchImage.checkpoint_id, settled_flag,
@@ -220,7 +226,8 @@ class Standings:
                 target = self._settled[kind] if settled else tail[kind]
                 target[ckpt] = target.get(ckpt, 0) + int(count)
                 newest = max(newest, int(top))
-            self._settled_to, self._last_max = settle_to, newest
+            self._settled_to = settle_to
+            self._reads.append((now, newest))
             by_kind: dict[str, dict[int, Standing]] = {}
             for kind in MATCH_KINDS:
                 issued = dict(self._settled[kind])

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from arena.board_log import board_log, board_where, record_from
@@ -130,8 +130,7 @@ def vote_record(vote: Vote, participants: list[int]) -> VoteRecord:
         raise UserError(f"vote {vote.id}: {exc}") from None
 
 
-def _state(checkpoint_id: int, elo: RatingSnapshot | None, ts: RatingSnapshot | None,
-           book: RatingBook) -> CheckpointRating:
+def _state(checkpoint_id: int, elo: Any, ts: Any, book: RatingBook) -> CheckpointRating:
     state = book.new_state(checkpoint_id)
     counts = elo or ts
     if counts is not None:
@@ -196,16 +195,20 @@ def stale_boards(session: Session, settings: Settings | None = None) -> list[str
                    if used != current[system]})
 
 
-def _refuse_other_parameters(session: Session, boards: list[str],
+def _refuse_other_parameters(session: Session, boards: Sequence[str],
                              parameters: dict[str, dict[str, Any]],
-                             rows: Sequence[RatingSnapshot]) -> None:
+                             rows: Sequence[Any]) -> None:
     """Refuse to update a board whose snapshots were made with other rating parameters.
 
     Online updates keep each board on one parameter set (they refuse here, and ``recompute``
-    rewrites every row), so the participants' rows and one other row per board and system
-    tell the board's set.
+    rewrites every row), so any one row of a board and system tells its set: the
+    participants' rows where they have one, else one other row of the board (read only then).
     """
-    stored = [(r.board, r.system, r.parameters) for r in rows] + _board_samples(session, boards)
+    stored = [(r.board, r.system, r.parameters) for r in rows]
+    seen = {(board, system) for board, system, _ in stored}
+    unseen = [b for b in boards if any((b, system) not in seen for system in ONLINE_SYSTEMS)]
+    if unseen:
+        stored += _board_samples(session, unseen)
     for board, system, used in stored:
         if used != parameters[system]:
             changed = sorted(k for k in parameters[system] if used.get(k) != parameters[system][k])
@@ -216,21 +219,32 @@ def _refuse_other_parameters(session: Session, boards: list[str],
             )
 
 
-def apply_vote_online(session: Session, vote: Vote, settings: Settings | None = None) -> None:
+def _online_statements():  # type: ignore[no-untyped-def]
+    """Built once (building a statement costs more than running it on a few rows)."""
+    table = RatingSnapshot.__table__
+    rows = select(table).where(
+        table.c.board.in_(bindparam("boards", expanding=True)),
+        table.c.system.in_(ONLINE_SYSTEMS),
+        table.c.checkpoint_id.in_(bindparam("checkpoints", expanding=True)),
+    )
+    # Plain Core executemany: the SET clause is the keys of each parameter dict.
+    return rows, update(table).where(table.c.id == bindparam("row_id")), insert(table)
+
+
+_SNAPSHOT_ROWS, _UPDATE_SNAPSHOT, _INSERT_SNAPSHOT = _online_statements()
+
+
+def apply_vote_online(session: Session, vote_id: int, record: VoteRecord, kind: str,
+                      character: str | None, settings: Settings | None = None) -> None:
     """Update the Elo and TrueSkill snapshots of the vote's participants on every board the
-    vote counts on, in the caller's (serialized) transaction; ``vote`` must be flushed and
-    carry its match."""
-    match = vote.match
-    participants = [image.checkpoint_id for image in match.images]
-    record = vote_record(vote, participants)
+    vote counts on (:func:`boards_for` of the match ``kind`` and prompt ``character``), in the
+    caller's (serialized) transaction; ``vote_id`` is the stored vote that ``record`` is."""
+    participants = list(record.participants)
     config = rating_config(settings)
-    boards = boards_for(match.kind, match.prompt.character)
-    rows = session.scalars(
-        select(RatingSnapshot).where(
-            RatingSnapshot.board.in_(boards),
-            RatingSnapshot.system.in_(ONLINE_SYSTEMS),
-            RatingSnapshot.checkpoint_id.in_(participants),
-        )
+    boards = boards_for(kind, character)
+    conn = session.connection()
+    rows = conn.execute(
+        _SNAPSHOT_ROWS, {"boards": list(boards), "checkpoints": participants}
     ).all()
     index = {(r.board, r.system, r.checkpoint_id): r for r in rows}
     parameters = {system: _parameters(config, system) for system in ONLINE_SYSTEMS}
@@ -245,18 +259,20 @@ def apply_vote_online(session: Session, vote: Vote, settings: Settings | None = 
                 book.states[c] = _state(c, elo, ts, book)
         for c in book.apply(record):
             for system in ONLINE_SYSTEMS:
-                values = _values(system, book.states[c], vote.id, parameters[system])
+                values = _values(system, book.states[c], vote_id, parameters[system])
                 row = index.get((board, system, c))
                 if row is None:
                     inserts.append({"board": board, "system": system, "checkpoint_id": c,
                                     **values})
                 else:
-                    updates.append({"id": row.id, **values})
+                    # Its parameters are the ones in force (checked above): not rewritten.
+                    values.pop("parameters")
+                    updates.append({"row_id": row.id, **values})
     # One executemany each instead of a statement per row (up to 24 rows a vote).
     if updates:
-        session.execute(update(RatingSnapshot), updates)
+        conn.execute(_UPDATE_SNAPSHOT, updates)
     if inserts:
-        session.execute(insert(RatingSnapshot), inserts)
+        conn.execute(_INSERT_SNAPSHOT, inserts)
 
 
 def _log(session: Session, board: str = OVERALL) -> Iterator[tuple[int, VoteRecord, str,

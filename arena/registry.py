@@ -88,6 +88,18 @@ def _check_safetensors_header(path: Path) -> None:
         raise UserError(f"checkpoint {path} is not a safetensors file (header is not JSON)")
 
 
+def checkpoint_path(path: Path | str) -> Path:
+    """The absolute path of a checkpoint as given by a user; a path that cannot name a file
+    (a NUL character, an unresolvable home) is a one-line error."""
+    text = str(path)
+    if "\x00" in text:
+        raise UserError("checkpoint path contains a NUL character")
+    try:
+        return Path(text).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise UserError(f"checkpoint path {text!r} cannot be resolved: {exc}") from None
+
+
 def checkpoint_format(path: Path) -> str:
     """'safetensors' for a single file, 'diffusers' for a folder with model_index.json."""
     if path.is_file():
@@ -108,7 +120,7 @@ def _checked_request(
     session: Session, path: Path, config_name: str, name: str | None, step: int | None
 ) -> tuple[Path, str, TrainingConfigRecord, str]:
     """Validate a registration without reading the file: (path, format, config, name)."""
-    path = path.expanduser().resolve()
+    path = checkpoint_path(path)
     fmt = checkpoint_format(path)
     config = get_config(session, config_name)
     if step is not None and step < 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from arena.db import Database
@@ -14,9 +14,10 @@ from arena.limits import charge
 from arena.matches import load_match_for
 from arena.models import Vote, utcnow
 from arena.ratings import apply_vote_online
-from arena.registry import checkpoint_labels
 from arena.settings import Settings
 from metrics.outcomes import InvalidVote, VoteRecord
+
+_INSERT_VOTE = insert(Vote)  # built once; a plain Core insert (the log is append-only)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,6 @@ def record_vote(
         with db.session(serialized=True) as session:
             match = load_match_for(session, token, voter_external_id)
             charge(session, settings, "vote", voter_external_id, address)
-            positions = [mi.checkpoint_id for mi in match.images]
             order: list[int] | None = None
             position: int | None = None
             if ranking is not None:
@@ -92,39 +92,29 @@ def record_vote(
                 outcome, order = "ranking", list(ranking)
             else:
                 outcome, position = _parse_winner(match.kind, winner)
+            now = utcnow()
             try:  # the structural checks (positions exist, no repeats) live in one place
-                VoteRecord(
-                    participants=tuple(positions),
+                record = VoteRecord(
+                    participants=match.checkpoints,
                     winner=position if outcome == "win" else (None if order else outcome),
                     ranking=tuple(order) if order is not None else None,
+                    time=now.timestamp(),  # what a replay reads back from created_at
                 )
             except InvalidVote as exc:
                 raise UserError(str(exc)) from None
-            vote = Vote(
-                match_id=match.id,
-                voter_id=match.voter_id,
-                outcome=outcome,
-                winner_position=position,
-                ranking=order,
-                created_at=utcnow(),
-            )
-            vote.match = match
-            session.add(vote)
-            session.flush()
-            apply_vote_online(session, vote, settings)
-            labels = checkpoint_labels(session, positions)
-            cast = session.scalar(
-                select(func.count(Vote.id)).where(Vote.voter_id == match.voter_id)
-            )
+            vote_id = session.connection().execute(_INSERT_VOTE, {
+                "match_id": match.id, "voter_id": match.voter_id, "outcome": outcome,
+                "winner_position": position, "ranking": order, "created_at": now,
+            }).inserted_primary_key[0]
+            apply_vote_online(session, vote_id, record, match.kind, match.character, settings)
             return Reveal(
                 token=token,
                 mode=match.kind,
-                vote_id=vote.id,
+                vote_id=vote_id,
                 images=tuple(
-                    RevealedImage(mi.position, *labels[mi.checkpoint_id])
-                    for mi in match.images
+                    RevealedImage(position, *label) for position, label in enumerate(match.labels)
                 ),
-                votes_cast=int(cast or 0),
+                votes_cast=match.votes_cast + 1,
             )
     except IntegrityError as exc:
         # Two requests raced past the checks: the unique constraint keeps the first vote.

@@ -68,6 +68,7 @@ STRATEGY_NOTES: dict[str, str] = {
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _RETRIES = 8  # random redraws before an exhaustive fallback (tiny pools only)
+_ENUMERATE_LIMIT = 200  # sets in a pool small enough to search whole when the redraws fail
 
 
 def check_strategy(strategy: str) -> Strategy:
@@ -149,6 +150,13 @@ def pick_checkpoints(
         if first is None and key != last:
             first = group
     if first is not None:
+        # Every proposal was a set the voter saw lately: a small pool is searched for one it
+        # has not seen (a large one almost never gets here, and is never enumerated).
+        if math.comb(len(available), size) <= _ENUMERATE_LIMIT:
+            unseen = [g for g in combinations(available, size)
+                      if frozenset(g) not in avoid and frozenset(g) != last]
+            if unseen:
+                return rng.choice(unseen)
         return first
     # Every proposal was the voter's previous set: any other set will do.
     while True:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from arena.errors import Conflict, UserError
 from arena.jobs.queue import enqueue
 from arena.models import Checkpoint, Image, Job
-from arena.registry import add_config, checkpoint_format, get_config
+from arena.registry import add_config, checkpoint_format, checkpoint_path, get_config
 from arena.settings import Settings
 from training.config import ConfigError, parse_config
 
@@ -74,7 +74,7 @@ def queue_checkpoint(
     session: Session, settings: Settings, request: CheckpointRequest
 ) -> QueuedCheckpoint:
     """Check a registration and queue its hash, generate and score jobs (see module doc)."""
-    path = Path(request.path).expanduser().resolve()
+    path = checkpoint_path(request.path)
     fmt = checkpoint_format(path)
     if request.step is not None and request.step < 0:
         raise UserError(f"step must be >= 0, got {request.step}")

@@ -255,6 +255,8 @@ def fail(db: Database, job_id: int, worker: str, error: str, retryable: bool = T
 
 def get_job(session: Session, job_id: int) -> Job:
     """A job by id, or NotFound."""
+    if not 1 <= job_id < 2**31:  # ids are positive INTEGER (32-bit) columns
+        raise NotFound(f"unknown job {job_id}; see `arena jobs list`")
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"unknown job {job_id}; see `arena jobs list`")

@@ -168,11 +168,9 @@ def leaked(data: bytes | str, secrets: tuple[str, ...]) -> list[str]:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+def serve_on(app: Any, sock: socket.socket) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread on ``sock`` (bound, not yet listening: until this
+    starts, connections to it are refused); yield its base URL."""
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", ws="none", timeout_graceful_shutdown=1)
@@ -190,3 +188,13 @@ def serve(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    with serve_on(app, sock) as url:
+        yield url

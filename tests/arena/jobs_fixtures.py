@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import shutil
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -103,29 +99,6 @@ def save_step(world: TinyWorld, out: Path, step: int) -> Path:
     return target
 
 
-@contextmanager
-def serve_on(app: Any, sock: socket.socket) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a thread on ``sock`` (bound, not yet listening: until this
-    starts, connections to it are refused); yield its base URL."""
-    import uvicorn
-
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", ws="none", timeout_graceful_shutdown=1)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
 
 
 def bound_socket() -> socket.socket:

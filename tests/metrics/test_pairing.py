@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from itertools import combinations
 
 import pytest
 from hypothesis import given
@@ -90,3 +91,15 @@ def test_unknown_strategy_and_bad_sizes_are_refused() -> None:
         check_strategy("elo")
     with pytest.raises(ValueError, match="need 4 checkpoints"):
         pick_checkpoints("uniform", [1, 2, 3], 4, {}, random.Random(0))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_one_unseen_set_of_a_small_pool_is_found(strategy: str) -> None:
+    pairs = [frozenset(p) for p in combinations(range(4), 2)]
+    for seed in range(50):
+        rng = random.Random(seed)
+        missing = pairs[seed % len(pairs)]
+        avoid = [p for p in pairs if p != missing]
+        got = pick_checkpoints(strategy, list(range(4)), 2, {}, rng, avoid=avoid,  # type: ignore[arg-type]
+                               last=avoid[-1])
+        assert frozenset(got) == missing

@@ -22,13 +22,13 @@ from arena.jobs.worker import run_worker
 from arena.matches import issue_match
 from arena.models import Checkpoint, Image, Job, MatchImage, MetricScore
 from metrics.file_hash import sha256_file
+from tests.arena.fixtures_pool import serve_on
 from tests.arena.jobs_fixtures import (
     CHARACTER,
     CONFIG,
     TinyWorld,
     bound_socket,
     build_world,
-    serve_on,
     tiny_training,
     worker_settings,
 )
