@@ -300,7 +300,7 @@ def import_votes(db: Database, path: Path, settings: Settings,
     """Import a jsonl vote export (see the module docstring); all or nothing."""
     from tqdm import tqdm
 
-    from arena.ratings import apply_vote_online
+    from arena.ratings import apply_vote_online, vote_record
     from metrics.outcomes import InvalidVote
 
     docs = _read(path)
@@ -352,7 +352,9 @@ def import_votes(db: Database, path: Path, settings: Settings,
             session.add(vote)
             session.flush()
             try:
-                apply_vote_online(session, vote, settings)
+                record = vote_record(vote, [mi.checkpoint_id for mi in match.images])
+                apply_vote_online(session, vote.id, record, match.kind, prompt.character,
+                                  settings)
             except (InvalidVote, UserError) as exc:
                 raise UserError(f"{where}: {exc}") from None
             tokens.add(doc["match_token"])
