@@ -249,7 +249,8 @@ def ccip(
     from arena.features import DatabaseFeatureCache
     from arena.scores import store_ccip
 
-    assert references is not None
+    if references is None:  # checked above; narrows the type without an assert
+        raise UserError("expected --references DIR")
     if images is not None:
         groups = [_folder_group(images, character)]
         db = open_database()
