@@ -42,7 +42,6 @@ from arena.settings import get_settings
 from metrics.match_kinds import MATCH_KINDS
 from metrics.match_kinds import MATCH_SIZES as SIZES
 from metrics.pairing import (
-    STRATEGY_NOTES,
     PairingParams,
     Standing,
     Strategy,
@@ -58,7 +57,6 @@ __all__ = [
     "find_prompt",
     "invalidate",
     "standings",
-    "strategy_in_force",
 ]
 
 POOL_CHECK_SECONDS = 1.0
@@ -275,13 +273,6 @@ def invalidate(url: str) -> None:
         state = _STATES.get(str(make_url(url)))
     if state is not None:
         state.pool.invalidate()
-
-
-def strategy_in_force() -> str:
-    """The strategy new matches are chosen by (the ``matchmaking_strategy`` setting), with a
-    sentence saying what it does, for the leaderboard page."""
-    name = get_settings().matchmaking_strategy
-    return f"Matches are chosen by the **{name}** strategy: {STRATEGY_NOTES[name]}."
 
 
 def pool_index(session: Session) -> PoolIndex:

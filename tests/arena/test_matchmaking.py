@@ -208,13 +208,15 @@ def test_two_processes_see_the_same_issued_counts(arena_env: Database, arena_hom
 def test_the_leaderboard_page_names_the_strategy(
     arena_env: Database, arena_home: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
 ) -> None:
-    from arena.ui import build_ui
+    from arena.board_view import load_view
+    from arena.web.dashboard import status_text
+    from metrics.pairing import STRATEGY_NOTES
 
     monkeypatch.setenv("ARENA_MATCHMAKING_STRATEGY", strategy)
     get_settings.cache_clear()
-    blocks = build_ui(arena_env, _settings(arena_env, arena_home))
-    page = json.dumps(blocks.config, default=str)
-    assert f"Matches are chosen by the **{strategy}** strategy" in page
+    with arena_env.session(readonly=True) as session:
+        view = load_view(session, settings=_settings(arena_env, arena_home))
+    assert f"matchmaking: {strategy} ({STRATEGY_NOTES[strategy]})" in status_text(view)
 
 
 def test_concurrent_rereads_count_every_match_once(arena_env: Database, arena_home: Path) -> None:
