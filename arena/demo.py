@@ -17,9 +17,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from arena.db import Database
 from arena.errors import UserError
 from arena.migrate import upgrade
+from arena.models import Checkpoint
 from arena.registry import add_checkpoint, add_config
 from arena.settings import Settings
 from training.presets import PRESET_NAMES, load_preset
@@ -32,6 +36,16 @@ DEMO_NOTE = (
     "like noise; register real ones with `arena registry add-checkpoint MODEL.safetensors "
     "--config NAME` and render them with `arena generate`."
 )
+
+# The demo's checkpoints: one per published config, named so nobody takes them for real ones.
+DEMO_NAMES = frozenset(f"demo-{name}" for name in PRESET_NAMES)
+
+
+def serves_demo(session: Session) -> bool:
+    """True when the arena behind ``session`` holds the demo's random-weight checkpoints."""
+    return session.scalar(
+        select(Checkpoint.id).where(Checkpoint.name.in_(DEMO_NAMES)).limit(1)
+    ) is not None
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,7 @@ def prepare_demo(settings: Settings, progress: bool = True,
     db = Database(settings.url)
     try:
         presets = [load_preset(name) for name in PRESET_NAMES]
-        names = [f"demo-{p.name}" for p in presets]
+        names = [f"demo-{p.name}" for p in presets]  # DEMO_NAMES, in preset order
         checkpoints = write_demo_checkpoints(settings.home / "checkpoints", names)
         with db.session() as session:
             for preset, checkpoint in zip(presets, checkpoints, strict=True):

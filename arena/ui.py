@@ -20,6 +20,7 @@ import gradio as gr
 
 from arena.api import VOTER_COOKIE, image_url
 from arena.db import Database
+from arena.demo import DEMO_NOTE, serves_demo
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
 from arena.identity import client_address, verify_voter_id
 from arena.matches import IssuedMatch, issue_match, skip_match
@@ -339,6 +340,7 @@ def build_ui(db: Database, settings: Settings) -> gr.Blocks:
             "Images from anonymous anime checkpoints. Vote for the one you prefer: the "
             "checkpoints and their training configs are revealed after your vote."
         )
+        demo_note = gr.Markdown(visible=False, elem_id="demo-note")
         with gr.Tabs():
             panels = {}
             for mode, title in (("fixed", "Fixed character"), ("free", "Free prompt"),
@@ -353,4 +355,13 @@ def build_ui(db: Database, settings: Settings) -> gr.Blocks:
         first = panels["fixed"]
         blocks.load(first.ensure, inputs=[first.state], outputs=first.outputs,
                     api_visibility="private")
+        blocks.load(lambda: demo_note_update(db), outputs=demo_note, api_visibility="private")
     return blocks
+
+
+def demo_note_update(db: Database) -> dict[str, Any]:
+    """On page load: one line saying why the demo's images look like noise, shown only while
+    the arena holds the demo's random-weight checkpoints (names no checkpoint)."""
+    with db.session(readonly=True) as session:
+        shown = serves_demo(session)
+    return gr.update(value=DEMO_NOTE if shown else "", visible=shown)

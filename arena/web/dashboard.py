@@ -34,7 +34,7 @@ from arena.board_view import (
     table_frame,
 )
 from arena.db import Database
-from arena.demo import DEMO_NOTE
+from arena.demo import DEMO_NAMES, DEMO_NOTE
 from arena.errors import UserError
 from arena.registry import describe_config, get_config
 from arena.settings import Settings
@@ -47,7 +47,6 @@ from arena.web.figures import (
 )
 from metrics.pairing import STRATEGY_NOTES
 from metrics.rating_book import OVERALL
-from training.presets import PRESET_NAMES
 
 __all__ = [
     "RENDER_SECONDS",
@@ -58,9 +57,6 @@ __all__ = [
     "serve_view",
     "status_text",
 ]
-
-DEMO_NAMES = {f"demo-{name}" for name in PRESET_NAMES}
-
 
 def status_text(view: BoardView) -> str:
     """The line above the table: what is shown, how matches are chosen, and any warning."""

@@ -70,3 +70,28 @@ def test_demo_then_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert match.status_code == 200, match.text
     assert len(match.json()["images"]) == 4
     served.dispose()
+
+
+def test_the_voting_page_says_why_demo_images_look_like_noise(
+    arena_env: Database, arena_home: Path, tmp_path: Path
+) -> None:
+    from arena.demo import DEMO_NOTE
+    from arena.registry import add_checkpoint, add_config
+    from arena.ui import demo_note_update
+    from training.presets import PRESET_NAMES, load_preset
+
+    def page() -> str:
+        update = demo_note_update(arena_env)
+        return update["value"] if update["visible"] else ""
+
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    with arena_env.session() as session:
+        config = add_config(session, load_preset(PRESET_NAMES[0])).name
+        add_checkpoint(session, model, config, name="a-real-run")
+    assert DEMO_NOTE not in page()
+    demo = tmp_path / "demo.safetensors"
+    demo.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}demo")
+    with arena_env.session() as session:
+        add_checkpoint(session, demo, config, name=f"demo-{PRESET_NAMES[0]}")
+    assert DEMO_NOTE in page()
