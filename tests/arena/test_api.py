@@ -14,14 +14,8 @@ from arena.app import create_app
 from arena.db import Database
 from arena.models import Match, RatingSnapshot, Vote, utcnow
 from arena.settings import Settings
+from tests.arena.api_client import new_voter as signed
 from tests.arena.fixtures_pool import PoolFixture, build_pool
-
-
-def signed(client: TestClient) -> dict[str, str]:
-    """Headers of a new voter: an id the server issued and signed."""
-    response = client.post("/api/v1/voters")
-    assert response.status_code == 201, response.text
-    return {"X-Voter-Id": response.json()["voter_id"]}
 
 
 @pytest.fixture

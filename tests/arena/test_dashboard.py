@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -220,19 +222,29 @@ def test_bt_cache_survives_votes_on_other_boards(voted: Database) -> None:
         assert {r["fit_vote_id"] for r in bt_rows(s, "ffa", SETTINGS)} == {newest}
 
 
-def test_view_reads_beside_a_writer(voted: Database) -> None:
-    """A leaderboard view completes while another transaction holds the write lock."""
+@contextmanager
+def write_lock_held(db: Database) -> Iterator[None]:
+    """Another thread holds a vote (serialized) transaction while the block runs."""
     holding, release = threading.Event(), threading.Event()
 
     def writer() -> None:
-        with voted.session(serialized=True) as s:
+        with db.session(serialized=True) as s:
             s.get(Checkpoint, 1)
             holding.set()
             release.wait(120)
 
     thread = threading.Thread(target=writer)
     thread.start()
-    holding.wait(60)
+    assert holding.wait(60), "the writer did not get the write lock"
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_view_reads_beside_a_writer(voted: Database) -> None:
+    """A leaderboard view completes while another transaction holds the write lock."""
     result: list[int] = []
 
     def reader() -> None:
@@ -240,11 +252,10 @@ def test_view_reads_beside_a_writer(voted: Database) -> None:
             result.append(len(load_view(s, "overall", "bt", SETTINGS).rows))
 
     reading = threading.Thread(target=reader)
-    reading.start()
-    reading.join(120)
-    finished = not reading.is_alive()
-    release.set()
-    thread.join()
+    with write_lock_held(voted):
+        reading.start()
+        reading.join(120)
+        finished = not reading.is_alive()
     reading.join()
     assert finished and result == [4]
 
@@ -262,27 +273,13 @@ def test_cli_reads_run_beside_a_writer(arena_env: Database, tmp_path: Path) -> N
     db = arena_env
     build_pool(db, tmp_path / "pool-home", tmp_path / "pool")
     simulate_votes(db, SETTINGS, 12, seed=5)
-    holding, release = threading.Event(), threading.Event()
-
-    def writer() -> None:
-        with db.session(serialized=True) as s:
-            s.get(Checkpoint, 1)
-            holding.set()
-            release.wait(120)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    holding.wait(60)
-    try:
+    with write_lock_held(db):
         runner = CliRunner()
         results = [runner.invoke(app, args) for args in
                    (["ratings", "--system", "bt"], ["ratings", "--json"], ["pool", "stats"])]
         other = Database(db.url)
         found = DatabaseFeatureCache(other).get_many([FeatureKey("0" * 64, "model")])
         other.dispose()
-    finally:
-        release.set()
-        thread.join()
     for result in results:
         assert result.exit_code == 0, result.output
     assert "hatsune_miku" not in results[0].output and "arena-fixture" in results[0].output

@@ -6,33 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from arena.app import create_app
 from arena.db import Database
 from arena.errors import Forbidden
 from arena.identity import SECRET_FILE, issue_voter_id, verify_voter_id
 from arena.models import LimitEvent, Match, Vote, Voter
 from arena.settings import Settings
+from tests.arena.api_client import make_client, new_voter
 from tests.arena.fixtures_pool import PoolFixture, build_pool
 
 
 @pytest.fixture
 def pool(arena_env: Database, arena_home: Path, tmp_path: Path) -> PoolFixture:
     return build_pool(arena_env, arena_home, tmp_path / "pool-src")
-
-
-def make_client(db: Database, home: Path, **limits: object) -> TestClient:
-    values: dict[str, object] = {"votes_per_minute": 0, **limits}
-    settings = Settings(home=home, database_url=db.url, **values)
-    return TestClient(create_app(settings, db, ui=False))
-
-
-def new_voter(client: TestClient, **headers: str) -> dict[str, str]:
-    response = client.post("/api/v1/voters", headers=headers)
-    assert response.status_code == 201, response.text
-    return {"X-Voter-Id": response.json()["voter_id"]}
 
 
 def counts(db: Database) -> tuple[int, int, int]:

@@ -19,13 +19,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
-from arena.app import create_app
 from arena.cli.main import app as cli
 from arena.db import Database
 from arena.images import served_path
 from arena.models import Image, Match, MatchImage, RatingSnapshot, Vote, utcnow
 from arena.ratings import recompute, stale_boards
 from arena.settings import Settings, get_settings
+from tests.arena.api_client import make_client as api_client
+from tests.arena.api_client import new_voter
 from tests.arena.fixtures_pool import PoolFixture, build_pool
 
 
@@ -35,14 +36,8 @@ def pool(arena_env: Database, arena_home: Path, tmp_path: Path) -> PoolFixture:
 
 
 def make_client(db: Database, home: Path, **values: object) -> TestClient:
-    settings = Settings(home=home, database_url=db.url, votes_per_minute=0, **values)
-    return TestClient(create_app(settings, db, ui=False), raise_server_exceptions=False)
-
-
-def new_voter(client: TestClient) -> dict[str, str]:
-    response = client.post("/api/v1/voters")
-    assert response.status_code == 201, response.text
-    return {"X-Voter-Id": response.json()["voter_id"]}
+    """A 500 comes back as a response (its shape is under test), not as an exception."""
+    return api_client(db, home, raise_server_exceptions=False, **values)
 
 
 def stored(db: Database) -> tuple[int, list[tuple]]:
