@@ -7,7 +7,8 @@ of the time, call 10% of even fixed duels a tie and 5% of duels "both bad". Prin
 the median [p25-p75] votes after which Kendall tau stayed >= 0.9 (see metrics/simulate.py for
 "stayed"), the same with the top 5 right, and the ratios (a) / (c) and (b) / (c) against the
 targets 16x and 3x, all measured in this run. Also prints the votes a newly added checkpoint
-needs to settle within one rank of its true place.
+needs to settle within one rank of its true place, and the information limit: the fewest
+votes any matchmaking rule could need in the same arena (metrics/information_limit.py).
 
     python benchmarks/convergence.py [--checkpoints 50] [--seeds 20] [--quick] [--json FILE]
         [--plot FILE.html]
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm
 
-from metrics.convergence import run_benchmark, tau_figure_html
+from metrics.convergence import limit_lines, run_benchmark, tau_figure_html
 from metrics.simulate import SimulationConfig
 
 
@@ -79,6 +80,8 @@ def main() -> None:
                 "met" if (value or bound) >= target else "NOT met")
             print(f"{ratio}, tau {label}, c = {ratios['best_c']}: {shown} "
                   f"(target {target:.0f}x) {verdict}")
+    for line in limit_lines(report):
+        print(line)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     if args.plot:

@@ -13,6 +13,13 @@ seeds with :func:`metrics.simulate.run_many`:
 Ratios are (a) / (c) and (b) / (c) of the median votes needed to reach Kendall tau >= 0.9,
 both for tau having settled there (``votes_to_tau``) and for tau first reaching it
 (``votes_first_tau``); a censored median (not reached in half the runs) gives no ratio.
+
+Beside them, the information limit of the same arena (:mod:`metrics.information_limit`): the
+fewest four-way votes, and duels, that any matchmaking rule with an efficient estimator
+could need for an expected tau of 0.9 on the same seeds' strengths, against which (c)'s
+settled median shows how much room any other rule could still find. (A first crossing of a
+noisy tau can come well before the expected tau gets there, so the limit bounds settled
+figures, not first crossings.)
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from metrics.information_limit import information_limit
 from metrics.simulate import SimulationConfig, run_many, summarize
 
-__all__ = ["benchmark_arms", "run_benchmark", "tau_figure_html"]
+__all__ = ["benchmark_arms", "limit_lines", "run_benchmark", "tau_figure_html"]
 
 
 def benchmark_arms(base: SimulationConfig) -> dict[str, SimulationConfig]:
@@ -93,7 +101,41 @@ def run_benchmark(
             # (a)'s median not reached within its budget: the ratio is at least budget / c.
             "ratio_a_over_c_at_least": a_budget / c if a is None and c else None,
         }
+    limits = {
+        size: information_limit(base.checkpoints, base.spread, base.voter.lapse, seeds,
+                                size=size, full_ranking=base.voter.full_ranking,
+                                target=base.target_tau)
+        for size in (4, 2)
+    }
+    best = report["votes_to_tau"]["best_c"]
+    c_held = _median(summaries[best]) if best else None
+    report["information_limit"] = {
+        "four_way": limits[4],
+        "duel": limits[2],
+        "c_held_over_limit": c_held / limits[4]["median"] if c_held else None,
+    }
     return report
+
+
+def limit_lines(report: dict[str, Any]) -> list[str]:
+    """The information limit of a :func:`run_benchmark` report, as printed lines."""
+    limit = report["information_limit"]
+    lines = []
+    for key, label in (("four_way", "four-way full rankings"), ("duel", "duels")):
+        spread = limit[key]
+        lines.append(
+            f"information limit, {label}: expected tau >= 0.9 needs at least "
+            f"{spread['median']:.0f} votes (median over seeds; {spread['min']:.0f}-"
+            f"{spread['max']:.0f}) with any matchmaking rule (Cramér-Rao, oracle allocation; "
+            "metrics/information_limit.py)"
+        )
+    over = limit["c_held_over_limit"]
+    if over:
+        lines.append(
+            f"(c) needs {over:.2f}x the four-way limit for tau >= 0.9 held: what any other "
+            "matchmaking rule could still save"
+        )
+    return lines
 
 
 def tau_figure_html(summaries: dict[str, dict[str, Any]], title: str) -> str:

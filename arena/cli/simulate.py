@@ -82,7 +82,7 @@ def simulate(
 ) -> None:
     """Simulate voters on checkpoints of known strength; print the votes needed per strategy."""
     from arena.cli.common import print_json
-    from metrics.convergence import run_benchmark, tau_figure_html
+    from metrics.convergence import limit_lines, run_benchmark, tau_figure_html
     from metrics.simulate import SimulationConfig, VoterModel, run_many, summarize
 
     if quick:
@@ -128,3 +128,5 @@ def simulate(
                 shown = f"{value:.1f}x" if value else (f"> {bound:.0f}x" if bound else "n/a")
                 typer.echo(f"{ratio} ({key}, {ratios['best_c']}): {shown} "
                            f"(target {target:.0f}x)")
+        for line in limit_lines(report):
+            typer.echo(line)

@@ -42,3 +42,17 @@ def test_bad_input_is_one_line() -> None:
         result = CliRunner().invoke(app, ["simulate", *SMALL, *args])
         assert result.exit_code == 2, (args, result.output)
         assert result.output.startswith("error: ") and len(result.output.splitlines()) == 1
+
+
+def test_benchmark_prints_the_arms_ratios_and_the_information_limit() -> None:
+    result = CliRunner().invoke(app, ["simulate", "--benchmark", "-n", "12", "--seeds", "2"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for arm in ("a: uniform duels + Elo K=4", "b: uniform duels + Bradley-Terry",
+                "c: active four-way + Bradley-Terry"):
+        assert f"{arm}: tau held" in out
+    assert "ratio_a_over_c (votes_to_tau" in out
+    limits = [line for line in out.splitlines() if line.startswith("information limit")]
+    assert len(limits) == 2
+    four, duel = (float(line.split("at least ")[1].split()[0]) for line in limits)
+    assert 0 < four < duel  # a four-way ranking carries more than a duel
