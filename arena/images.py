@@ -29,15 +29,19 @@ from arena.settings import Settings
 from generation.files import write_once
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "MAX_FILE_BYTES",
     "MAX_PIXELS",
     "ImageError",
     "StoredImage",
+    "image_files",
     "original_path",
     "served_path",
     "store_image",
 ]
 
+# The image files a folder given to the arena is searched for (pool import, CCIP scoring).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Larger images are refused as possible decompression bombs; SDXL renders are ~1 megapixel.
 MAX_PIXELS = 64_000_000
 # Files larger than this are refused before they are read into memory.
@@ -158,4 +162,14 @@ def store_image(
         path=path,
         served_path=copy_path,
         parameters_text=str(parameters),
+    )
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files in ``folder`` and its subfolders, sorted; a UserError if it is not a
+    folder."""
+    if not folder.is_dir():
+        raise UserError(f"{folder}: expected a folder of images")
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )

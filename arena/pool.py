@@ -22,7 +22,14 @@ from tqdm import tqdm
 from arena.db import Database
 from arena.errors import UserError
 from arena.hashing import sha256_bytes
-from arena.images import MAX_FILE_BYTES, MAX_PIXELS, StoredImage, original_path, store_image
+from arena.images import (
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    StoredImage,
+    image_files,
+    original_path,
+    store_image,
+)
 from arena.matches import prompt_hash
 from arena.models import MATCH_KINDS, Checkpoint, Image, Prompt
 from arena.pool_manifest import read_manifest
@@ -37,7 +44,6 @@ __all__ = [
     "pool_stats",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Text fields are checked against their column sizes (PostgreSQL enforces them, SQLite not).
 SAMPLER_CHARS: int = Image.__table__.c.sampler.type.length
 CHARACTER_CHARS: int = Prompt.__table__.c.character.type.length
@@ -433,12 +439,8 @@ def import_dir(
     rows = [(row.where, row.fields) for row in manifest.rows]
     _import_rows(db, rows, home, folder, max_pixels, progress, report)
     listed = {(folder / str(fields["file"])).resolve() for _, fields in rows if fields.get("file")}
-    for path in sorted(folder.rglob("*")):
-        if (
-            path.is_file()
-            and path.suffix.lower() in IMAGE_SUFFIXES
-            and path.resolve() not in listed
-        ):
+    for path in image_files(folder):
+        if path.resolve() not in listed:
             report.skipped.append(
                 Skipped(path.relative_to(folder).as_posix(), f"not listed in {manifest.path.name}")
             )

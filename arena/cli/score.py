@@ -19,10 +19,10 @@ import typer
 
 from arena.cli.common import new_app, open_database, print_json
 from arena.errors import UserError
+from arena.images import IMAGE_SUFFIXES, image_files
 
 app = new_app("Metric scores: CCIP character fidelity and CLIP score, stored with provenance.")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass
@@ -41,16 +41,8 @@ class Group:
     problem: str | None = None  # why the group cannot be scored at all
 
 
-def _image_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise UserError(f"{folder}: expected a folder of images")
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-
-
 def _folder_group(folder: Path, character: str | None) -> Group:
-    files = _image_files(folder)
+    files = image_files(folder)
     if not files:
         raise UserError(f"--images {folder}: expected image files ({', '.join(IMAGE_SUFFIXES)})")
     names = {str(p): p.relative_to(folder).as_posix() for p in files}
@@ -94,9 +86,9 @@ def _attach_references(groups: list[Group], folder: Path, named: str | None) -> 
     for group in groups:
         sub = folder / group.character if group.character else None
         if sub is not None and sub.is_dir():
-            group.references, group.references_from = _image_files(sub), str(sub)
+            group.references, group.references_from = image_files(sub), str(sub)
         elif group.character is None or group.character == named:
-            group.references = [p for p in _image_files(folder) if p.parent == folder]
+            group.references = [p for p in image_files(folder) if p.parent == folder]
             group.references_from = str(folder)
         if not group.references and group.problem is None:
             where = f"{folder}/{group.character}/" if group.character else str(folder)

@@ -15,12 +15,11 @@ from typing import Any
 from sqlalchemy import select
 
 from arena.errors import UserError
+from arena.images import image_files
 from arena.jobs.context import JobContext, JobFailed
 from arena.models import MetricScore
 from arena.registry import get_checkpoint
 from metrics.file_hash import sha256_file
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def _already(
@@ -55,12 +54,6 @@ def _metric_device(device: str | None) -> str:
     return "cuda" if device.startswith("cuda") else "cpu"
 
 
-def _references(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-
-
 def _ccip(ctx: JobContext, name: str, checkpoint_id: int) -> list[dict[str, Any]]:
     from arena.features import DatabaseFeatureCache
     from arena.scores import pool_images, store_ccip
@@ -74,8 +67,9 @@ def _ccip(ctx: JobContext, name: str, checkpoint_id: int) -> list[dict[str, Any]
     todo = []
     for character, images in sorted(groups.items(), key=lambda kv: kv[0] or ""):
         folder = Path(refs_dir) / str(character)
-        if character and folder.is_dir() and _references(folder):
-            todo.append((character, images, _references(folder)))
+        references = image_files(folder) if character and folder.is_dir() else []
+        if references:
+            todo.append((character, images, references))
     if not todo:
         return [{"metric": "ccip", "skipped": "no character of this pool has reference images"}]
     version = (
