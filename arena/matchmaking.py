@@ -32,7 +32,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import Connection, and_, bindparam, case, func, or_, select
+from sqlalchemy import Connection, String, and_, bindparam, case, cast, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -305,41 +305,52 @@ class _History:
 
 
 def _history_statement():  # type: ignore[no-untyped-def]
-    """Built once: constructing a statement costs more than running it on an indexed table."""
+    """Built once: constructing a statement costs more than running it on an indexed table.
+
+    One row per match, its checkpoints (and the images of it the voter was revealed on this
+    prompt) joined into a string by the database: fetching a row costs more in Python than
+    the database spends grouping it."""
     voter, prompt = bindparam("voter"), bindparam("prompt")
     latest = (
         select(Match.id).where(Match.voter_id == voter)
         .order_by(Match.id.desc()).limit(SEEN_WINDOW)
     )
     voted_here = and_(Match.prompt_id == prompt, Vote.id.is_not(None))
+    revealed = case((voted_here, cast(MatchImage.image_id, String)))
     return (
-        select(Match.id, Match.kind, MatchImage.checkpoint_id, MatchImage.image_id,
-               case((voted_here, 1), else_=0))
+        select(Match.id, Match.kind,
+               func.aggregate_strings(cast(MatchImage.checkpoint_id, String), ","),
+               func.aggregate_strings(revealed, ","))
         .join(MatchImage, MatchImage.match_id == Match.id)
         .outerjoin(Vote, Vote.match_id == Match.id)
         .where(Match.voter_id == voter,
                or_(Match.id.in_(latest.scalar_subquery()), voted_here))
+        .group_by(Match.id, Match.kind)
     )
 
 
 _HISTORY = _history_statement()
 
 
+def _ids(joined: str | None) -> list[int]:
+    return [int(i) for i in joined.split(",")] if joined else []
+
+
 def _history(session: Reader, voter_id: int, kind: str, prompt_id: int) -> _History:
     """One round trip: the checkpoint sets of the voter's latest matches, and the images of
     ``prompt_id`` it has voted on."""
     rows = session.execute(_HISTORY, {"voter": voter_id, "prompt": prompt_id})
-    sets: dict[int, set[int]] = defaultdict(set)
-    kinds: dict[int, str] = {}
+    recent: list[frozenset[int]] = []
     revealed: set[int] = set()
-    for match_id, match_kind, ckpt, image_id, seen_here in rows:
-        sets[match_id].add(ckpt)
-        kinds[match_id] = match_kind
-        if seen_here:
-            revealed.add(image_id)
-    newest = max(sets, default=None)
-    recent = [frozenset(s) for m, s in sets.items() if kinds[m] == kind]
-    return _History(recent, frozenset(sets[newest]) if newest is not None else None, revealed)
+    newest, last = -1, None
+    for match_id, match_kind, checkpoints, images in rows:
+        group = frozenset(_ids(checkpoints))
+        if match_kind == kind:
+            recent.append(group)
+        if match_id > newest:
+            newest, last = match_id, group
+        revealed.update(_ids(images))
+    return _History(recent, last, revealed)
 
 
 def _pick_images(entry: PromptEntry, checkpoints: tuple[int, ...], rng: random.Random,
