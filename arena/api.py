@@ -7,9 +7,14 @@ the server's internals; the traceback goes to the server log.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import secrets
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -18,12 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy.exc import OperationalError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.db import Database
 from arena.errors import Forbidden, Unavailable, UserError
 from arena.identity import client_address, issue_voter_id, verify_voter_id
-from arena.matches import get_or_create_voter, issue_match, served_image_for, skip_match
+from arena.matches import issue_match, register_voter, served_image_for, skip_match
 from arena.settings import Settings
 from arena.votes import record_vote
 from metrics.match_kinds import MatchKind
@@ -118,6 +124,9 @@ def image_url(name: str) -> str:
     return f"/api/v1/images/{name}.png"
 
 
+T = TypeVar("T")
+
+
 async def get_db(request: Request) -> Database:
     return request.app.state.db
 
@@ -126,72 +135,111 @@ async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def voter_id(
+async def get_address(request: Request) -> str:
+    """The client's address, as the middleware resolved it."""
+    return request.state.client_address
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking and what serves them: what every voter endpoint needs."""
+
+    db: Database
+    settings: Settings
+    voter: str
+    address: str
+
+
+async def get_caller(
     request: Request,
     x_voter_id: Annotated[
         str | None, Header(description="A voter id from POST /api/v1/voters.")
     ] = None,
-) -> str:
+) -> Caller:
     """The voter: the X-Voter-Id header (refused unless this server signed it), else the
-    cookie the middleware guarantees."""
+    cookie the middleware guarantees. One dependency, not one per value: FastAPI's
+    dependency resolution costs about as much as a database statement per dependency."""
+    state = request.app.state
     if x_voter_id is not None:
-        return verify_voter_id(request.app.state.settings, x_voter_id)
-    return request.state.voter_id
-
-
-async def get_address(request: Request) -> str:
-    """The client's address, as the middleware resolved it."""
-    return request.state.client_address
+        voter = verify_voter_id(state.settings, x_voter_id)
+    else:
+        voter = request.state.voter_id
+    return Caller(state.db, state.settings, voter, request.state.client_address)
 
 
 # The dependencies above are ``async def`` although they never wait: FastAPI runs a plain
 # ``def`` dependency in the thread pool, a thread hand-off per dependency per request.
 DB = Annotated[Database, Depends(get_db)]
 SETTINGS = Annotated[Settings, Depends(get_settings_dep)]
-VOTER = Annotated[str, Depends(voter_id)]
 ADDRESS = Annotated[str, Depends(get_address)]
+CALLER = Annotated[Caller, Depends(get_caller)]
+
+
+def writer_threads(db: Database) -> ThreadPoolExecutor:
+    """The threads that run the voting endpoints' transactions: one on SQLite, whose writers
+    queue behind one lock anyway (one thread spares the GIL hand-offs of many), a few on
+    PostgreSQL, where transactions overlap while they wait on the network."""
+    workers = 1 if db.dialect == "sqlite" else 16
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arena-writer")
+
+
+async def in_writer(request: Request, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` on the app's writer threads and wait for it without blocking the event loop.
+
+    The voting endpoints are ``async def`` and hand their work over here: cheaper than
+    FastAPI's thread pool for a plain ``def`` endpoint (anyio's capacity limiter, cancel
+    scopes and worker bookkeeping on every request). A request whose client goes away still
+    finishes its transaction; only the answer is dropped.
+    """
+    loop = asyncio.get_running_loop()
+    call = functools.partial(fn, *args, **kwargs)
+    return await loop.run_in_executor(request.app.state.writer, call)
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """``model`` as a JSON response, serialised once by pydantic: FastAPI would validate a
+    returned model against the route's ``response_model`` again (which still documents it)."""
+    return Response(model.model_dump_json(), status_code=status_code,
+                    media_type="application/json")
 
 
 @router.post("/voters", response_model=VoterOut, status_code=201)
-def create_voter(db: DB, settings: SETTINGS, address: ADDRESS) -> VoterOut:
+async def create_voter(request: Request, db: DB, settings: SETTINGS,
+                       address: ADDRESS) -> Response:
     """A new voter id signed by this server (limited per client address)."""
     voter = issue_voter_id(settings)
-    with db.session() as session:
-        get_or_create_voter(session, voter, settings, address)
-    return VoterOut(voter_id=voter)
+    await in_writer(request, register_voter, db, voter, settings, address)
+    return json_response(VoterOut(voter_id=voter), status_code=201)
 
 
 @router.post("/matches", response_model=MatchOut)
-def create_match(
-    body: MatchRequest, db: DB, settings: SETTINGS, voter: VOTER, address: ADDRESS
-) -> MatchOut:
+async def create_match(body: MatchRequest, request: Request, caller: CALLER) -> Response:
     """Issue a match of the given mode; the response names no checkpoint."""
-    issued = issue_match(db, settings, voter, body.mode, body.prompt, address=address)
-    return MatchOut(
+    issued = await in_writer(request, issue_match, caller.db, caller.settings, caller.voter,
+                             body.mode, body.prompt, address=caller.address)
+    return json_response(MatchOut(
         token=issued.token,
         mode=issued.mode,
         prompt=issued.prompt,
         images=[ShownImageOut(position=i.position, url=image_url(i.name)) for i in issued.images],
         notice=issued.notice,
-    )
+    ))
 
 
 @router.post("/votes", response_model=RevealOut)
-def create_vote(
-    body: VoteRequest, db: DB, settings: SETTINGS, voter: VOTER, address: ADDRESS
-) -> RevealOut:
+async def create_vote(body: VoteRequest, request: Request, caller: CALLER) -> Response:
     """Vote on a match (a winner position, 'tie', 'both_bad', or a full ranking); reveals it."""
-    reveal = record_vote(db, settings, body.token, voter, winner=body.winner,
-                         ranking=body.ranking, address=address)
-    return RevealOut.model_validate(reveal.as_dict())
+    reveal = await in_writer(request, record_vote, caller.db, caller.settings, body.token,
+                             caller.voter, winner=body.winner, ranking=body.ranking,
+                             address=caller.address)
+    return json_response(RevealOut.model_validate(reveal.as_dict()))
 
 
 @router.post("/skips", status_code=204)
-def create_skip(
-    body: SkipRequest, db: DB, settings: SETTINGS, voter: VOTER, address: ADDRESS
-) -> Response:
+async def create_skip(body: SkipRequest, request: Request, caller: CALLER) -> Response:
     """Pass on a match without voting."""
-    skip_match(db, settings, body.token, voter, address)
+    await in_writer(request, skip_match, caller.db, caller.settings, body.token, caller.voter,
+                    caller.address)
     return Response(status_code=204)
 
 
@@ -221,10 +269,10 @@ def get_leaderboard(
     response_class=FileResponse,
     responses={200: {"content": {"image/png": {}}, "description": "The image, no metadata"}},
 )
-def get_image(name: str, db: DB, settings: SETTINGS, voter: VOTER) -> FileResponse:
+def get_image(name: str, caller: CALLER) -> FileResponse:
     """One image of a match, for its voter, until the match expires: metadata-free bytes
     under a name that is random for this match (never cached, never reused)."""
-    path = served_image_for(db, settings, name, voter)
+    path = served_image_for(caller.db, caller.settings, name, caller.voter)
     return FileResponse(path, media_type="image/png",
                         headers={"Cache-Control": "private, no-store"})
 
@@ -257,8 +305,8 @@ def _one_line(text: str) -> str:
 
 
 def install(app: FastAPI) -> None:
-    """Add the API routes, the voter cookie and the error handlers (one error shape) to
-    ``app``; ``app.state.settings`` must be set."""
+    """Add the API routes, the voter cookie, the error handlers (one error shape) and the
+    writer threads to ``app``; ``app.state.settings`` and ``app.state.db`` must be set."""
     from arena.web.checkpoints import router as checkpoints_router
 
     app.include_router(router)
@@ -298,40 +346,54 @@ def install(app: FastAPI) -> None:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
+    app.state.writer = writer_threads(app.state.db)
     app.add_middleware(VoterCookieMiddleware, settings=app.state.settings)
 
 
 class VoterCookieMiddleware:
     """Gives every HTTP request a voter id (``request.state.voter_id``) and a client address
     (``request.state.client_address``): the voter is the ``arena_voter`` cookie when this
-    server signed it, else a new signed id that the response sets as the cookie.
+    server signed it, else a new signed id that the response sets as the cookie. A request
+    that names its voter in the X-Voter-Id header (an API client) is not given a cookie.
 
-    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` would add a task group and a
-    response stream to every request of the vote path.
+    A plain ASGI middleware that reads the raw headers once: Starlette's
+    ``BaseHTTPMiddleware`` would add a task group and a response stream to every request of
+    the vote path.
     """
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self.proxy_header = (settings.trusted_proxy_header or "").lower().encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        existing = request.cookies.get(VOTER_COOKIE)
+        cookies = proxied = None
+        by_header = False
+        for name, value in scope["headers"]:
+            if name == b"cookie" and cookies is None:
+                cookies = value.decode("latin-1")
+            elif name == b"x-voter-id":
+                by_header = True
+            elif name == self.proxy_header:
+                proxied = value.decode("latin-1")
+        existing = cookie_parser(cookies).get(VOTER_COOKIE) if cookies else None
         try:
             voter = verify_voter_id(self.settings, existing) if existing else None
         except UserError:
             voter = None
         state = scope.setdefault("state", {})
-        state["client_address"] = client_address(
-            self.settings, request.client.host if request.client else None, dict(request.headers)
-        )
-        state["voter_id"] = voter or issue_voter_id(self.settings)
-        if voter is not None:
+        peer = scope.get("client")
+        headers = {self.proxy_header.decode(): proxied} if proxied is not None else {}
+        state["client_address"] = client_address(self.settings, peer[0] if peer else None,
+                                                 headers)
+        if voter is not None or by_header:
+            state["voter_id"] = voter
             await self.app(scope, receive, send)
             return
+        state["voter_id"] = issue_voter_id(self.settings)
         cookie = (
             f"{VOTER_COOKIE}={state['voter_id']}; Max-Age={3600 * 24 * 365}; Path=/; "
             "HttpOnly; SameSite=lax"

@@ -18,8 +18,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, func, insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
 
 from arena.errors import RateLimited
 from arena.identity import address_key
@@ -54,10 +53,10 @@ ACTIONS: dict[str, Limit] = {
 _LONGEST = max(limit.window_seconds for limit in ACTIONS.values())
 
 
-def _lock(session: Session, subject: str) -> None:
-    if session.get_bind().dialect.name == "postgresql":
+def _lock(conn: Connection, subject: str) -> None:
+    if conn.dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big", signed=True)
-        session.connection().execute(_ADVISORY_LOCK, {"key": key})
+        conn.execute(_ADVISORY_LOCK, {"key": key})
 
 
 def _statements():  # type: ignore[no-untyped-def]
@@ -81,7 +80,7 @@ _COUNTS, _INSERT_EVENT, _PRUNE = _statements()
 
 
 def charge(
-    session: Session, settings: Settings, action: str, voter: str | None, address: str | None
+    conn: Connection, settings: Settings, action: str, voter: str | None, address: str | None
 ) -> None:
     """Count one ``action`` by ``voter`` from ``address`` in the caller's transaction, or raise
     :class:`RateLimited` when either is at its limit (the caller's transaction then rolls back,
@@ -95,10 +94,9 @@ def charge(
     now = utcnow()
     key = address_key(settings, address) if address is not None else "local"
     if per_address:
-        _lock(session, f"address:{key}")
+        _lock(conn, f"address:{key}")
     if per_voter:
-        _lock(session, f"voter:{voter}")
-    conn = session.connection()
+        _lock(conn, f"voter:{voter}")
     by_address, by_voter = conn.execute(_COUNTS, {
         "action": action, "address": key, "voter": voter,
         "since": now - timedelta(seconds=limit.window_seconds),

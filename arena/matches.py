@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -79,18 +79,17 @@ _INSERT_MATCH_IMAGES = insert(MatchImage)
 
 
 def get_or_create_voter(
-    session: Session, external_id: str, settings: Settings, address: str | None = None
+    conn: Connection, external_id: str, settings: Settings, address: str | None = None
 ) -> int:
     """The id of the voter row for an external id, created on first sight (safe under races);
     a new voter counts against the address's limit on new voter ids."""
     check_voter_id(external_id)
-    conn = session.connection()
     voter_id = conn.execute(_VOTER_ID, {"external_id": external_id}).scalar()
     if voter_id is not None:
         return voter_id
-    charge(session, settings, "voter", None, address)
+    charge(conn, settings, "voter", None, address)
     try:
-        with session.begin_nested():
+        with conn.begin_nested():
             return conn.execute(
                 _INSERT_VOTER, {"external_id": external_id, "created_at": utcnow()}
             ).inserted_primary_key[0]
@@ -99,6 +98,13 @@ def get_or_create_voter(
         if voter_id is None:  # the conflicting row was rolled back meanwhile
             raise Conflict("this voter id is being registered by another request; retry") from None
     return voter_id
+
+
+def register_voter(db: Database, external_id: str, settings: Settings,
+                   address: str | None = None) -> int:
+    """:func:`get_or_create_voter` in a transaction of its own."""
+    with db.connection() as conn:
+        return get_or_create_voter(conn, external_id, settings, address)
 
 
 def prompt_hash(text: str) -> str:
@@ -167,35 +173,33 @@ def issue_match(
             typed_safe = apply_safe_mode(typed)
         except GenerationError as exc:
             raise UserError(f"this arena serves only the 'general' rating: {exc}") from None
-    # Choosing only reads: it runs outside the write transaction, which stays short (on
-    # SQLite all writers queue behind one another).
-    with db.session(readonly=True) as session:
-        known_voter = session.connection().execute(
-            _VOTER_ID, {"external_id": voter_external_id}
-        ).scalar()
+    notice = None
+    token = secrets.token_urlsafe(24)
+    # One transaction reads what the choice needs and writes the match: on SQLite the write
+    # lock is then held while choosing (well under a millisecond), which costs less than a
+    # second transaction.
+    with db.connection() as conn:
+        voter_id = conn.execute(_VOTER_ID, {"external_id": voter_external_id}).scalar()
         prompt_id = None
         if typed:
             for text in dict.fromkeys((typed, typed_safe)):
-                prompt_id = prompt_id or matchmaking.find_prompt(session, prompt_hash(text), "free")
+                prompt_id = prompt_id or matchmaking.find_prompt(conn, prompt_hash(text), "free")
         choice = matchmaking.choose(
-            session, mode, known_voter, rng, prompt_id, strategy=settings.matchmaking_strategy
+            conn, mode, voter_id, rng, prompt_id, strategy=settings.matchmaking_strategy
         )
-    notice = None
-    order = list(choice.images)
-    rng.shuffle(order)
-    token = secrets.token_urlsafe(24)
-    shown = tuple(ShownImage(i, new_served_name()) for i in range(len(order)))
-    with db.session() as session:
-        # Voter rows are never deleted: one seen by the read above still exists.
-        voter_id = known_voter or get_or_create_voter(session, voter_external_id, settings,
-                                                      address)
-        charge(session, settings, "match", voter_external_id, address)
+        order = list(choice.images)
+        rng.shuffle(order)
+        shown = tuple(ShownImage(i, new_served_name()) for i in range(len(order)))
+        if voter_id is None:
+            voter_id = get_or_create_voter(conn, voter_external_id, settings, address)
+        charge(conn, settings, "match", voter_external_id, address)
         if typed:
-            charge(session, settings, "prompt", voter_external_id, address)
+            charge(conn, settings, "prompt", voter_external_id, address)
         if typed and prompt_id is None:
-            notice = _request_generation(session, settings, typed_safe, voter_id)
+            with Session(bind=conn) as session:  # the rare path: ORM rows and a queued job
+                notice = _request_generation(session, settings, typed_safe, voter_id)
+                session.flush()
         now = utcnow()
-        conn = session.connection()
         match_id = conn.execute(_INSERT_MATCH, {
             "token": token, "kind": mode, "prompt_id": choice.prompt_id, "voter_id": voter_id,
             "issued_at": now, "expires_at": now + timedelta(seconds=settings.match_ttl_seconds),
@@ -247,12 +251,12 @@ _OPEN_MATCH = _open_match_statement()
 _SKIP = update(Match).where(Match.id == bindparam("match_id")).values(skipped_at=bindparam("now"))
 
 
-def load_match_for(session: Session, token: str, voter_external_id: str) -> OpenMatch:
+def load_match_for(conn: Connection, token: str, voter_external_id: str) -> OpenMatch:
     """The match behind ``token`` if this voter may still act on it; else a clear refusal.
 
     One round trip: the match, its voter, prompt, images with their checkpoint labels, any
     vote on it and the voter's vote count."""
-    rows = session.connection().execute(_OPEN_MATCH, {"token": token}).all()
+    rows = conn.execute(_OPEN_MATCH, {"token": token}).all()
     if not rows:
         raise NotFound("unknown match token")
     match_id, kind, voter_id, expires_at, skipped_at, owner, vote_id, character, cast = rows[0][:9]
@@ -277,10 +281,10 @@ def skip_match(
     address: str | None = None,
 ) -> None:
     """The voter passes on a match: it can no longer be voted on and teaches nothing."""
-    with db.session(serialized=True) as session:
-        match = load_match_for(session, token, voter_external_id)
-        charge(session, settings, "skip", voter_external_id, address)
-        session.connection().execute(_SKIP, {"match_id": match.id, "now": utcnow()})
+    with db.connection(serialized=True) as conn:
+        match = load_match_for(conn, token, voter_external_id)
+        charge(conn, settings, "skip", voter_external_id, address)
+        conn.execute(_SKIP, {"match_id": match.id, "now": utcnow()})
 
 
 def served_image_for(db: Database, settings: Settings, name: str, voter_external_id: str) -> Path:
@@ -288,8 +292,8 @@ def served_image_for(db: Database, settings: Settings, name: str, voter_external
     issued to and only until it expires or is skipped."""
     if not SERVED_NAME.match(name):
         raise NotFound("unknown image")
-    with db.session(readonly=True) as session:
-        row = session.execute(
+    with db.connection(readonly=True) as conn:
+        row = conn.execute(
             select(Image.served_sha256, Voter.external_id, Match.expires_at, Match.skipped_at)
             .select_from(MatchImage)
             .join(Match, Match.id == MatchImage.match_id)

@@ -32,7 +32,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import Connection, String, and_, bindparam, case, cast, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -58,6 +58,9 @@ __all__ = [
     "invalidate",
     "standings",
 ]
+
+# What the reads here run on: a Core connection on the voting path, a session elsewhere.
+Reader = Connection | Session
 
 POOL_CHECK_SECONDS = 1.0
 STANDINGS_SECONDS = 1.5
@@ -119,7 +122,7 @@ class PoolIndex:
         with self._lock:
             self._stamp = None
 
-    def refresh(self, session: Session) -> None:
+    def refresh(self, session: Reader) -> None:
         """Rebuild if the pool changed since the last look (checked at most once a second)."""
         now = time.monotonic()
         if self._stamp is not None and now - self.checked_at < POOL_CHECK_SECONDS:
@@ -183,7 +186,7 @@ class Standings:
     def _fresh(self, now: float) -> bool:
         return self._read_at is not None and now - self._read_at < STANDINGS_SECONDS
 
-    def refresh(self, session: Session, default: Standing, force: bool = False) -> None:
+    def refresh(self, session: Reader, default: Standing, force: bool = False) -> None:
         """Re-read issued counts and ratings if the cached ones are older than the window.
 
         One thread reads at a time (the settled counts are accumulated); while one reads,
@@ -198,7 +201,7 @@ class Standings:
         finally:
             self._reading.release()
 
-    def _read(self, session: Session, default: Standing) -> None:
+    def _read(self, session: Reader, default: Standing) -> None:
         now = time.monotonic()
         settle_to = self._settled_to
         while self._reads and now - self._reads[0][0] >= SETTLE_SECONDS:
@@ -261,8 +264,9 @@ _STATES: dict[str, _State] = {}
 _STATES_LOCK = threading.Lock()
 
 
-def _state(session: Session) -> _State:
-    key = str(session.get_bind().url)
+def _state(session: Reader) -> _State:
+    bind = session.engine if isinstance(session, Connection) else session.get_bind()
+    key = str(bind.url)
     with _STATES_LOCK:
         return _STATES.setdefault(key, _State())
 
@@ -275,12 +279,12 @@ def invalidate(url: str) -> None:
         state.pool.invalidate()
 
 
-def pool_index(session: Session) -> PoolIndex:
+def pool_index(session: Reader) -> PoolIndex:
     """This process's index of the pool behind ``session``'s database."""
     return _state(session).pool
 
 
-def standings(session: Session, kind: str, reread: bool = False) -> dict[int, Standing]:
+def standings(session: Reader, kind: str, reread: bool = False) -> dict[int, Standing]:
     """What matchmaking knows of each checkpoint for ``kind`` in this process (matches issued,
     TrueSkill mu and sigma); ``reread`` reads the database now instead of within the cache
     window."""
@@ -301,41 +305,52 @@ class _History:
 
 
 def _history_statement():  # type: ignore[no-untyped-def]
-    """Built once: constructing a statement costs more than running it on an indexed table."""
+    """Built once: constructing a statement costs more than running it on an indexed table.
+
+    One row per match, its checkpoints (and the images of it the voter was revealed on this
+    prompt) joined into a string by the database: fetching a row costs more in Python than
+    the database spends grouping it."""
     voter, prompt = bindparam("voter"), bindparam("prompt")
     latest = (
         select(Match.id).where(Match.voter_id == voter)
         .order_by(Match.id.desc()).limit(SEEN_WINDOW)
     )
     voted_here = and_(Match.prompt_id == prompt, Vote.id.is_not(None))
+    revealed = case((voted_here, cast(MatchImage.image_id, String)))
     return (
-        select(Match.id, Match.kind, MatchImage.checkpoint_id, MatchImage.image_id,
-               case((voted_here, 1), else_=0))
+        select(Match.id, Match.kind,
+               func.aggregate_strings(cast(MatchImage.checkpoint_id, String), ","),
+               func.aggregate_strings(revealed, ","))
         .join(MatchImage, MatchImage.match_id == Match.id)
         .outerjoin(Vote, Vote.match_id == Match.id)
         .where(Match.voter_id == voter,
                or_(Match.id.in_(latest.scalar_subquery()), voted_here))
+        .group_by(Match.id, Match.kind)
     )
 
 
 _HISTORY = _history_statement()
 
 
-def _history(session: Session, voter_id: int, kind: str, prompt_id: int) -> _History:
+def _ids(joined: str | None) -> list[int]:
+    return [int(i) for i in joined.split(",")] if joined else []
+
+
+def _history(session: Reader, voter_id: int, kind: str, prompt_id: int) -> _History:
     """One round trip: the checkpoint sets of the voter's latest matches, and the images of
     ``prompt_id`` it has voted on."""
-    rows = session.connection().execute(_HISTORY, {"voter": voter_id, "prompt": prompt_id})
-    sets: dict[int, set[int]] = defaultdict(set)
-    kinds: dict[int, str] = {}
+    rows = session.execute(_HISTORY, {"voter": voter_id, "prompt": prompt_id})
+    recent: list[frozenset[int]] = []
     revealed: set[int] = set()
-    for match_id, match_kind, ckpt, image_id, seen_here in rows:
-        sets[match_id].add(ckpt)
-        kinds[match_id] = match_kind
-        if seen_here:
-            revealed.add(image_id)
-    newest = max(sets, default=None)
-    recent = [frozenset(s) for m, s in sets.items() if kinds[m] == kind]
-    return _History(recent, frozenset(sets[newest]) if newest is not None else None, revealed)
+    newest, last = -1, None
+    for match_id, match_kind, checkpoints, images in rows:
+        group = frozenset(_ids(checkpoints))
+        if match_kind == kind:
+            recent.append(group)
+        if match_id > newest:
+            newest, last = match_id, group
+        revealed.update(_ids(images))
+    return _History(recent, last, revealed)
 
 
 def _pick_images(entry: PromptEntry, checkpoints: tuple[int, ...], rng: random.Random,
@@ -354,7 +369,7 @@ def _pick_images(entry: PromptEntry, checkpoints: tuple[int, ...], rng: random.R
 
 
 def choose(
-    session: Session,
+    session: Reader,
     kind: str,
     voter_id: int | None,
     rng: random.Random,
@@ -405,7 +420,7 @@ def choose(
     return Choice(entry.prompt_id, entry.text, images)
 
 
-def find_prompt(session: Session, text_hash: str, kind: str) -> int | None:
+def find_prompt(session: Reader, text_hash: str, kind: str) -> int | None:
     """The pool prompt with this text that can serve ``kind`` now, if any."""
     pool = _state(session).pool
     pool.refresh(session)

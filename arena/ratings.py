@@ -24,7 +24,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from arena.board_log import board_log, board_where, record_from
@@ -167,7 +167,7 @@ def _values(system: str, state: CheckpointRating, vote_id: int | None,
     }
 
 
-def _board_samples(session: Session,
+def _board_samples(session: Session | Connection,
                    boards: list[str] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
     """One snapshot's ``(board, system, parameters)`` per board and online system."""
     where = [RatingSnapshot.system.in_(ONLINE_SYSTEMS)]
@@ -195,7 +195,7 @@ def stale_boards(session: Session, settings: Settings | None = None) -> list[str
                    if used != current[system]})
 
 
-def _refuse_other_parameters(session: Session, boards: Sequence[str],
+def _refuse_other_parameters(session: Session | Connection, boards: Sequence[str],
                              parameters: dict[str, dict[str, Any]],
                              rows: Sequence[Any]) -> None:
     """Refuse to update a board whose snapshots were made with other rating parameters.
@@ -234,21 +234,21 @@ def _online_statements():  # type: ignore[no-untyped-def]
 _SNAPSHOT_ROWS, _UPDATE_SNAPSHOT, _INSERT_SNAPSHOT = _online_statements()
 
 
-def apply_vote_online(session: Session, vote_id: int, record: VoteRecord, kind: str,
-                      character: str | None, settings: Settings | None = None) -> None:
+def apply_vote_online(session: Session | Connection, vote_id: int, record: VoteRecord,
+                      kind: str, character: str | None, settings: Settings | None = None) -> None:
     """Update the Elo and TrueSkill snapshots of the vote's participants on every board the
     vote counts on (:func:`boards_for` of the match ``kind`` and prompt ``character``), in the
     caller's (serialized) transaction; ``vote_id`` is the stored vote that ``record`` is."""
     participants = list(record.participants)
     config = rating_config(settings)
     boards = boards_for(kind, character)
-    conn = session.connection()
+    conn = session.connection() if isinstance(session, Session) else session
     rows = conn.execute(
         _SNAPSHOT_ROWS, {"boards": list(boards), "checkpoints": participants}
     ).all()
     index = {(r.board, r.system, r.checkpoint_id): r for r in rows}
     parameters = {system: _parameters(config, system) for system in ONLINE_SYSTEMS}
-    _refuse_other_parameters(session, boards, parameters, rows)
+    _refuse_other_parameters(conn, boards, parameters, rows)
     updates: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []
     for board in boards:

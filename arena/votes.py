@@ -81,9 +81,9 @@ def record_vote(
     if (winner is None) == (ranking is None):
         raise UserError("give exactly one of 'winner' or 'ranking'")
     try:
-        with db.session(serialized=True) as session:
-            match = load_match_for(session, token, voter_external_id)
-            charge(session, settings, "vote", voter_external_id, address)
+        with db.connection(serialized=True) as conn:
+            match = load_match_for(conn, token, voter_external_id)
+            charge(conn, settings, "vote", voter_external_id, address)
             order: list[int] | None = None
             position: int | None = None
             if ranking is not None:
@@ -102,11 +102,11 @@ def record_vote(
                 )
             except InvalidVote as exc:
                 raise UserError(str(exc)) from None
-            vote_id = session.connection().execute(_INSERT_VOTE, {
+            vote_id = conn.execute(_INSERT_VOTE, {
                 "match_id": match.id, "voter_id": match.voter_id, "outcome": outcome,
                 "winner_position": position, "ranking": order, "created_at": now,
             }).inserted_primary_key[0]
-            apply_vote_online(session, vote_id, record, match.kind, match.character, settings)
+            apply_vote_online(conn, vote_id, record, match.kind, match.character, settings)
             return Reveal(
                 token=token,
                 mode=match.kind,

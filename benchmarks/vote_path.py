@@ -18,19 +18,15 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from vote_load import MODES, build_pool, drop, fresh_url
+from vote_load import MODES, baseline_cycles, build_pool, drop, fresh_url
 
 from arena.db import Database
 from arena.matches import issue_match
 from arena.migrate import upgrade
-from arena.models import Match, MatchImage, Vote, Voter, utcnow
 from arena.settings import Settings
 from arena.votes import record_vote
 
@@ -60,35 +56,6 @@ def arena_cycles(db: Database, settings: Settings, n: int, limits: bool,
         issue_cpu += middle - start
         vote_cpu += end - middle
     return issue_cpu, vote_cpu
-
-
-def baseline_cycles(db: Database, n: int) -> float:
-    """CPU seconds for ``n`` bare Core cycles: a match with two images, then its vote."""
-    with db.session() as session:
-        voter_id = session.execute(
-            insert(Voter).values(external_id=f"baseline-{uuid.uuid4().hex[:12]}")
-            .returning(Voter.id)).scalar_one()
-        prompt_id, image_id, checkpoint_id = session.execute(
-            MatchImage.__table__.select().limit(1)
-            .with_only_columns(Match.prompt_id, MatchImage.image_id, MatchImage.checkpoint_id)
-            .join_from(MatchImage, Match, Match.id == MatchImage.match_id)
-        ).one()
-    start = time.process_time()
-    for _ in range(n):
-        now = utcnow()
-        with db.engine.begin() as conn:
-            match_id = conn.execute(
-                insert(Match).values(token=uuid.uuid4().hex, kind="fixed", prompt_id=prompt_id,
-                                     voter_id=voter_id, issued_at=now, expires_at=now)
-                .returning(Match.id)).scalar_one()
-            conn.execute(insert(MatchImage), [
-                {"match_id": match_id, "position": p, "image_id": image_id,
-                 "checkpoint_id": checkpoint_id, "served_name": uuid.uuid4().hex}
-                for p in range(2)])
-        with db.engine.begin() as conn:
-            conn.execute(insert(Vote).values(match_id=match_id, voter_id=voter_id,
-                                             outcome="win", winner_position=0, created_at=now))
-    return time.process_time() - start
 
 
 def main() -> None:

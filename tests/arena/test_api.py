@@ -232,6 +232,15 @@ def test_cookie_identifies_a_browser_voter(client: TestClient) -> None:
     assert vote.status_code == 200, vote.text
 
 
+def test_an_api_client_that_names_its_voter_gets_no_cookie(client: TestClient) -> None:
+    client.cookies.clear()
+    made = client.post("/api/v1/matches", json={"mode": "fixed"}, headers=client.voter)
+    assert made.status_code == 200 and "set-cookie" not in made.headers
+    voted = client.post("/api/v1/votes", json={"token": made.json()["token"], "winner": 0},
+                        headers=client.voter)
+    assert voted.status_code == 200 and "set-cookie" not in voted.headers
+
+
 def test_errors_and_spec(client: TestClient) -> None:
     chess = client.post("/api/v1/matches", json={"mode": "chess"}, headers=client.voter)
     assert chess.status_code == 422 and "mode" in chess.json()["error"]
