@@ -9,7 +9,9 @@ the same vote-id order, so the last point equals the stored snapshot).
 The log is append-only and votes commit in id order (:mod:`arena.db`), so a board's
 aggregate at newest vote id N never changes; :func:`board_log` keeps one per database,
 board and parameters in memory and, on each request, reads only the votes after N on that
-board. A vote on another board costs nothing. The Elo history is sampled: at most
+board. A vote on another board costs nothing. The first read of a board in a process starts
+from its stored aggregate (:mod:`arena.board_store`, made with the same parameters), so it
+too reads only the votes after that. The Elo history is sampled: at most
 ``MAX_POINTS`` points, thinned by half (and the sampling stride doubled) when full.
 """
 
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena import board_store
 from arena.errors import UserError
 from arena.models import Match, MatchImage, Prompt, Vote
 from metrics.bradley_terry import Ballot
@@ -30,7 +33,18 @@ from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_averag
 from metrics.outcomes import VoteRecord, pairwise
 from metrics.rating_book import RatingConfig
 
-__all__ = ["MAX_POINTS", "BoardLog", "EloPoint", "board_log", "board_where", "record_from"]
+__all__ = [
+    "MAX_POINTS",
+    "BoardLog",
+    "EloPoint",
+    "board_log",
+    "board_where",
+    "log_parameters",
+    "read_after",
+    "record_from",
+    "store_log",
+    "stored_log",
+]
 
 MAX_POINTS = 400
 _CACHE_SIZE = 64
@@ -173,6 +187,41 @@ class BoardLog:
             return list(self.history)
         return [*self.history, self.point()]
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything :meth:`from_state` needs to continue the aggregate, as JSON-ready lists
+        (floats survive JSON exactly: Python writes the shortest repr that reads back)."""
+        return {
+            "last_vote_id": self.last_vote_id,
+            "votes": self.votes,
+            "last_time": self.last_time,
+            "stride": self.stride,
+            "ballots": [[list(p), w, None if r is None else list(r), n]
+                        for (p, w, r), n in self.ballots.items()],
+            "position_wins": self.position_wins,
+            "history": [[h.vote_id, h.time, [[c, e, h.time_weighted[c]] for c, e in h.elo.items()]]
+                        for h in self.history],
+            "pairs": [[a, b, w, self.pair_games[(a, b)]] for (a, b), w in self.pair_wins.items()],
+            "elo": [[c, s.rating, s.weighted_sum, s.held_since, s.first_time]
+                    for c, s in self._elo.items()],
+        }
+
+    @classmethod
+    def from_state(cls, board: str, elo_params: EloParams, both_bad_as_draw: bool,
+                   state: dict[str, Any]) -> BoardLog:
+        """The aggregate :meth:`to_state` wrote (for the same board and parameters)."""
+        log = cls(board, elo_params, both_bad_as_draw, last_vote_id=state["last_vote_id"],
+                  votes=state["votes"], last_time=state["last_time"], stride=state["stride"])
+        log.ballots = Counter({(tuple(p), w, None if r is None else tuple(r)): n
+                               for p, w, r, n in state["ballots"]})
+        log.position_wins = {k: list(v) for k, v in state["position_wins"].items()}
+        log.history = [EloPoint(v, t, {c: e for c, e, _ in points},
+                                {c: tw for c, _, tw in points})
+                       for v, t, points in state["history"]]
+        log.pair_wins = {(a, b): w for a, b, w, _ in state["pairs"]}
+        log.pair_games = {(a, b): g for a, b, _, g in state["pairs"]}
+        log._elo = {c: _EloState(r, ws, hs, ft) for c, r, ws, hs, ft in state["elo"]}
+        return log
+
     def pair_matrix(self) -> tuple[list[int], list[list[float]], list[list[int]]]:
         """Checkpoint ids, wins ``W[i][j]`` of i over j (draws half) and games between them."""
         order = sorted({a for a, _ in self.pair_games})
@@ -189,8 +238,30 @@ _LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
 _GUARD = threading.Lock()
 
 
-def _read_after(session: Session, log: BoardLog) -> None:
-    where = [*board_where(log.board), Vote.id > log.last_vote_id]
+def log_parameters(config: RatingConfig) -> dict[str, Any]:
+    """What decides a board log's numbers (the key of its stored aggregate)."""
+    return {"elo": asdict(config.elo), "both_bad_as_draw": config.both_bad_as_draw}
+
+
+def stored_log(session: Session, board: str, config: RatingConfig) -> BoardLog | None:
+    """The board's stored aggregate made with exactly ``config``'s parameters, or None."""
+    found = board_store.load(session, board, board_store.LOG, log_parameters(config))
+    if found is None:
+        return None
+    return BoardLog.from_state(board, config.elo, config.both_bad_as_draw, found[1])
+
+
+def store_log(session: Session, log: BoardLog) -> None:
+    """Store ``log`` as its board's aggregate (a writing session)."""
+    config = RatingConfig(elo=log.elo_params, both_bad_as_draw=log.both_bad_as_draw)
+    board_store.save(session, log.board, board_store.LOG, log_parameters(config),
+                     log.last_vote_id, log.votes, log.to_state())
+
+
+def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None:
+    """Fold the board's votes after ``log.last_vote_id`` (up to ``upto``) into ``log``."""
+    bound = [] if upto is None else [Vote.id <= upto]
+    where = [*board_where(log.board), *bound, Vote.id > log.last_vote_id]
     conn = session.connection()  # plain Core rows: no ORM row processing per vote
     while True:
         votes = conn.execute(
@@ -233,8 +304,9 @@ def board_log(session: Session, board: str, config: RatingConfig) -> BoardLog:
     with lock:
         log = _CACHE.get(key)
         if log is None:
-            log = BoardLog(board, config.elo, config.both_bad_as_draw)
-        _read_after(session, log)
+            log = (stored_log(session, board, config)
+                   or BoardLog(board, config.elo, config.both_bad_as_draw))
+        read_after(session, log)
         with _GUARD:
             _CACHE[key] = log
             while len(_CACHE) > _CACHE_SIZE:

@@ -15,7 +15,7 @@ from pathlib import Path
 from arena.board_view import SYSTEMS, BoardView, load_view, table_frame
 from arena.db import Database
 from arena.settings import Settings
-from arena.web.dashboard import status_text
+from arena.web.board_render import status_text
 from arena.web.figures import (
     FIGURES,
     agreement_frame,

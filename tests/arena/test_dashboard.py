@@ -315,7 +315,7 @@ def test_a_fit_made_before_any_vote_is_not_served_later(db: Database, tmp_path: 
 
 
 def test_background_refit_catches_up(voted: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    """After the cool-down, a view starts a refit in another process; it lands in the cache
+    """After the cool-down, a view starts a refit in the background; it lands in the cache
     and covers the newest vote."""
     import time
 
