@@ -195,8 +195,7 @@ class BoardLog:
             "votes": self.votes,
             "last_time": self.last_time,
             "stride": self.stride,
-            "ballots": [[list(p), w, None if r is None else list(r), n]
-                        for (p, w, r), n in self.ballots.items()],
+            "ballots": _flat_ballots(self.ballots),
             "position_wins": self.position_wins,
             "history": [[h.vote_id, h.time, [[c, e, h.time_weighted[c]] for c, e in h.elo.items()]]
                         for h in self.history],
@@ -211,8 +210,7 @@ class BoardLog:
         """The aggregate :meth:`to_state` wrote (for the same board and parameters)."""
         log = cls(board, elo_params, both_bad_as_draw, last_vote_id=state["last_vote_id"],
                   votes=state["votes"], last_time=state["last_time"], stride=state["stride"])
-        log.ballots = Counter({(tuple(p), w, None if r is None else tuple(r)): n
-                               for p, w, r, n in state["ballots"]})
+        log.ballots = _unflat_ballots(state["ballots"])
         log.position_wins = {k: list(v) for k, v in state["position_wins"].items()}
         log.history = [EloPoint(v, t, {c: e for c, e, _ in points},
                                 {c: tw for c, _, tw in points})
@@ -231,6 +229,43 @@ class BoardLog:
             [[wins.get((a, b), 0.0) for b in order] for a in order],
             [[games.get((a, b), 0) for b in order] for a in order],
         )
+
+
+# Ballots are stored grouped by shape, each group one flat list of ints (tens of thousands
+# of ballots on a large board decode several times faster than nested lists): a group is
+# ``[participants, ranking length or -1, rows]``, a row the participants, then the winner (a
+# position, or a code below) or the ranking, then the count.
+_WINNER_CODES: dict[Any, int] = {None: -1, "tie": -2, "both_bad": -3}
+_CODE_WINNERS = {code: winner for winner, code in _WINNER_CODES.items()}
+
+
+def _flat_ballots(ballots: Counter[Ballot]) -> list[list[Any]]:
+    groups: dict[tuple[int, int], list[int]] = {}
+    for (participants, winner, ranking), n in ballots.items():
+        if ranking is None:
+            rows = groups.setdefault((len(participants), -1), [])
+            rows += participants
+            rows.append(winner if isinstance(winner, int) else _WINNER_CODES[winner])
+        else:
+            rows = groups.setdefault((len(participants), len(ranking)), [])
+            rows += participants
+            rows += ranking
+        rows.append(n)
+    return [[size, length, rows] for (size, length), rows in groups.items()]
+
+
+def _unflat_ballots(groups: list[list[Any]]) -> Counter[Ballot]:
+    ballots: Counter[Ballot] = Counter()
+    for size, length, flat in groups:  # the groups' keys are disjoint: plain dict updates
+        width = size + max(length, 1) + 1
+        rows = zip(*[iter(flat)] * width, strict=True)
+        if length < 0:
+            dict.update(ballots, {
+                (r[:size], r[size] if r[size] >= 0 else _CODE_WINNERS[r[size]], None): r[-1]
+                for r in rows})
+        else:
+            dict.update(ballots, {(r[:size], None, r[size:-1]): r[-1] for r in rows})
+    return ballots
 
 
 _CACHE: dict[tuple[Any, ...], BoardLog] = {}

@@ -335,11 +335,16 @@ def run(backend: str, args: argparse.Namespace) -> None:
               f"{time.perf_counter() - began:.1f} s")
         restart_worker(db, settings)
         worker_for(db, settings).start_background()  # as the server does at start
-        print(f"  vote latency at {args.rate}/s for {args.seconds} s:")
-        alone = vote_latencies(db, settings, args.rate, args.seconds, with_views=False)
+        print(f"  vote latency at {args.rate}/s, {args.rounds} rounds of {args.seconds} s "
+              "without and with views, alternating (after 3 s of votes not counted):")
+        vote_latencies(db, settings, args.rate, 3.0, with_views=False)
+        alone: list[float] = []
+        loaded: list[float] = []
+        for _ in range(args.rounds):
+            alone += vote_latencies(db, settings, args.rate, args.seconds, with_views=False)
+            loaded += vote_latencies(db, settings, args.rate, args.seconds, with_views=True)
         print(f"    without views: p50 {statistics.median(alone) * 1000:.0f} ms, "
               f"p99 {p99(alone) * 1000:.0f} ms ({len(alone)} votes)")
-        loaded = vote_latencies(db, settings, args.rate, args.seconds, with_views=True)
         print(f"    with views:    p50 {statistics.median(loaded) * 1000:.0f} ms, "
               f"p99 {p99(loaded) * 1000:.0f} ms ({len(loaded)} votes)")
         print(f"    p99 ratio with/without views: {p99(loaded) / p99(alone):.2f} "
@@ -355,7 +360,10 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=8)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--rate", type=float, default=10.0, help="votes per second")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="length of one round of votes at --rate")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds without and with views, alternating")
     parser.add_argument("--reuse", metavar="NAME",
                         help="keep the database under this name and reuse it when it exists")
     parser.add_argument("--build-only", action="store_true",
