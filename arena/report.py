@@ -90,6 +90,6 @@ def write_report(db: Database, settings: Settings, out: Path,
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: the folder {out.parent} does not exist")
     with db.session(readonly=True) as session:
-        views = [load_view(session, board, system, settings) for board in boards]
+        views = [load_view(session, board, system, settings, wait=True) for board in boards]
     out.write_text(render_report(views, knob), encoding="utf-8")
     return views

@@ -3,27 +3,33 @@
 Builds an arena with ``--votes`` votes (default 100,000; the target is stated for 1,000,000)
 over ``--checkpoints`` checkpoints on SQLite and/or PostgreSQL: matches, match images and
 votes are bulk-inserted (60% fixed duels over four characters, 20% free duels, 20% four-way,
-outcomes from hidden Bradley-Terry strengths), then ``recompute`` writes the snapshots, as
-`arena ratings recompute` would. Then, each measured in this run:
+outcomes from hidden Bradley-Terry strengths), then ``recompute`` writes the snapshots and
+every board's stored aggregates, as `arena ratings recompute` would. ``--reuse NAME`` keeps
+the database (``$TMPDIR/arena-bench-board-NAME/arena.db``, PostgreSQL ``arena_bench_NAME``)
+and reuses it on the next run (the 1M build takes minutes; each run adds a few hundred votes
+through the real path); ``--recompute`` replays it again. Then, each measured in this run:
 
-1. Server time of one view as the tab computes it (:func:`arena.web.dashboard.render`: a
-   read-only session, the board view, the table, every plotly figure serialised to the JSON
-   Gradio sends) — cold (empty caches: the whole board log is read, which the server
-   does in a background warm-up at start), warm (the same view again), and after one new
-   vote cast through the real path (issue_match + record_vote; the view reads only that
-   vote; Bradley-Terry shows the previous fit and refits in the background). Printed
-   against the baseline of reading the stored Elo snapshots alone
-   (:func:`arena.ratings.leaderboard`).
-2. Vote latency (issue_match + record_vote) at a fixed request rate, alone and while a thread
-   requests views (four boards, Elo and Bradley-Terry) in a loop as the tab serves them
-   (:func:`arena.web.dashboard.serve_view`: a render is shared for up to 1 s, views are
-   paced to 10 a second); printed: p50, p99 and the p99 ratio.
+1. Server time of one view as the tab serves it (:func:`arena.web.dashboard.view`: the
+   request to the leaderboard worker process, which reads in a read-only session, builds the
+   board view, the table, every plotly figure serialised to the JSON Gradio sends and the
+   small tables; then what the tab's handler does with it) — cold (a freshly started worker:
+   the board's stored aggregate and the votes after it, the Bradley-Terry fit stored with
+   it), warm (the same view again), and after one new vote cast through the real path
+   (issue_match + record_vote; the view reads only that vote; Bradley-Terry shows the
+   previous fit and refits in the background). Printed against the baseline of reading the
+   stored Elo snapshots alone (:func:`arena.ratings.leaderboard`).
+2. Vote latency (issue_match + record_vote) at a fixed request rate, in alternating rounds
+   without and with a thread requesting views (four boards, Elo and Bradley-Terry) in a loop
+   as the tab serves them (:func:`arena.web.dashboard.serve_view`: a render is shared for up
+   to 1 s, views are paced to 10 a second), the worker's background refresher running in
+   both; printed: p50, p99 and the p99 ratio.
 
 Targets (issue [dashboard]): at 1M votes a view under 1 s, a view after one new vote under
 200 ms, vote p99 under views at most 1.2x the p99 without.
 
     python benchmarks/leaderboard.py [--votes N] [--backend sqlite|postgresql|both]
-        [--checkpoints C] [--rate R] [--seconds S]
+        [--checkpoints C] [--rate R] [--seconds S] [--rounds K]
+        [--reuse NAME [--build-only | --recompute]]
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ No Gradio here: the worker imports only what a render needs.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 import time
@@ -97,8 +98,17 @@ def render(db: Database, settings: Settings, board: str, system: str,
     return rendered
 
 
+_CSV_FOLDER: list[Path] = []
+
+
 def _csv(frame: pd.DataFrame, shown: BoardView) -> str:
-    folder = Path(tempfile.mkdtemp(prefix="arena-board-"))
-    path = folder / f"leaderboard-{shown.board.replace('/', '_')}-{shown.system}.csv"
-    frame.to_csv(path, index=False)
+    """The table as a CSV file, one per view in this process's folder, replaced atomically
+    by the next render (Gradio copies it when it sends the view)."""
+    with _GUARD:
+        if not _CSV_FOLDER:
+            _CSV_FOLDER.append(Path(tempfile.mkdtemp(prefix="arena-board-")))
+    path = _CSV_FOLDER[0] / f"leaderboard-{shown.board.replace('/', '_')}-{shown.system}.csv"
+    partial = path.with_name(f"{path.name}.{threading.get_ident()}.part")
+    frame.to_csv(partial, index=False)
+    os.replace(partial, path)
     return str(path)

@@ -68,7 +68,8 @@ class Refresher:
 
 def refresh(db: Database, settings: Settings, state: Refresher,
             now: float | None = None) -> None:
-    """One background pass: read every board (filling this process's caches), then store
+    """One background pass: read every board (filling this process's caches; the first pass
+    also loads each board's Bradley-Terry fit, later ones leave refits to views), then store
     the aggregate of each board that gained ``STORE_EVERY`` settled votes since last stored,
     with its Bradley-Terry fit. ``now``: the monotonic time (tests pass their own)."""
     from arena.board_log import BoardLog, board_log, read_after, store_log, stored_log
@@ -77,12 +78,14 @@ def refresh(db: Database, settings: Settings, state: Refresher,
     from arena.ratings import bt_rows, fit_bt_rows, rating_config, store_fit
 
     config = rating_config(settings)
+    first = not state.seen
     with db.session(readonly=True) as session:
         newest = session.scalar(select(func.max(Vote.id))) or 0
         boards = board_choices(session)
         for board in boards:
             board_log(session, board, config)
-            bt_rows(session, board, settings, wait=False)
+            if first:
+                bt_rows(session, board, settings, wait=False)
     settle_to = state.settle(newest, time.monotonic() if now is None else now)
     for board in boards:
         with db.session(readonly=True) as session:
