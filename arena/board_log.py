@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 MAX_POINTS = 400
+STATE_LAYOUT = 1  # of BoardLog.to_state; a change of layout gets a new number
 _CACHE_SIZE = 64
 _BATCH = 20_000
 
@@ -274,8 +275,10 @@ _GUARD = threading.Lock()
 
 
 def log_parameters(config: RatingConfig) -> dict[str, Any]:
-    """What decides a board log's numbers (the key of its stored aggregate)."""
-    return {"elo": asdict(config.elo), "both_bad_as_draw": config.both_bad_as_draw}
+    """What decides a board log's numbers, and the layout of its stored state (the key of
+    its stored aggregate: a row in another layout is never read)."""
+    return {"elo": asdict(config.elo), "both_bad_as_draw": config.both_bad_as_draw,
+            "layout": STATE_LAYOUT}
 
 
 def stored_log(session: Session, board: str, config: RatingConfig) -> BoardLog | None:

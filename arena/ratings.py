@@ -17,10 +17,11 @@ parameters the row was computed with.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.pool
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,7 @@ __all__ = [
     "rating_config",
     "rating_parameters",
     "recompute",
+    "refit_pool",
     "snapshot_rows",
     "stale_boards",
     "store_fit",
@@ -521,21 +523,35 @@ def _refit_later(key: tuple[Any, ...], fit: BTFit, last_vote_id: int,
             return
         _BT_RUNNING.add(key)
 
-    def done(future: Future[list[dict[str, Any]]]) -> None:
-        try:
-            if future.exception() is None:
-                _keep_fit(key, BTFit(last_vote_id, tuple(future.result()), time.monotonic()))
-        finally:
-            with _BT_GUARD:
-                _BT_RUNNING.discard(key)
+    def done(rows: list[dict[str, Any]]) -> None:
+        _keep_fit(key, BTFit(last_vote_id, tuple(rows), time.monotonic()))
+        with _BT_GUARD:
+            _BT_RUNNING.discard(key)
 
-    # In a background thread of this process: the dashboard calls this in the leaderboard
-    # worker process (arena.web.board_worker), never in the interpreter that records votes.
-    _REFITS.submit(fit_bt_rows, dict(ballots), config, settings,
-                   last_vote_id).add_done_callback(done)
+    def failed(_error: BaseException | None = None) -> None:  # the next view tries again
+        with _BT_GUARD:
+            _BT_RUNNING.discard(key)
+
+    try:
+        refit_pool().apply_async(fit_bt_rows, (dict(ballots), config, settings, last_vote_id),
+                                 callback=done, error_callback=failed)
+    except Exception:  # a pool that cannot start: the next view tries again
+        failed()
+        raise
 
 
-_REFITS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bt-refit")
+_POOL: list[multiprocessing.pool.Pool] = []
+
+
+def refit_pool() -> multiprocessing.pool.Pool:
+    """The process Bradley-Terry refits run in: a refit is seconds of Python on a large
+    board, which would hold this interpreter's lock (the dashboard's renders in the
+    leaderboard worker; the votes, were it the server). Daemonic, so it ends with this
+    process."""
+    with _BT_GUARD:
+        if not _POOL:
+            _POOL.append(multiprocessing.get_context("spawn").Pool(1))
+        return _POOL[0]
 
 
 def fit_bt_rows(ballots: Mapping[Ballot, int], config: RatingConfig,

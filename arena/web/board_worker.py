@@ -75,7 +75,7 @@ def refresh(db: Database, settings: Settings, state: Refresher,
     from arena.board_log import BoardLog, board_log, read_after, store_log, stored_log
     from arena.board_view import board_choices
     from arena.models import Vote
-    from arena.ratings import bt_rows, fit_bt_rows, rating_config, store_fit
+    from arena.ratings import bt_rows, fit_bt_rows, rating_config, refit_pool, store_fit
 
     config = rating_config(settings)
     first = not state.seen
@@ -98,7 +98,8 @@ def refresh(db: Database, settings: Settings, state: Refresher,
             read_after(session, settled, upto=settle_to)
         if settled.votes - state.stored_votes[board] < STORE_EVERY:
             continue
-        rows = fit_bt_rows(settled.ballots, config, settings, settled.last_vote_id)
+        rows = refit_pool().apply(fit_bt_rows, (dict(settled.ballots), config, settings,
+                                                settled.last_vote_id))
         with db.session() as session:
             store_log(session, settled)
             store_fit(session, settled, settings, rows)
