@@ -31,7 +31,7 @@ from arena.models import Match, MatchImage, Prompt, Vote
 from metrics.bradley_terry import Ballot
 from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
 from metrics.outcomes import VoteRecord, pairwise
-from metrics.rating_book import RatingConfig
+from metrics.rating_book import RatingConfig, boards_for
 
 __all__ = [
     "MAX_POINTS",
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 MAX_POINTS = 400
-STATE_LAYOUT = 1  # of BoardLog.to_state; a change of layout gets a new number
+STATE_LAYOUT = 2  # of BoardLog.to_state; a change of layout gets a new number
 _CACHE_SIZE = 64
 _BATCH = 20_000
 
@@ -106,6 +106,9 @@ class BoardLog:
     elo_params: EloParams
     both_bad_as_draw: bool
     last_vote_id: int = 0
+    # Every vote up to here was read (votes of other boards included): the next read starts
+    # after it, so a board voted on rarely does not re-read the others' votes.
+    read_to: int = 0
     votes: int = 0
     last_time: float = 0.0
     ballots: Counter[Ballot] = field(default_factory=Counter)
@@ -193,6 +196,7 @@ class BoardLog:
         (floats survive JSON exactly: Python writes the shortest repr that reads back)."""
         return {
             "last_vote_id": self.last_vote_id,
+            "read_to": self.read_to,
             "votes": self.votes,
             "last_time": self.last_time,
             "stride": self.stride,
@@ -210,7 +214,8 @@ class BoardLog:
                    state: dict[str, Any]) -> BoardLog:
         """The aggregate :meth:`to_state` wrote (for the same board and parameters)."""
         log = cls(board, elo_params, both_bad_as_draw, last_vote_id=state["last_vote_id"],
-                  votes=state["votes"], last_time=state["last_time"], stride=state["stride"])
+                  read_to=state["read_to"], votes=state["votes"],
+                  last_time=state["last_time"], stride=state["stride"])
         log.ballots = _unflat_ballots(state["ballots"])
         log.position_wins = {k: list(v) for k, v in state["position_wins"].items()}
         log.history = [EloPoint(v, t, {c: e for c, e, _ in points},
@@ -297,36 +302,46 @@ def store_log(session: Session, log: BoardLog) -> None:
 
 
 def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None:
-    """Fold the board's votes after ``log.last_vote_id`` (up to ``upto``) into ``log``."""
-    bound = [] if upto is None else [Vote.id <= upto]
-    where = [*board_where(log.board), *bound, Vote.id > log.last_vote_id]
+    """Fold the board's votes after ``log.last_vote_id`` (up to ``upto``) into ``log``.
+
+    Votes are read by id range (the primary key: cheap however large the log, and the same
+    plan on both databases) with their match kind and character, and kept when they count
+    on the board (:func:`metrics.rating_book.boards_for`, the one place that says so)."""
+    board_where(log.board)
     conn = session.connection()  # plain Core rows: no ORM row processing per vote
+    after = max(log.last_vote_id, log.read_to)
     while True:
-        votes = conn.execute(
+        bound = [] if upto is None else [Vote.id <= upto]
+        batch = (
             select(Vote.id, Vote.match_id, Vote.outcome, Vote.winner_position, Vote.ranking,
-                   Vote.created_at, Match.kind)
-            .join(Match, Match.id == Vote.match_id)
-            .join(Prompt, Prompt.id == Match.prompt_id)
-            .where(*where)
+                   Vote.created_at)
+            .where(Vote.id > after, *bound)
             .order_by(Vote.id)
             .limit(_BATCH)
+            .subquery()
+        )
+        votes = conn.execute(
+            select(batch, Match.kind, Prompt.character)
+            .join(Match, Match.id == batch.c.match_id)
+            .join(Prompt, Prompt.id == Match.prompt_id)
+            .order_by(batch.c.id)
         ).all()
         if not votes:
             return
-        first, last = votes[0].id, votes[-1].id
+        after = log.read_to = votes[-1].id
+        kept = [v for v in votes if log.board in boards_for(v.kind, v.character)]
         positions: dict[int, list[int]] = {}
-        for match_id, checkpoint_id in conn.execute(
-            select(MatchImage.match_id, MatchImage.checkpoint_id)
-            .join(Vote, Vote.match_id == MatchImage.match_id)
-            .where(Vote.id >= first, Vote.id <= last)
-            .order_by(MatchImage.match_id, MatchImage.position)
-        ):
-            positions.setdefault(match_id, []).append(checkpoint_id)
-        for v in votes:
+        if kept:
+            for match_id, checkpoint_id in conn.execute(
+                select(MatchImage.match_id, MatchImage.checkpoint_id)
+                .where(MatchImage.match_id.in_([v.match_id for v in kept]))
+                .order_by(MatchImage.match_id, MatchImage.position)
+            ):
+                positions.setdefault(match_id, []).append(checkpoint_id)
+        for v in kept:
             record = record_from(v.outcome, v.winner_position, v.ranking, positions[v.match_id],
                                  v.created_at.timestamp())
             log.add(v.id, v.kind, record)
-        where[-1] = Vote.id > log.last_vote_id
         if len(votes) < _BATCH:
             return
 

@@ -326,8 +326,9 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
         board_store.clear(session)
         bar = tqdm(total=total, desc="replaying votes", unit="vote",
                    disable=None if progress else True)
-        replayed = 0
+        replayed = newest = 0
         for vote_id, record, kind, character in _log(session):
+            newest = vote_id
             for board in boards_for(kind, character):
                 book = books.get(board)
                 if book is None:
@@ -350,6 +351,7 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
             session.execute(insert(RatingSnapshot), rows)
         for log in tqdm(logs.values(), desc="storing boards and Bradley-Terry fits",
                         unit="board", disable=None if progress else True):
+            log.read_to = newest  # every board's log has seen every vote
             store_log(session, log)
             store_fit(session, log, s, fit_bt_rows(log.ballots, config, s, log.last_vote_id))
     return replayed
