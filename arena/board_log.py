@@ -312,24 +312,27 @@ def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None
     after = max(log.last_vote_id, log.read_to)
     while True:
         bound = [] if upto is None else [Vote.id <= upto]
-        batch = (
+        votes = conn.execute(
             select(Vote.id, Vote.match_id, Vote.outcome, Vote.winner_position, Vote.ranking,
                    Vote.created_at)
             .where(Vote.id > after, *bound)
             .order_by(Vote.id)
             .limit(_BATCH)
-            .subquery()
-        )
-        votes = conn.execute(
-            select(batch, Match.kind, Prompt.character)
-            .join(Match, Match.id == batch.c.match_id)
-            .join(Prompt, Prompt.id == Match.prompt_id)
-            .order_by(batch.c.id)
         ).all()
         if not votes:
             return
+        # The matches by their ids, in a second query: joined to the id range, PostgreSQL
+        # plans for a full batch (a hash join over every match) even when one vote is new.
+        kinds = {
+            match_id: (kind, character)
+            for match_id, kind, character in conn.execute(
+                select(Match.id, Match.kind, Prompt.character)
+                .join(Prompt, Prompt.id == Match.prompt_id)
+                .where(Match.id.in_([v.match_id for v in votes]))
+            )
+        }
         after = log.read_to = votes[-1].id
-        kept = [v for v in votes if log.board in boards_for(v.kind, v.character)]
+        kept = [v for v in votes if log.board in boards_for(*kinds[v.match_id])]
         positions: dict[int, list[int]] = {}
         if kept:
             for match_id, checkpoint_id in conn.execute(
@@ -341,7 +344,7 @@ def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None
         for v in kept:
             record = record_from(v.outcome, v.winner_position, v.ranking, positions[v.match_id],
                                  v.created_at.timestamp())
-            log.add(v.id, v.kind, record)
+            log.add(v.id, kinds[v.match_id][0], record)
         if len(votes) < _BATCH:
             return
 
