@@ -17,6 +17,7 @@ parameters the row was computed with.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import multiprocessing.pool
 import threading
@@ -552,7 +553,9 @@ def refit_pool() -> multiprocessing.pool.Pool:
     process."""
     with _BT_GUARD:
         if not _POOL:
-            _POOL.append(multiprocessing.get_context("spawn").Pool(1))
+            pool = multiprocessing.get_context("spawn").Pool(1)
+            atexit.register(pool.terminate)  # before interpreter teardown, not in __del__
+            _POOL.append(pool)
         return _POOL[0]
 
 
