@@ -283,8 +283,10 @@ def _rows(system: str, checkpoints: dict[int, CheckpointInfo],
 
 
 def load_view(session: Session, board: str = OVERALL, system: str = "elo",
-              settings: Settings | None = None) -> BoardView:
-    """Read one board in one system; a UserError names an unknown board or system."""
+              settings: Settings | None = None, wait: bool = False) -> BoardView:
+    """Read one board in one system; a UserError names an unknown board or system.
+    Bradley-Terry: the newest fit at hand, refitted in the background, unless ``wait`` (a
+    report or export fits the newest votes)."""
     s = settings or get_settings()
     if system not in SYSTEMS:
         raise UserError(f"system: expected one of {', '.join(SYSTEMS)}, got {system!r}")
@@ -294,7 +296,7 @@ def load_view(session: Session, board: str = OVERALL, system: str = "elo",
     elo = _snapshots(session, board, "elo", s, notices)
     ts = _snapshots(session, board, "trueskill", s, notices)
     log = board_log(session, board, rating_config(s))
-    bt = bt_rows(session, board, s, wait=False) if system == "bt" else None
+    bt = bt_rows(session, board, s, wait=wait) if system == "bt" else None
     if bt and bt[0]["fit_vote_id"] < log.last_vote_id:
         notices.append(
             f"Bradley-Terry as fitted on this board's votes up to #{bt[0]['fit_vote_id']}; "

@@ -379,3 +379,26 @@ class GenerationRequest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     prompt: Mapped[Prompt] = relationship()
+
+
+class BoardAggregate(Base):
+    """A derived aggregate of one board's votes up to ``last_vote_id`` (the leaderboard's
+    board log, or a Bradley-Terry fit), stored so that a cold view reads only the votes after
+    it; keyed by the parameters that decide its numbers (``parameters_key`` is their canonical
+    JSON) and always reproducible by a replay of the log (:mod:`arena.board_store`)."""
+
+    __tablename__ = "board_aggregates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board: Mapped[str] = mapped_column(String(250))
+    aggregate: Mapped[str] = mapped_column(String(10))
+    parameters_key: Mapped[str] = mapped_column(String(500))
+    parameters: Mapped[dict[str, Any]]
+    last_vote_id: Mapped[int] = mapped_column(BigInteger)
+    votes: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("board", "aggregate", "parameters_key", name="uq_board_aggregates_key"),
+    )

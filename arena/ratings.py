@@ -4,9 +4,10 @@ Votes are the source of truth; ``rating_snapshots`` rows are derived. Each vote 
 Elo and TrueSkill rows of its participants on every board it counts on
 (:func:`metrics.rating_book.boards_for`), inside the caller's serialized transaction, through
 the same :class:`metrics.rating_book.RatingBook` that :func:`recompute` uses to replay the log
-in id order, so both give the same numbers bit for bit. Bradley-Terry is not stored: the
-leaderboard fits it with bootstrap intervals from the board's aggregated log
-(:mod:`arena.board_log`), once per board and newest vote on that board.
+in id order, so both give the same numbers bit for bit. Bradley-Terry is not updated per
+vote: the leaderboard fits it with bootstrap intervals from the board's aggregated log
+(:mod:`arena.board_log`), once per board and newest vote on that board; the newest fit is
+stored with the board's aggregates (:mod:`arena.board_store`) for the next server start.
 
 A snapshot row maps 1:1 to :class:`metrics.rating_book.CheckpointRating`: the ``elo`` row holds
 the Elo rating and its time-weighted-average state, the ``trueskill`` row ``mu``, ``sigma`` and
@@ -16,18 +17,20 @@ parameters the row was computed with.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
+import multiprocessing.pool
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from arena.board_log import board_log, board_where, record_from
+from arena import board_store
+from arena.board_log import BoardLog, board_log, board_where, record_from, store_log
 from arena.db import Database
 from arena.errors import Unavailable, UserError
 from arena.models import (
@@ -57,13 +60,18 @@ __all__ = [
     "SYSTEMS",
     "StaleRatings",
     "apply_vote_online",
+    "bt_parameters",
     "bt_rows",
+    "fit_bt_rows",
     "leaderboard",
     "rating_config",
     "rating_parameters",
     "recompute",
+    "refit_pool",
     "snapshot_rows",
     "stale_boards",
+    "store_fit",
+    "stored_fit",
     "vote_record",
 ]
 
@@ -301,27 +309,35 @@ def _log(session: Session, board: str = OVERALL) -> Iterator[tuple[int, VoteReco
 
 
 def recompute(db: Database, settings: Settings | None = None, progress: bool = True) -> int:
-    """Replay the whole vote log in id order and rewrite every snapshot; returns the number of
-    votes replayed. Runs as one serialized transaction, so no vote lands half-way."""
+    """Replay the whole vote log in id order and rewrite every snapshot and every board's
+    stored aggregates (:mod:`arena.board_store`: the board log and its Bradley-Terry fit);
+    returns the number of votes replayed. Runs as one serialized transaction, so no vote
+    lands half-way."""
     from tqdm import tqdm
 
-    config = rating_config(settings)
+    s = settings or get_settings()
+    config = rating_config(s)
     parameters = {system: _parameters(config, system) for system in ONLINE_SYSTEMS}
     books: dict[str, RatingBook] = {}
+    logs: dict[str, BoardLog] = {}
     last_vote: dict[tuple[str, int], int] = {}
     with db.session(serialized=True) as session:
         total = session.scalar(select(func.count(Vote.id))) or 0
         session.execute(delete(RatingSnapshot))
+        board_store.clear(session)
         bar = tqdm(total=total, desc="replaying votes", unit="vote",
                    disable=None if progress else True)
-        replayed = 0
+        replayed = newest = 0
         for vote_id, record, kind, character in _log(session):
+            newest = vote_id
             for board in boards_for(kind, character):
                 book = books.get(board)
                 if book is None:
                     book = books[board] = RatingBook(config)
+                    logs[board] = BoardLog(board, config.elo, config.both_bad_as_draw)
                 for c in book.apply(record):
                     last_vote[(board, c)] = vote_id
+                logs[board].add(vote_id, kind, record)
             replayed += 1
             bar.update()
         bar.close()
@@ -334,6 +350,11 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
         ]
         if rows:
             session.execute(insert(RatingSnapshot), rows)
+        for log in tqdm(logs.values(), desc="storing boards and Bradley-Terry fits",
+                        unit="board", disable=None if progress else True):
+            log.read_to = newest  # every board's log has seen every vote
+            store_log(session, log)
+            store_fit(session, log, s, fit_bt_rows(log.ballots, config, s, log.last_vote_id))
     return replayed
 
 
@@ -440,6 +461,10 @@ def bt_rows(session: Session, board: str, settings: Settings | None = None,
            config.both_bad_as_draw)
     with _BT_GUARD:
         fit = _BT_CACHE.get(key)
+    if fit is None:
+        fit = stored_fit(session, board, s)
+        if fit is not None:
+            fit = _keep_fit(key, fit)
     stale = fit is not None and fit.last_vote_id != log.last_vote_id
     # A board never fitted, or fitted before its first vote, is fitted on the spot.
     if fit is None or (stale and (wait or not fit.rows)):
@@ -451,9 +476,33 @@ def bt_rows(session: Session, board: str, settings: Settings | None = None,
              "config": names[row["checkpoint_id"]][1]} for row in fit.rows]
 
 
+def bt_parameters(settings: Settings) -> dict[str, Any]:
+    """What decides a Bradley-Terry fit's numbers (the key of its stored aggregate)."""
+    return {"bootstrap_rounds": settings.bootstrap_rounds, "seed": settings.bootstrap_seed,
+            "ridge": RIDGE, "both_bad_as_draw": settings.both_bad_as_draw}
+
+
+def stored_fit(session: Session, board: str, settings: Settings) -> BTFit | None:
+    """The board's stored fit made with exactly these parameters, or None. It counts as
+    fitted long ago, so a view that finds newer votes starts a refit at once."""
+    found = board_store.load(session, board, board_store.BT, bt_parameters(settings))
+    if found is None:
+        return None
+    last_vote_id, rows = found
+    return BTFit(last_vote_id, tuple(rows), float("-inf"))
+
+
+def store_fit(session: Session, log: BoardLog, settings: Settings,
+              rows: Sequence[dict[str, Any]]) -> None:
+    """Store the fit of ``log``'s ballots (rows without names, as :func:`fit_bt_rows` makes
+    them) as its board's stored fit."""
+    board_store.save(session, log.board, board_store.BT, bt_parameters(settings),
+                     log.last_vote_id, log.votes, list(rows))
+
+
 def _store_fit(key: tuple[Any, ...], last_vote_id: int, ballots: Mapping[Ballot, int],
                config: RatingConfig, settings: Settings) -> BTFit:
-    fit = BTFit(last_vote_id, tuple(_fit_bt_rows(ballots, config, settings, last_vote_id)),
+    fit = BTFit(last_vote_id, tuple(fit_bt_rows(ballots, config, settings, last_vote_id)),
                 time.monotonic())
     return _keep_fit(key, fit)
 
@@ -477,38 +526,42 @@ def _refit_later(key: tuple[Any, ...], fit: BTFit, last_vote_id: int,
             return
         _BT_RUNNING.add(key)
 
-    def done(future: Future[list[dict[str, Any]]]) -> None:
-        try:
-            if future.exception() is None:
-                _keep_fit(key, BTFit(last_vote_id, tuple(future.result()), time.monotonic()))
-        finally:
-            with _BT_GUARD:
-                _BT_RUNNING.discard(key)
-
-    # In another process: a refit is seconds of Python on a large board, which in this
-    # process would hold the interpreter lock the vote path needs.
-    try:
-        _refit_pool().submit(_fit_bt_rows, dict(ballots), config, settings,
-                             last_vote_id).add_done_callback(done)
-    except Exception:  # a pool that cannot start: the next view tries again
+    def done(rows: list[dict[str, Any]]) -> None:
+        _keep_fit(key, BTFit(last_vote_id, tuple(rows), time.monotonic()))
         with _BT_GUARD:
             _BT_RUNNING.discard(key)
+
+    def failed(_error: BaseException | None = None) -> None:  # the next view tries again
+        with _BT_GUARD:
+            _BT_RUNNING.discard(key)
+
+    try:
+        refit_pool().apply_async(fit_bt_rows, (dict(ballots), config, settings, last_vote_id),
+                                 callback=done, error_callback=failed)
+    except Exception:  # a pool that cannot start: the next view tries again
+        failed()
         raise
 
 
-_POOL: list[ProcessPoolExecutor] = []
+_POOL: list[multiprocessing.pool.Pool] = []
 
 
-def _refit_pool() -> ProcessPoolExecutor:
+def refit_pool() -> multiprocessing.pool.Pool:
+    """The process Bradley-Terry refits run in: a refit is seconds of Python on a large
+    board, which would hold this interpreter's lock (the dashboard's renders in the
+    leaderboard worker; the votes, were it the server). Daemonic, so it ends with this
+    process."""
     with _BT_GUARD:
         if not _POOL:
-            _POOL.append(ProcessPoolExecutor(max_workers=1,
-                                             mp_context=multiprocessing.get_context("spawn")))
+            pool = multiprocessing.get_context("spawn").Pool(1)
+            atexit.register(pool.terminate)  # before interpreter teardown, not in __del__
+            _POOL.append(pool)
         return _POOL[0]
 
 
-def _fit_bt_rows(ballots: Mapping[Ballot, int], config: RatingConfig,
-                 settings: Settings, last_vote_id: int) -> list[dict[str, Any]]:
+def fit_bt_rows(ballots: Mapping[Ballot, int], config: RatingConfig,
+                settings: Settings, last_vote_id: int) -> list[dict[str, Any]]:
+    """Bradley-Terry rows (without names) fitted on a board log's ``ballots``."""
     result = bradley_terry(
         group_ballots(ballots, config.both_bad_as_draw),
         rounds=settings.bootstrap_rounds,

@@ -15,7 +15,7 @@ from pathlib import Path
 from arena.board_view import SYSTEMS, BoardView, load_view, table_frame
 from arena.db import Database
 from arena.settings import Settings
-from arena.web.dashboard import status_text
+from arena.web.board_render import status_text
 from arena.web.figures import (
     FIGURES,
     agreement_frame,
@@ -90,6 +90,6 @@ def write_report(db: Database, settings: Settings, out: Path,
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: the folder {out.parent} does not exist")
     with db.session(readonly=True) as session:
-        views = [load_view(session, board, system, settings) for board in boards]
+        views = [load_view(session, board, system, settings, wait=True) for board in boards]
     out.write_text(render_report(views, knob), encoding="utf-8")
     return views

@@ -3,27 +3,33 @@
 Builds an arena with ``--votes`` votes (default 100,000; the target is stated for 1,000,000)
 over ``--checkpoints`` checkpoints on SQLite and/or PostgreSQL: matches, match images and
 votes are bulk-inserted (60% fixed duels over four characters, 20% free duels, 20% four-way,
-outcomes from hidden Bradley-Terry strengths), then ``recompute`` writes the snapshots, as
-`arena ratings recompute` would. Then, each measured in this run:
+outcomes from hidden Bradley-Terry strengths), then ``recompute`` writes the snapshots and
+every board's stored aggregates, as `arena ratings recompute` would. ``--reuse NAME`` keeps
+the database (``$TMPDIR/arena-bench-board-NAME/arena.db``, PostgreSQL ``arena_bench_NAME``)
+and reuses it on the next run (the 1M build takes minutes; each run adds a few hundred votes
+through the real path); ``--recompute`` replays it again. Then, each measured in this run:
 
-1. Server time of one view as the tab computes it (:func:`arena.web.dashboard.render`: a
-   read-only session, the board view, the table, every plotly figure serialised to the JSON
-   Gradio sends) — cold (empty caches: the whole board log is read, which the server
-   does in a background warm-up at start), warm (the same view again), and after one new
-   vote cast through the real path (issue_match + record_vote; the view reads only that
-   vote; Bradley-Terry shows the previous fit and refits in the background). Printed
-   against the baseline of reading the stored Elo snapshots alone
-   (:func:`arena.ratings.leaderboard`).
-2. Vote latency (issue_match + record_vote) at a fixed request rate, alone and while a thread
-   requests views (four boards, Elo and Bradley-Terry) in a loop as the tab serves them
-   (:func:`arena.web.dashboard.serve_view`: a render is shared for up to 1 s, views are
-   paced to 10 a second); printed: p50, p99 and the p99 ratio.
+1. Server time of one view as the tab serves it (:func:`arena.web.dashboard.view`: the
+   request to the leaderboard worker process, which reads in a read-only session, builds the
+   board view, the table, every plotly figure serialised to the JSON Gradio sends and the
+   small tables; then what the tab's handler does with it) — cold (a freshly started worker:
+   the board's stored aggregate and the votes after it, the Bradley-Terry fit stored with
+   it), warm (the same view again), and after one new vote cast through the real path
+   (issue_match + record_vote; the view reads only that vote; Bradley-Terry shows the
+   previous fit and refits in the background). Printed against the baseline of reading the
+   stored Elo snapshots alone (:func:`arena.ratings.leaderboard`).
+2. Vote latency (issue_match + record_vote) at a fixed request rate, in alternating rounds
+   without and with a thread requesting views (four boards, Elo and Bradley-Terry) in a loop
+   as the tab serves them (:func:`arena.web.dashboard.serve_view`: a render is shared for up
+   to 1 s, views are paced to 10 a second), the worker's background refresher running in
+   both; printed: p50, p99 and the p99 ratio.
 
 Targets (issue [dashboard]): at 1M votes a view under 1 s, a view after one new vote under
 200 ms, vote p99 under views at most 1.2x the p99 without.
 
     python benchmarks/leaderboard.py [--votes N] [--backend sqlite|postgresql|both]
-        [--checkpoints C] [--rate R] [--seconds S]
+        [--checkpoints C] [--rate R] [--seconds S] [--rounds K]
+        [--reuse NAME [--build-only | --recompute]]
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import create_engine, insert, text
@@ -64,9 +71,7 @@ BATCH = 20_000
 
 
 def build(db: Database, votes: int, checkpoints: int, seed: int = 0) -> None:
-    """Bulk-insert a pool, ``votes`` voted matches, then recompute the snapshots."""
-    from arena.ratings import recompute
-
+    """Bulk-insert a pool and ``votes`` voted matches (:func:`recompute` derives the rest)."""
     rng = np.random.default_rng(seed)
     strength = np.linspace(0.0, 2.0, checkpoints)
     with db.session() as s:
@@ -145,36 +150,42 @@ def build(db: Database, votes: int, checkpoints: int, seed: int = 0) -> None:
             for table in ("matches", "votes"):
                 s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                f"(SELECT max(id) FROM {table}))"))
-    recompute(db, Settings(), progress=True)
 
 
-def clear_caches() -> None:
-    from arena import board_log, ratings
-    from arena.web import dashboard
+def restart_worker(db: Database, settings: Settings) -> None:
+    """A fresh leaderboard worker (empty caches), as at server start; waits until it runs."""
+    from arena.web.board_worker import close_workers, worker_for
 
-    board_log._CACHE.clear()
-    board_log._LOCKS.clear()
-    ratings._BT_CACHE.clear()
-    dashboard._RENDERED.clear()
+    close_workers()
+    worker_for(db, settings).ping()
+
+
+def served(shown: Any) -> None:
+    """What the tab's handler does with a view in the server process."""
+    from gradio.components.plot import PlotData
+
+    for plot in shown.plots.values():
+        PlotData(type="plotly", plot=plot)
+    shown.table.to_json()
 
 
 def served_view(db: Database, settings: Settings, board: str, system: str) -> None:
     """One view as the tab serves it to a client (shared renders, paced)."""
     from arena.web.dashboard import serve_view
 
-    serve_view(db, settings, board, system).table.to_json()
+    served(serve_view(db, settings, board, system))
 
 
 def view_once(db: Database, settings: Settings, board: str, system: str,
               max_age: float = 0.0) -> float:
-    """Server seconds of one dashboard view as the tab serves it: read (read-only session),
-    table, every figure, the small tables, and the figures serialised to JSON as Gradio
-    sends them. ``max_age=0`` computes it afresh; the tab reuses a render up to 1 s old."""
-    from arena.web.dashboard import render
+    """Server seconds of one dashboard view as the tab serves it: the request to the
+    leaderboard worker, which reads (read-only session), builds the table, every figure and
+    the small tables and serialises the figures to JSON, and what the handler then does.
+    ``max_age=0`` computes it afresh; the tab reuses a render up to 1 s old."""
+    from arena.web.dashboard import view
 
     began = time.perf_counter()
-    shown = render(db, settings, board, system, max_age=max_age)
-    shown.table.to_json()
+    served(view(db, settings, board, system, max_age=max_age))
     return time.perf_counter() - began
 
 
@@ -246,29 +257,69 @@ def p99(values: list[float]) -> float:
     return float(np.percentile(values, 99))
 
 
-def run(backend: str, args: argparse.Namespace) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="arena-bench-board-"))
-    admin = None
+def _database(backend: str, args: argparse.Namespace) -> tuple[str, Path, bool, Any]:
+    """The benchmark's database: ``(url, home folder, whether it must be built, cleanup)``.
+    With ``--reuse NAME`` it is kept (a SQLite file under the temporary folder, a PostgreSQL
+    database ``arena_bench_NAME``) and built only if missing."""
+    keep = args.reuse is not None
+    folder = (Path(tempfile.gettempdir()) / f"arena-bench-board-{args.reuse}" if keep
+              else Path(tempfile.mkdtemp(prefix="arena-bench-board-")))
     if backend == "sqlite":
-        url = f"sqlite:///{folder / 'arena.db'}"
-    else:
-        name = f"arena_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
+        path = folder / "arena.db"
+        fresh = not path.exists()
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}", folder, fresh, lambda: None
+    name = f"arena_bench_{args.reuse if keep else uuid.uuid4().hex[:8]}"
+    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        fresh = conn.scalar(text("SELECT count(*) FROM pg_database WHERE datname = :n"),
+                            {"n": name}) == 0
+        if fresh:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = f"{PG_SERVER}/{name}"
+
+    def drop() -> None:
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return f"{PG_SERVER}/{name}", folder, fresh, drop
+
+
+def run(backend: str, args: argparse.Namespace) -> None:
+    from arena.ratings import recompute
+
+    url, folder, fresh, cleanup = _database(backend, args)
     try:
         upgrade(url)
         db = Database(url)
         settings = Settings(home=folder, database_url=url, votes_per_minute=0)
         print(f"\n== {backend}: {args.votes:,} votes, {args.checkpoints} checkpoints ==")
-        began = time.perf_counter()
-        build(db, args.votes, args.checkpoints)
-        print(f"  built and recomputed in {time.perf_counter() - began:.1f} s")
+        if fresh:
+            began = time.perf_counter()
+            build(db, args.votes, args.checkpoints)
+            print(f"  built in {time.perf_counter() - began:.1f} s")
+        else:
+            with db.session(readonly=True) as s:
+                stored = s.scalar(text("SELECT count(*) FROM votes")) or 0
+            if stored < args.votes:
+                raise SystemExit(f"--reuse {args.reuse}: the {backend} database holds "
+                                 f"{stored:,} votes, fewer than --votes {args.votes:,} "
+                                 "(an interrupted build?); drop it or pick another name")
+            print(f"  reusing {url} ({stored:,} votes)")
+        if args.build_only:
+            db.dispose()
+            return
+        with db.session(readonly=True) as s:
+            stored_boards = s.scalar(text("SELECT count(*) FROM board_aggregates")) or 0
+        if fresh or args.recompute or not stored_boards:
+            began = time.perf_counter()
+            recompute(db, settings, progress=True)  # as `arena ratings recompute` would
+            print(f"  recomputed (arena ratings recompute) in {time.perf_counter() - began:.1f} s")
         voter_rng = random.Random(7)
         for board, system in (("overall", "elo"), ("overall", "bt"),
                               (f"fixed/{CHARACTERS[0]}", "tw_elo")):
-            clear_caches()
+            restart_worker(db, settings)
             base = statistics.median(baseline_once(db, settings, board) for _ in range(3))
             cold = view_once(db, settings, board, system)
             warm = statistics.median(view_once(db, settings, board, system) for _ in range(3))
@@ -277,33 +328,36 @@ def run(backend: str, args: argparse.Namespace) -> None:
                 vote_once(db, settings, f"bench-one-vote-{n:04d}", voter_rng)
                 after.append(view_once(db, settings, board, system))
             after_vote = statistics.median(after)
-            print(f"  view {board} / {system}: cold {cold * 1000:.0f} ms (no cache; the server "
-                  "does this reading in a background warm-up at start; target < 1000), "
+            print(f"  view {board} / {system}: cold {cold * 1000:.0f} ms (a fresh worker: "
+                  "stored aggregate + the votes after it; target < 1000), "
                   f"warm {warm * 1000:.0f} ms, after one new vote {after_vote * 1000:.0f} ms "
                   f"(target < 200); baseline snapshot read {base * 1000:.1f} ms -> "
                   f"cold {cold / base:.0f}x, after a vote {after_vote / base:.1f}x")
-        from arena.web.dashboard import warm_up
+        from arena.web.board_worker import Refresher, refresh, worker_for
 
-        clear_caches()
         began = time.perf_counter()
-        warm_up(db, settings)  # what the server runs in the background at start
-        print(f"  warm-up of every board's log at server start (background): "
+        refresh(db, settings, Refresher())  # the worker's first background pass, timed here
+        print(f"  background pass over every board (stored aggregates + tails): "
               f"{time.perf_counter() - began:.1f} s")
-        print(f"  vote latency at {args.rate}/s for {args.seconds} s:")
-        alone = vote_latencies(db, settings, args.rate, args.seconds, with_views=False)
+        restart_worker(db, settings)
+        worker_for(db, settings).start_background()  # as the server does at start
+        print(f"  vote latency at {args.rate}/s, {args.rounds} rounds of {args.seconds} s "
+              "without and with views, alternating (after 3 s of votes not counted):")
+        vote_latencies(db, settings, args.rate, 3.0, with_views=False)
+        alone: list[float] = []
+        loaded: list[float] = []
+        for _ in range(args.rounds):
+            alone += vote_latencies(db, settings, args.rate, args.seconds, with_views=False)
+            loaded += vote_latencies(db, settings, args.rate, args.seconds, with_views=True)
         print(f"    without views: p50 {statistics.median(alone) * 1000:.0f} ms, "
               f"p99 {p99(alone) * 1000:.0f} ms ({len(alone)} votes)")
-        loaded = vote_latencies(db, settings, args.rate, args.seconds, with_views=True)
         print(f"    with views:    p50 {statistics.median(loaded) * 1000:.0f} ms, "
               f"p99 {p99(loaded) * 1000:.0f} ms ({len(loaded)} votes)")
         print(f"    p99 ratio with/without views: {p99(loaded) / p99(alone):.2f} "
               "(target <= 1.20)")
         db.dispose()
     finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        cleanup()
 
 
 def main() -> None:
@@ -312,7 +366,16 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=8)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--rate", type=float, default=10.0, help="votes per second")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="length of one round of votes at --rate")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds without and with views, alternating")
+    parser.add_argument("--reuse", metavar="NAME",
+                        help="keep the database under this name and reuse it when it exists")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build the database (bulk insert only) and stop")
+    parser.add_argument("--recompute", action="store_true",
+                        help="run the recompute on a reused database")
     args = parser.parse_args()
     for backend in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
         run(backend, args)

@@ -46,7 +46,7 @@ def export_leaderboard_command(
     settings = get_settings()
     db = open_database()
     with db.session(readonly=True) as session:
-        view = load_view(session, board, system, settings)
+        view = load_view(session, board, system, settings, wait=True)
     if fmt == "csv":
         text = table_frame(view).to_csv(index=False)
     else:

@@ -2,130 +2,52 @@
 download), the plotly figures and the tables of what tracks the rating.
 
 Everything shown comes from one :class:`arena.board_view.BoardView`, read in a read-only
-session, so opening the tab never waits for a vote's write lock. The server reads every
-board's log once in the background at start (:func:`warm_up`); afterwards a view reads only
-the votes cast since. A render is shared for up to ``RENDER_SECONDS`` and views are paced to
-``VIEWS_PER_SECOND``, so viewers cannot crowd out the vote path in the same process. Nothing
-is sent to a page until its tab is opened, so a freshly loaded page names no checkpoint.
+session, so opening the tab never waits for a vote's write lock. Views are computed in the
+server's leaderboard worker process (:mod:`arena.web.board_worker`), never in the
+interpreter that records votes; it starts each board from its stored aggregate and reads
+only the votes after it. A render is shared for up to ``RENDER_SECONDS`` and views are paced
+to ``VIEWS_PER_SECOND``. Nothing is sent to a page until its tab is opened, so a freshly
+loaded page names no checkpoint.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 from gradio.components.plot import PlotData
 
-from arena.board_view import (
-    KNOBS,
-    SYSTEMS,
-    TABLE_COLUMNS,
-    BoardView,
-    board_choices,
-    load_view,
-    table_frame,
-)
+from arena.board_view import KNOBS, SYSTEMS, TABLE_COLUMNS, board_choices
 from arena.db import Database
-from arena.demo import DEMO_NAMES, DEMO_NOTE
 from arena.errors import UserError
 from arena.registry import describe_config, get_config
 from arena.settings import Settings
-from arena.web.figures import (
-    FIGURES,
-    agreement_frame,
-    all_figures,
-    knob_frame,
-    position_frame,
-)
-from metrics.pairing import STRATEGY_NOTES
+from arena.web.board_render import RENDER_SECONDS, Rendered, status_text
+from arena.web.board_worker import worker_for
+from arena.web.figures import FIGURES
 from metrics.rating_book import OVERALL
 
 __all__ = [
-    "RENDER_SECONDS",
     "VIEWS_PER_SECOND",
-    "Rendered",
     "build_leaderboard_tab",
-    "render",
     "serve_view",
     "status_text",
+    "view",
 ]
 
-def status_text(view: BoardView) -> str:
-    """The line above the table: what is shown, how matches are chosen, and any warning."""
-    games = sum(r["games"] for r in view.rows)
-    lines = [
-        f"**{view.label}** · {view.log.votes} votes on this board (up to vote "
-        f"#{view.log.last_vote_id}) · matchmaking: {view.strategy} "
-        f"({STRATEGY_NOTES.get(view.strategy, 'see metrics/pairing.py')})"
-    ]
-    if not view.log.votes:
-        lines.append("No votes on this board yet.")
-    elif not games and not view.notices:
-        lines.append("No rated games on this board yet.")
-    lines += [f"⚠️ {notice}" for notice in view.notices]
-    if DEMO_NAMES & {info.name for info in view.checkpoints.values()}:
-        lines.append(DEMO_NOTE)
-    return "\n\n".join(lines)
+
+def view(db: Database, settings: Settings, board: str, system: str,
+         knob: str = "checkpoint_step", max_age: float = RENDER_SECONDS) -> Rendered:
+    """:func:`arena.web.board_render.render` in the leaderboard worker process
+    (:mod:`arena.web.board_worker`): this process only waits for it."""
+    return worker_for(db, settings).view(board, system, knob, max_age)
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """One view, rendered: the table, the figures and the small tables, and when."""
-
-    view: BoardView
-    status: str
-    table: pd.DataFrame
-    plots: dict[str, PlotData]
-    knobs: pd.DataFrame
-    agreement: pd.DataFrame
-    position: pd.DataFrame
-    rendered_at: float
-
-
-# Rendered views are shared for up to RENDER_SECONDS: however many people keep the tab open,
-# each view is computed at most once a second, so the dashboard never crowds out votes. The
-# status line names the newest vote each view includes.
-RENDER_SECONDS = 1.0
-_RENDERED: dict[tuple[Any, ...], Rendered] = {}
-_RENDERED_SIZE = 64
-_GUARD = threading.Lock()
-
-
-def render(db: Database, settings: Settings, board: str, system: str,
-           knob: str = "checkpoint_step", max_age: float = RENDER_SECONDS) -> Rendered:
-    """The view of ``board`` in ``system`` (read in a read-only session), reusing a render of
-    the same view made less than ``max_age`` seconds ago."""
-    key = (db.url, board, system, knob)
-    with _GUARD:
-        cached = _RENDERED.get(key)
-    if cached is not None and time.monotonic() - cached.rendered_at < max_age:
-        return cached
-    with db.session(readonly=True) as session:
-        view = load_view(session, board, system, settings)
-    # Serialised once per render: a shared render costs a viewer no plotly work at all.
-    plots = {key: PlotData(type="plotly", plot=json.dumps(figure))
-             for key, figure in all_figures(view, knob).items()}
-    rendered = Rendered(view, status_text(view), table_frame(view), plots, knob_frame(view),
-                        agreement_frame(view), position_frame(view), time.monotonic())
-    with _GUARD:
-        _RENDERED.pop(key, None)
-        _RENDERED[key] = rendered
-        while len(_RENDERED) > _RENDERED_SIZE:
-            _RENDERED.pop(next(iter(_RENDERED)))
-    return rendered
-
-
-# Views are served one at a time, at most VIEWS_PER_SECOND a second per process: the tab
-# shares the process with the vote path, and a client refreshing in a loop must not take the
-# interpreter from the votes (a waiting view sleeps, which frees it).
+# Views are served one at a time, at most VIEWS_PER_SECOND a second per process, so a client
+# refreshing in a loop cannot keep the leaderboard worker (and its CPU) busy.
 VIEWS_PER_SECOND = 10.0
 _PACE = threading.Lock()
 _last_view = [0.0]
@@ -133,44 +55,18 @@ _last_view = [0.0]
 
 def serve_view(db: Database, settings: Settings, board: str, system: str,
                knob: str = "checkpoint_step") -> Rendered:
-    """:func:`render` as the tab serves it: paced to ``VIEWS_PER_SECOND``."""
+    """:func:`view` as the tab serves it: paced to ``VIEWS_PER_SECOND``."""
     with _PACE:
         wait = _last_view[0] + 1.0 / VIEWS_PER_SECOND - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         _last_view[0] = time.monotonic()
-        return render(db, settings, board, system, knob)
-
-
-def warm_up(db: Database, settings: Settings) -> None:
-    """Read every board's log once and fit its Bradley-Terry board, so that the
-    first view after a server start does not replay the whole log; afterwards each view
-    reads only the votes cast since. Runs in a background thread; a failure only means the
-    first view does the reading itself."""
-    from arena.board_log import board_log
-    from arena.ratings import bt_rows, rating_config
-
-    try:
-        with db.session(readonly=True) as session:
-            for board_name in board_choices(session):
-                board_log(session, board_name, rating_config(settings))
-                bt_rows(session, board_name, settings)
-    except Exception:
-        logging.getLogger(__name__).debug("leaderboard warm-up failed", exc_info=True)
-
-
-def _csv(frame: pd.DataFrame, view: BoardView) -> str:
-    folder = Path(tempfile.mkdtemp(prefix="arena-board-"))
-    name = f"leaderboard-{view.board.replace('/', '_')}-{view.system}.csv"
-    path = folder / name
-    frame.to_csv(path, index=False)
-    return str(path)
+        return view(db, settings, board, system, knob)
 
 
 def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None:
     """Selectors, status, table, CSV download, figures, knob and agreement tables, config."""
-    threading.Thread(target=warm_up, args=(db, settings), name="leaderboard-warm-up",
-                     daemon=True).start()
+    worker_for(db, settings).start_background()
     with gr.Row():
         board = gr.Dropdown(choices=[OVERALL], value=OVERALL, label="Board", scale=2,
                             elem_id="leaderboard-board")
@@ -210,22 +106,23 @@ def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None
                                 elem_id="leaderboard-position")
 
     def show(board_name: str, system_name: str, knob_name: str) -> dict[Any, Any]:
-        with db.session(readonly=True) as session:
-            choices = board_choices(session)
         try:
             shown = serve_view(db, settings, board_name, system_name, knob_name)
         except UserError as exc:
+            with db.session(readonly=True) as session:
+                choices = board_choices(session)
             return {board: gr.update(choices=choices), status: f"⚠️ {exc}",
                     table: pd.DataFrame(columns=list(TABLE_COLUMNS)), download: None}
         return {
-            board: gr.update(choices=choices),
+            board: gr.update(choices=shown.boards),
             status: shown.status,
             table: shown.table,
-            download: _csv(shown.table, shown.view),
+            download: shown.csv,
             knobs: shown.knobs,
             agreement: shown.agreement,
             position: shown.position,
-            **{plots[key]: plot for key, plot in shown.plots.items()},
+            **{plots[key]: PlotData(type="plotly", plot=plot)
+               for key, plot in shown.plots.items()},
         }
 
     def show_config(frame: pd.DataFrame, event: gr.SelectData) -> Any:

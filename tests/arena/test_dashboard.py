@@ -7,6 +7,7 @@ against an independent computation from the stored vote log.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -315,7 +316,7 @@ def test_a_fit_made_before_any_vote_is_not_served_later(db: Database, tmp_path: 
 
 
 def test_background_refit_catches_up(voted: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    """After the cool-down, a view starts a refit in another process; it lands in the cache
+    """After the cool-down, a view starts a refit in the background; it lands in the cache
     and covers the newest vote."""
     import time
 
@@ -343,3 +344,24 @@ def test_background_refit_catches_up(voted: Database, monkeypatch: pytest.Monkey
         exact = bt_rows(s, "overall", SETTINGS)
     assert [(r["checkpoint_id"], r["rating"], r["fit_vote_id"]) for r in rows] == [
         (r["checkpoint_id"], r["rating"], r["fit_vote_id"]) for r in exact]
+
+
+def test_the_worker_process_serves_the_view_rendered_here(voted: Database) -> None:
+    """The tab's views come from the leaderboard worker process; they equal a render made
+    in this process, and an unknown board is the same one-line error."""
+    from arena.errors import UserError
+    from arena.web.board_render import render
+    from arena.web.board_worker import close_workers, worker_for
+    from arena.web.dashboard import view
+
+    try:
+        served = view(voted, SETTINGS, "fixed", "elo", max_age=0)
+        here = render(voted, SETTINGS, "fixed", "elo", max_age=0)
+        assert worker_for(voted, SETTINGS).ping() != os.getpid()
+        assert served.table.equals(here.table)
+        assert served.plots == here.plots and served.status == here.status
+        assert Path(served.csv).read_text() == here.table.to_csv(index=False)
+        with pytest.raises(UserError, match="board"):
+            view(voted, SETTINGS, "no-such-board", "elo")
+    finally:
+        close_workers()
