@@ -150,6 +150,10 @@ def build(db: Database, votes: int, checkpoints: int, seed: int = 0) -> None:
             for table in ("matches", "votes"):
                 s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                f"(SELECT max(id) FROM {table}))"))
+            # Planner statistics for the bulk-loaded tables, as after any bulk load: without
+            # them (autovacuum may be off or not yet run) PostgreSQL plans the matchmaking
+            # history query as if every voter had thousands of matches.
+            s.execute(text("ANALYZE"))
 
 
 def restart_worker(db: Database, settings: Settings) -> None:

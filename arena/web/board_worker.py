@@ -34,14 +34,13 @@ from typing import Any
 from sqlalchemy import func, select
 
 from arena.db import Database
+from arena.matchmaking import SETTLE_SECONDS
 from arena.settings import Settings
 
-__all__ = ["NICE", "REFRESH_SECONDS", "SETTLE_SECONDS", "STORE_EVERY", "Refresher",
-           "close_workers", "worker_for"]
+__all__ = ["NICE", "REFRESH_SECONDS", "STORE_EVERY", "Refresher", "close_workers", "worker_for"]
 
 NICE = 10  # the worker's CPU priority below the server's: votes first
 REFRESH_SECONDS = 15.0
-SETTLE_SECONDS = 60.0
 STORE_EVERY = 2_000  # settled votes on a board between two stored aggregates
 _MAX_WORKERS = 4  # live worker processes (one per database a process serves; tests use more)
 

@@ -15,6 +15,7 @@ from arena import board_store, ratings
 from arena.board_log import BoardLog, read_after, store_log, stored_log
 from arena.board_view import load_view
 from arena.db import Database
+from arena.matchmaking import SETTLE_SECONDS
 from arena.models import BoardAggregate
 from arena.ratings import bt_rows, rating_config, recompute, stored_fit
 from arena.settings import Settings
@@ -160,7 +161,7 @@ def test_refresher_stores_only_settled_votes(recomputed: Database,
     refresh(db, SETTINGS, state, now=0.0)  # sees the newest id; nothing settled yet
     seen = replayed(db, "overall").last_vote_id
     simulate_votes(db, SETTINGS, 10, seed=7)  # newer votes, not settled at the next pass
-    refresh(db, SETTINGS, state, now=board_worker.SETTLE_SECONDS + 1)
+    refresh(db, SETTINGS, state, now=SETTLE_SECONDS + 1)
     with db.session(readonly=True) as s:
         after = stored_log(s, "overall", rating_config(SETTINGS))
         fit = stored_fit(s, "overall", SETTINGS)
