@@ -31,13 +31,14 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 from sqlalchemy import Connection, String, and_, bindparam, case, cast, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from arena.errors import UserError
-from arena.models import Image, Match, MatchImage, Prompt, RatingSnapshot, Vote
+from arena.models import Image, Match, MatchImage, Prompt, RatingSnapshot, Vote, utcnow
 from arena.settings import get_settings
 from metrics.match_kinds import MATCH_KINDS
 from metrics.match_kinds import MATCH_SIZES as SIZES
@@ -204,6 +205,8 @@ class Standings:
     def _read(self, session: Reader, default: Standing) -> None:
         now = time.monotonic()
         settle_to = self._settled_to
+        if not self._reads:  # a new process: what was issued a window ago has committed
+            settle_to = max(settle_to, _issued_a_window_ago(session))
         while self._reads and now - self._reads[0][0] >= SETTLE_SECONDS:
             settle_to = max(settle_to, self._reads.popleft()[1])
         settled_flag = case((Match.id <= settle_to, 1), else_=0).label("settled")
@@ -252,6 +255,21 @@ class Standings:
         for c in checkpoints:
             old = table.get(c, default)
             table[c] = replace(old, issued=old.issued + 1)
+
+
+def _issued_a_window_ago(session: Reader) -> int:
+    """The newest match id issued at least ``SETTLE_SECONDS`` ago (0 if none).
+
+    Ids are assigned when a match is inserted, so every match up to it was inserted over a
+    window ago and has committed by the assumption the window rests on. Without this a new
+    process would count the whole table on every read for its first window (seconds each
+    on a million matches). A backward scan of the primary key that stops at the first old
+    match."""
+    cutoff = utcnow() - timedelta(seconds=SETTLE_SECONDS)
+    newest = session.execute(
+        select(Match.id).where(Match.issued_at <= cutoff).order_by(Match.id.desc()).limit(1)
+    ).scalar()
+    return int(newest or 0)
 
 
 @dataclass

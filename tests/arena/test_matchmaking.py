@@ -279,6 +279,33 @@ def test_a_match_committed_after_newer_ones_is_still_counted(
     assert sum(seen.values()) == 2 * 4
 
 
+def test_a_new_process_settles_what_was_issued_a_window_ago(
+    arena_env: Database, arena_home: Path
+) -> None:
+    """A process's first read settles every match issued over SETTLE_SECONDS ago, so it does
+    not re-count the whole table on each read for a window; newer matches stay unsettled
+    (they may still be joined by a late commit) and everything is counted once."""
+    from datetime import timedelta
+
+    make_pool(arena_env, checkpoints=3, prompts={"fixed": 1})
+    settings = _settings(arena_env, arena_home)
+    for n in range(3):
+        issue_match(arena_env, settings, f"voter-old-{n:04d}", "fixed")
+    with arena_env.session() as session:
+        old = []
+        for match in session.scalars(select(Match).order_by(Match.id)):
+            match.issued_at -= timedelta(seconds=matchmaking.SETTLE_SECONDS + 5)
+            old.append(match.id)
+    issue_match(arena_env, settings, "voter-new-0000", "fixed")
+    matchmaking._STATES.clear()  # a new process
+    with arena_env.session(readonly=True) as session:
+        seen = {c: s.issued for c, s in matchmaking.standings(session, "fixed", True).items()}
+        settled_to = matchmaking._state(session).standings._settled_to
+    assert settled_to == max(old)
+    assert seen == _issued_in_db(arena_env, "fixed")
+    assert sum(seen.values()) == 2 * 4
+
+
 def test_the_pool_index_follows_new_and_revealed_images(arena_env: Database) -> None:
     from sqlalchemy import update
 
