@@ -179,14 +179,15 @@ def issue_match(
     # lock is then held while choosing (well under a millisecond), which costs less than a
     # second transaction.
     with db.connection() as conn:
-        voter_id = conn.execute(_VOTER_ID, {"external_id": voter_external_id}).scalar()
         prompt_id = None
         if typed:
             for text in dict.fromkeys((typed, typed_safe)):
                 prompt_id = prompt_id or matchmaking.find_prompt(conn, prompt_hash(text), "free")
+        # The choice reads the voter's row id with its history: one round trip, not two.
         choice = matchmaking.choose(
-            conn, mode, voter_id, rng, prompt_id, strategy=settings.matchmaking_strategy
+            conn, mode, voter_external_id, rng, prompt_id, strategy=settings.matchmaking_strategy
         )
+        voter_id = choice.voter_id
         order = list(choice.images)
         rng.shuffle(order)
         shown = tuple(ShownImage(i, new_served_name()) for i in range(len(order)))

@@ -33,12 +33,12 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from sqlalchemy import Connection, String, and_, bindparam, case, cast, func, or_, select
+from sqlalchemy import Connection, String, bindparam, case, cast, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from arena.errors import UserError
-from arena.models import Image, Match, MatchImage, Prompt, RatingSnapshot, Vote, utcnow
+from arena.models import Image, Match, MatchImage, Prompt, RatingSnapshot, Vote, Voter, utcnow
 from arena.settings import get_settings
 from metrics.match_kinds import MATCH_KINDS
 from metrics.match_kinds import MATCH_SIZES as SIZES
@@ -94,11 +94,13 @@ class PromptEntry:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """A prompt and the images to show, in an order still to be shuffled."""
+    """A prompt and the images to show, in an order still to be shuffled, and the voter's
+    row id (None for a voter not stored yet)."""
 
     prompt_id: int
     prompt: str
     images: tuple[PoolImage, ...]
+    voter_id: int | None = None
 
 
 _POOL_STAMP = select(
@@ -317,6 +319,7 @@ def standings(session: Reader, kind: str, reread: bool = False) -> dict[int, Sta
 
 @dataclass(frozen=True)
 class _History:
+    voter_id: int | None
     recent: list[frozenset[int]]
     last: frozenset[int] | None
     revealed: set[int]
@@ -325,25 +328,39 @@ class _History:
 def _history_statement():  # type: ignore[no-untyped-def]
     """Built once: constructing a statement costs more than running it on an indexed table.
 
-    One row per match, its checkpoints (and the images of it the voter was revealed on this
-    prompt) joined into a string by the database: fetching a row costs more in Python than
-    the database spends grouping it."""
-    voter, prompt = bindparam("voter"), bindparam("prompt")
+    One row whatever the voter's history: the database joins each of the latest matches'
+    checkpoints into a string, and those of the requested kind into one more, and the images
+    the voter has voted on for the prompt, each once. Fetching and unpacking a row costs more
+    in Python than the database spends on the grouping, and a row per match grew with the
+    voter's history."""
+    voter = select(Voter.id).where(Voter.external_id == bindparam("voter")).scalar_subquery()
+    prompt, kind = bindparam("prompt"), bindparam("kind")
     latest = (
-        select(Match.id).where(Match.voter_id == voter)
-        .order_by(Match.id.desc()).limit(SEEN_WINDOW)
+        select(Match.id, Match.kind).where(Match.voter_id == voter)
+        .order_by(Match.id.desc()).limit(SEEN_WINDOW).subquery("latest")
     )
-    voted_here = and_(Match.prompt_id == prompt, Vote.id.is_not(None))
-    revealed = case((voted_here, cast(MatchImage.image_id, String)))
-    return (
-        select(Match.id, Match.kind,
-               func.aggregate_strings(cast(MatchImage.checkpoint_id, String), ","),
-               func.aggregate_strings(revealed, ","))
-        .join(MatchImage, MatchImage.match_id == Match.id)
-        .outerjoin(Vote, Vote.match_id == Match.id)
-        .where(Match.voter_id == voter,
-               or_(Match.id.in_(latest.scalar_subquery()), voted_here))
-        .group_by(Match.id, Match.kind)
+    sets = (
+        select(latest.c.id, latest.c.kind,
+               func.aggregate_strings(cast(MatchImage.checkpoint_id, String), ",")
+               .label("members"))
+        .join(MatchImage, MatchImage.match_id == latest.c.id)
+        .group_by(latest.c.id, latest.c.kind)
+        .cte("sets")
+    )
+    seen = (
+        select(MatchImage.image_id).distinct()
+        .join(Match, Match.id == MatchImage.match_id)
+        .join(Vote, Vote.match_id == Match.id)
+        .where(Match.voter_id == voter, Match.prompt_id == prompt)
+        .subquery("seen")
+    )
+    return select(
+        voter,
+        select(func.aggregate_strings(sets.c.members, ";"))
+        .where(sets.c.kind == kind).scalar_subquery(),
+        select(sets.c.members).order_by(sets.c.id.desc()).limit(1).scalar_subquery(),
+        select(func.aggregate_strings(cast(seen.c.image_id, String), ","))
+        .scalar_subquery(),
     )
 
 
@@ -354,21 +371,19 @@ def _ids(joined: str | None) -> list[int]:
     return [int(i) for i in joined.split(",")] if joined else []
 
 
-def _history(session: Reader, voter_id: int, kind: str, prompt_id: int) -> _History:
-    """One round trip: the checkpoint sets of the voter's latest matches, and the images of
-    ``prompt_id`` it has voted on."""
-    rows = session.execute(_HISTORY, {"voter": voter_id, "prompt": prompt_id})
-    recent: list[frozenset[int]] = []
-    revealed: set[int] = set()
-    newest, last = -1, None
-    for match_id, match_kind, checkpoints, images in rows:
-        group = frozenset(_ids(checkpoints))
-        if match_kind == kind:
-            recent.append(group)
-        if match_id > newest:
-            newest, last = match_id, group
-        revealed.update(_ids(images))
-    return _History(recent, last, revealed)
+def _history(session: Reader, voter: str, kind: str, prompt_id: int) -> _History:
+    """One round trip, one row: the row id of the voter with external id ``voter`` (None if
+    not stored yet), the checkpoint sets of its latest matches of ``kind`` and of its latest
+    match of any kind, and the images of ``prompt_id`` it has voted on."""
+    voter_id, recent, last, revealed = session.execute(
+        _HISTORY, {"voter": voter, "prompt": prompt_id, "kind": kind}
+    ).one()
+    return _History(
+        voter_id,
+        [frozenset(_ids(group)) for group in recent.split(";")] if recent else [],
+        frozenset(_ids(last)) if last else None,
+        set(_ids(revealed)),
+    )
 
 
 def _pick_images(entry: PromptEntry, checkpoints: tuple[int, ...], rng: random.Random,
@@ -389,12 +404,13 @@ def _pick_images(entry: PromptEntry, checkpoints: tuple[int, ...], rng: random.R
 def choose(
     session: Reader,
     kind: str,
-    voter_id: int | None,
+    voter: str | None,
     rng: random.Random,
     prompt_id: int | None = None,
     strategy: str | None = None,
 ) -> Choice:
-    """Pick a prompt and the checkpoints' images for a new match of ``kind``.
+    """Pick a prompt and the checkpoints' images for a new match of ``kind`` for the voter
+    with external id ``voter`` (None: no history to respect).
 
     ``strategy`` defaults to the ``matchmaking_strategy`` setting. The prompt is ``prompt_id``
     or one drawn at random among those that can serve ``kind``.
@@ -419,10 +435,10 @@ def choose(
     params = PairingParams(beta=settings.trueskill_beta, default=default)
     for _ in range(PROMPT_TRIES):
         entry = state.pool.prompts[prompt_id] if prompt_id is not None else rng.choice(entries)
-        if voter_id is None:
-            history = _History([], None, set())
+        if voter is None:
+            history = _History(None, [], None, set())
             break
-        history = _history(session, voter_id, kind, entry.prompt_id)
+        history = _history(session, voter, kind, entry.prompt_id)
         # A prompt that offers only the voter's previous set: draw another one if any.
         only_last = len(entry.checkpoints) == need and frozenset(entry.checkpoints) == history.last
         if prompt_id is not None or not only_last or len(entries) == 1:
@@ -435,7 +451,7 @@ def choose(
         )
         state.standings.add_local(kind, group, default)
     images = _pick_images(entry, group, rng, same_seed=kind == "fixed", revealed=history.revealed)
-    return Choice(entry.prompt_id, entry.text, images)
+    return Choice(entry.prompt_id, entry.text, images, history.voter_id)
 
 
 def find_prompt(session: Reader, text_hash: str, kind: str) -> int | None:

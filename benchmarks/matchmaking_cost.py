@@ -33,7 +33,7 @@ from arena import matchmaking
 from arena.db import Database
 from arena.matches import issue_match
 from arena.migrate import upgrade
-from arena.models import Checkpoint, RatingSnapshot, Voter, utcnow
+from arena.models import Checkpoint, RatingSnapshot, utcnow
 from arena.settings import Settings
 from arena.votes import record_vote
 from metrics.pairing import STRATEGIES, pick_checkpoints
@@ -95,8 +95,6 @@ def main() -> None:
               f"({n_ckpt * n_prompts} images), a voter with {args.history} matches; "
               f"setup {time.perf_counter() - started:.0f} s")
         with db.session(readonly=True) as session:
-            voter_id = session.scalar(select(Voter.id).where(Voter.external_id == VOTER))
-
             def baseline() -> object:
                 return session.scalar(select(Checkpoint.name).where(Checkpoint.id == ids[0]))
 
@@ -104,7 +102,7 @@ def main() -> None:
             print(f"  baseline: one primary-key SELECT        {base_ms:8.3f} ms")
             for strategy in STRATEGIES:
                 def call(strategy: str = strategy) -> object:
-                    return matchmaking.choose(session, "fixed", voter_id, rng, strategy=strategy)
+                    return matchmaking.choose(session, "fixed", VOTER, rng, strategy=strategy)
 
                 call()  # pool index and standings cache warm
                 ms = _per_call_ms(call, args.calls)
