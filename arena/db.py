@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from arena.errors import UserError
@@ -18,6 +19,34 @@ from arena.errors import UserError
 # in id order and a replay of the log sees them in the order the online ratings did.
 VOTE_LOCK_KEY = 0x1A7E_A4E4
 _VOTE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# A pooled server connection idle longer than this is pinged before use.
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle over IDLE_PING_SECONDS.
+
+    A connection idle that long may have been closed by a server restart, a proxy or an idle
+    timeout: it is pinged, and replaced when the ping fails (the pool retries the checkout).
+    One just returned by another request is not: ``pool_pre_ping`` pings on every checkout, a
+    round trip per transaction (two per match+vote cycle). A connection broken while in use
+    still fails its request, and SQLAlchemy then discards every pooled connection.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= IDLE_PING_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"pooled connection lost while idle: {exc}") from exc
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -59,12 +88,14 @@ def make_engine(url: str) -> Engine:
         _sqlite_setup(engine)
         return engine
     try:
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(parsed, pool_size=10, max_overflow=20)
     except ModuleNotFoundError as exc:
         raise UserError(
             f"the driver for {parsed.drivername!r} is not installed ({exc.name}); "
             "install the 'postgres' extra"
         ) from exc
+    _ping_when_idle(engine)
+    return engine
 
 
 class Database:
