@@ -85,12 +85,14 @@ def main() -> None:
                 select(RatingSnapshot.checkpoint_id).where(
                     RatingSnapshot.board == "fixed", RatingSnapshot.system == "trueskill")
             ))
-            session.execute(insert(RatingSnapshot), [
-                {"board": "fixed", "system": "trueskill", "checkpoint_id": c,
-                 "rating": 0.0, "mu": rng.gauss(25, 4), "sigma": rng.uniform(0.8, 3.0),
-                 "games": 40, "parameters": parameters, "updated_at": utcnow()}
-                for c in ids if c not in rated
-            ])
+            unrated = [c for c in ids if c not in rated]
+            if unrated:  # an empty list would be one INSERT of no values
+                session.execute(insert(RatingSnapshot), [
+                    {"board": "fixed", "system": "trueskill", "checkpoint_id": c,
+                     "rating": 0.0, "mu": rng.gauss(25, 4), "sigma": rng.uniform(0.8, 3.0),
+                     "games": 40, "parameters": parameters, "updated_at": utcnow()}
+                    for c in unrated
+                ])
         print(f"matchmaking cost: {n_ckpt} checkpoints x {n_prompts} prompts "
               f"({n_ckpt * n_prompts} images), a voter with {args.history} matches; "
               f"setup {time.perf_counter() - started:.0f} s")
