@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,12 +70,21 @@ def pg_template() -> Iterator[str]:
     admin.dispose()
 
 
+def _close_board_workers() -> None:
+    """Stop the leaderboard worker processes a test started (they would go on refreshing a
+    database the fixture is about to remove)."""
+    board_worker = sys.modules.get("arena.web.board_worker")
+    if board_worker is not None:
+        board_worker.close_workers()
+
+
 def _fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         target = tmp_path / "arena.db"
         shutil.copyfile(template, target)
         yield f"sqlite:///{target}"
+        _close_board_workers()
         return
     template_name: str = request.getfixturevalue("pg_template")
     name = f"arena_t_{uuid.uuid4().hex[:12]}"
@@ -84,6 +94,7 @@ def _fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path
     try:
         yield f"{PG_SERVER}/{name}"
     finally:
+        _close_board_workers()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()

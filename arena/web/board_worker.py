@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from arena.db import Database
 from arena.matchmaking import SETTLE_SECONDS
@@ -138,6 +139,9 @@ def _loop() -> None:
     while True:
         try:
             refresh(_DB[0], _SETTINGS[0], state)
+        except OperationalError as exc:  # the database is away: one line a pass, not a trace
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            log.warning("leaderboard background refresh: database unavailable (%s)", reason)
         except Exception:  # a failed pass only means the next one tries again
             log.warning("leaderboard background refresh failed", exc_info=True)
         time.sleep(REFRESH_SECONDS)
