@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from arena import matchmaking
 from arena.db import Database
 from arena.matches import issue_match, skip_match
-from arena.models import Match, MatchImage, RatingSnapshot
+from arena.models import Match, MatchImage, RatingSnapshot, Vote
 from arena.settings import Settings, get_settings
 from arena.votes import record_vote
 from metrics.pairing import STRATEGIES
@@ -329,3 +329,50 @@ def test_the_pool_index_follows_new_and_revealed_images(arena_env: Database) -> 
     with arena_env.session() as session:  # an image is withdrawn
         session.execute(update(Image).where(Image.checkpoint_id == ids[0]).values(hidden=True))
     assert servable() == set(ids[1:])
+
+
+def test_the_history_row_agrees_with_the_voters_matches(
+    arena_env: Database, arena_home: Path
+) -> None:
+    """The one-row history (the database joins each match's checkpoints) says what the match
+    rows say: the latest SEEN_WINDOW matches' sets of the asked kind, the newest set of any
+    kind, and the images of the prompt the voter voted on; another voter's matches count not."""
+    make_pool(arena_env, checkpoints=5, prompts={"fixed": 2, "ffa": 1}, seeds=(1, 2))
+    settings = _settings(arena_env, arena_home)
+    rng = random.Random(11)
+    voter, other = "voter-history-01", "voter-history-02"
+    for i in range(matchmaking.SEEN_WINDOW + 20):
+        kind = "ffa" if i % 3 == 0 else "fixed"
+        match = issue_match(arena_env, settings, voter, kind, rng=rng)
+        if i % 4:
+            record_vote(arena_env, settings, match.token, voter, winner=0)
+        else:
+            skip_match(arena_env, settings, match.token, voter)
+        theirs = issue_match(arena_env, settings, other, kind, rng=rng)
+        record_vote(arena_env, settings, theirs.token, other, winner=1)
+    with arena_env.session() as session:
+        rows = session.execute(
+            select(Match.id, Match.kind, Match.prompt_id, MatchImage.checkpoint_id,
+                   MatchImage.image_id, Match.voter_id)
+            .join(MatchImage, MatchImage.match_id == Match.id)
+            .where(Match.voter_id == select(Match.voter_id).where(
+                Match.token == match.token).scalar_subquery())
+        ).all()
+        voted = set(session.scalars(select(Vote.match_id)))
+    sets: dict[int, set[int]] = {}
+    for match_id, _, _, checkpoint, _, _ in rows:
+        sets.setdefault(match_id, set()).add(checkpoint)
+    kinds = {r[0]: r[1] for r in rows}
+    latest = sorted(sets, reverse=True)[:matchmaking.SEEN_WINDOW]
+    with arena_env.connection(readonly=True) as conn:
+        for kind in ("fixed", "ffa"):
+            for prompt_id in {r[2] for r in rows}:
+                history = matchmaking._history(conn, voter, kind, prompt_id)
+                assert history.voter_id == rows[0][5]
+                assert sorted(map(sorted, history.recent)) == sorted(
+                    sorted(sets[m]) for m in latest if kinds[m] == kind)
+                assert history.last == frozenset(sets[latest[0]])
+                assert history.revealed == {
+                    r[4] for r in rows if r[2] == prompt_id and r[0] in voted}
+        assert matchmaking._history(conn, "voter-unknown-1", "fixed", rows[0][2]) == (
+            matchmaking._History(None, [], None, set()))
