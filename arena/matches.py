@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from arena import matchmaking
 from arena.db import Database
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
-from arena.images import served_path
+from arena.image_store import served_path
 from arena.limits import charge
 from arena.models import (
     Checkpoint,

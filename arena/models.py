@@ -390,7 +390,7 @@ class BoardAggregate(Base):
     """A derived aggregate of one board's votes up to ``last_vote_id`` (the leaderboard's
     board log, or a Bradley-Terry fit), stored so that a cold view reads only the votes after
     it; keyed by the parameters that decide its numbers (``parameters_key`` is their canonical
-    JSON) and always reproducible by a replay of the log (:mod:`arena.board_store`)."""
+    JSON) and always reproducible by a replay of the log (:mod:`arena.leaderboard.store`)."""
 
     __tablename__ = "board_aggregates"
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from arena.db import Database
 from arena.errors import UserError
 from arena.hashing import sha256_bytes
-from arena.images import (
+from arena.image_store import (
     MAX_FILE_BYTES,
     MAX_PIXELS,
     StoredImage,

@@ -6,8 +6,8 @@ Elo and TrueSkill rows of its participants on every board it counts on
 the same :class:`metrics.rating_book.RatingBook` that :func:`recompute` uses to replay the log
 in id order, so both give the same numbers bit for bit. Bradley-Terry is not updated per
 vote: the leaderboard fits it with bootstrap intervals from the board's aggregated log
-(:mod:`arena.board_log`), once per board and newest vote on that board; the newest fit is
-stored with the board's aggregates (:mod:`arena.board_store`) for the next server start.
+(:mod:`arena.leaderboard.log`), once per board and newest vote on that board; the newest fit is
+stored with the board's aggregates (:mod:`arena.leaderboard.store`) for the next server start.
 
 A snapshot row maps 1:1 to :class:`metrics.rating_book.CheckpointRating`: the ``elo`` row holds
 the Elo rating and its time-weighted-average state, the ``trueskill`` row ``mu``, ``sigma`` and
@@ -29,10 +29,10 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from arena import board_store
-from arena.board_log import BoardLog, board_log, board_where, record_from, store_log
 from arena.db import Database
 from arena.errors import Unavailable, UserError
+from arena.leaderboard import store as board_store
+from arena.leaderboard.log import BoardLog, board_log, board_where, record_from, store_log
 from arena.models import (
     Match,
     MatchImage,
@@ -310,7 +310,7 @@ def _log(session: Session, board: str = OVERALL) -> Iterator[tuple[int, VoteReco
 
 def recompute(db: Database, settings: Settings | None = None, progress: bool = True) -> int:
     """Replay the whole vote log in id order and rewrite every snapshot and every board's
-    stored aggregates (:mod:`arena.board_store`: the board log and its Bradley-Terry fit);
+    stored aggregates (:mod:`arena.leaderboard.store`: the board log and its Bradley-Terry fit);
     returns the number of votes replayed. Runs as one serialized transaction, so no vote
     lands half-way."""
     from tqdm import tqdm
@@ -450,7 +450,7 @@ _BT_RUNNING: set[tuple[Any, ...]] = set()
 def bt_rows(session: Session, board: str, settings: Settings | None = None,
             wait: bool = True) -> list[dict[str, Any]]:
     """The Bradley-Terry board (see :func:`leaderboard`), fitted with bootstrap intervals on
-    the board's aggregated log (:mod:`arena.board_log`); every row carries ``fit_vote_id``,
+    the board's aggregated log (:mod:`arena.leaderboard.log`); every row carries ``fit_vote_id``,
     the newest vote the fit covers. ``wait=False`` (the dashboard) returns the cached fit even
     when newer votes exist and refits in the background, at most every ``BT_REFIT_SECONDS``;
     only a board never fitted (or fitted before it had votes) is fitted on the spot."""

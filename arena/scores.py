@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.images import original_path
+from arena.image_store import original_path
 from arena.models import Image, MetricScore, Prompt
 from arena.registry import get_checkpoint
 from metrics.ccip import CCIPScore

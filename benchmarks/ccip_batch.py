@@ -4,7 +4,7 @@ Writes ``--generated`` (default 2,000) generated-like and ``--references`` (defa
 reference PNGs of ``--size`` (default 832x1216: gradients, shapes and a grainy region, about
 1-1.5 MB each, like real generations) into ``--data-dir`` (reused when it already holds them;
 a temporary folder otherwise), builds a CCIP-shaped ONNX stand-in of about 4 million
-parameters (:mod:`metrics.ccip_stand_in`, ``pool=32, hidden=1024``), then measures:
+parameters (:mod:`tests.support.ccip_stand_in`, ``pool=32, hidden=1024``), then measures:
 
 1. naive: the published library's way -- decode one image at a time, one feature-model call
    per image, then one metrics call on the full square matrix over references and generated
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metrics.ccip import InMemoryFeatureCache, score_character
 from metrics.ccip_model import CCIPModel, load_ccip_model
 from metrics.ccip_preprocess import preprocess_ccip
-from metrics.ccip_stand_in import cached_ccip_stand_in
+from tests.support.ccip_stand_in import cached_ccip_stand_in
 
 MODEL_PARAMS = {"pool": 32, "hidden": 1024, "threshold": 0.15}
 

@@ -158,7 +158,7 @@ def build(db: Database, votes: int, checkpoints: int, seed: int = 0) -> None:
 
 def restart_worker(db: Database, settings: Settings) -> None:
     """A fresh leaderboard worker (empty caches), as at server start; waits until it runs."""
-    from arena.web.board_worker import close_workers, worker_for
+    from arena.leaderboard.worker import close_workers, worker_for
 
     close_workers()
     worker_for(db, settings).ping()
@@ -337,7 +337,7 @@ def run(backend: str, args: argparse.Namespace) -> None:
                   f"warm {warm * 1000:.0f} ms, after one new vote {after_vote * 1000:.0f} ms "
                   f"(target < 200); baseline snapshot read {base * 1000:.1f} ms -> "
                   f"cold {cold / base:.0f}x, after a vote {after_vote / base:.1f}x")
-        from arena.web.board_worker import Refresher, refresh, worker_for
+        from arena.leaderboard.worker import Refresher, refresh, worker_for
 
         began = time.perf_counter()
         refresh(db, settings, Refresher())  # the worker's first background pass, timed here

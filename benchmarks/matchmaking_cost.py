@@ -37,7 +37,7 @@ from arena.models import Checkpoint, RatingSnapshot, utcnow
 from arena.settings import Settings
 from arena.votes import record_vote
 from metrics.pairing import STRATEGIES, pick_checkpoints
-from tests.arena.fixtures_matchmaking import make_pool
+from tests.support.matchmaking import make_pool
 
 VOTER = "voter-bench-0001"
 

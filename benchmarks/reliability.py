@@ -6,7 +6,7 @@ with other voters' tokens, forged voter ids, skips and admin calls with wrong to
 the whole server is SIGKILLed three times and restarted; then every acknowledged vote must be
 stored exactly once, no refused vote stored, the online snapshots equal to a replay of the
 log, and the admin tokens absent from the server log. The committed corpus of hostile inputs
-(tests/arena/hostile_inputs.jsonl) runs against each database too.
+(tests/support/hostile_inputs.jsonl) runs against each database too.
 
     python benchmarks/reliability.py [--clients 64] [--seconds 60] [--kills 3]
                                      [--backend sqlite|postgresql|both] [--quick]
@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' harne
 from arena.db import Database
 from arena.migrate import upgrade
 from arena.settings import Settings
-from tests.arena.fixtures_pool import build_pool
-from tests.arena.hostile import load_corpus, prepare, run_entry
-from tests.arena.reliability_harness import Server, Verdict, run_load, table, verify
+from tests.support.hostile import load_corpus, prepare, run_entry
+from tests.support.pool import build_pool
+from tests.support.reliability import Server, Verdict, run_load, table, verify
 
 PG_SERVER = os.environ.get("ARENA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 

@@ -1,7 +1,7 @@
 """The worker's added time per job against calling the same functions directly.
 
 A tiny SDXL checkpoint (``generation.tiny``) and a CCIP-shaped stand-in model
-(``metrics.ccip_stand_in``) are built once. Each round, on a fresh SQLite database and image
+(``tests.support.ccip_stand_in``) are built once. Each round, on a fresh SQLite database and image
 store, the same work is done two ways, alternating which goes first:
 
 (a) direct: hash the file and record the checkpoint, ``load_pipeline`` + ``generate_pool``
@@ -138,7 +138,7 @@ def main() -> None:
 
     from arena.settings import Settings
     from generation.tiny import write_tiny_checkpoint
-    from metrics.ccip_stand_in import build_ccip_stand_in
+    from tests.support.ccip_stand_in import build_ccip_stand_in
 
     with tempfile.TemporaryDirectory(prefix="worker-overhead-") as tmp:
         root = Path(tmp)

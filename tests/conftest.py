@@ -73,7 +73,7 @@ def pg_template() -> Iterator[str]:
 def _close_board_workers() -> None:
     """Stop the leaderboard worker processes a test started (they would go on refreshing a
     database the fixture is about to remove)."""
-    board_worker = sys.modules.get("arena.web.board_worker")
+    board_worker = sys.modules.get("arena.leaderboard.worker")
     if board_worker is not None:
         board_worker.close_workers()
 

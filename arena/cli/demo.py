@@ -18,7 +18,7 @@ def demo(
     ),
 ) -> None:
     """Build a demo arena under ./arena-demo (or ARENA_HOME) offline, then serve it."""
-    from arena.demo import DEMO_NOTE, demo_settings, prepare_demo
+    from arena.demo.prepare import DEMO_NOTE, demo_settings, prepare_demo
 
     settings = demo_settings()
     summary = prepare_demo(settings, votes=votes)
@@ -34,7 +34,7 @@ def demo(
         return
     import uvicorn
 
-    from arena.app import create_app
+    from arena.web.app import create_app
 
     os.environ["ARENA_HOME"] = str(settings.home)
     typer.echo(f"Illustrious Arena demo on http://{host}:{port}")

@@ -36,8 +36,8 @@ def export_leaderboard_command(
 ) -> None:
     """The leaderboard table as the dashboard shows it (csv), or its rows with provenance
     (json)."""
-    from arena.board_view import load_view, table_frame
     from arena.errors import UserError
+    from arena.leaderboard.view import load_view, table_frame
     from arena.ratings import rating_parameters
     from arena.settings import get_settings
 

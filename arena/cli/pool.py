@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from arena.cli.common import new_app, open_database, print_json
-from arena.images import MAX_PIXELS
+from arena.image_store import MAX_PIXELS
 
 app = new_app("The image pool: import generated images and count what it holds.")
 

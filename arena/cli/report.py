@@ -20,7 +20,7 @@ def report(
                              help="Training knob of the rating-against-knob figure."),
 ) -> None:
     """Write one HTML file with the tables and plotly figures; it opens offline."""
-    from arena.report import DEFAULT_BOARDS, write_report
+    from arena.leaderboard.report import DEFAULT_BOARDS, write_report
     from arena.settings import get_settings
 
     db = open_database()

@@ -19,7 +19,7 @@ import typer
 
 from arena.cli.common import new_app, open_database, print_json
 from arena.errors import UserError
-from arena.images import IMAGE_SUFFIXES, image_files
+from arena.image_store import IMAGE_SUFFIXES, image_files
 
 app = new_app("Metric scores: CCIP character fidelity and CLIP score, stored with provenance.")
 

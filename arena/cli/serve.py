@@ -15,7 +15,7 @@ def _settings_to_serve(demo: bool):  # type: ignore[no-untyped-def]
     """The configured arena, or with ``demo`` the demo arena (which must have been built)."""
     from sqlalchemy.engine import make_url
 
-    from arena.demo import demo_settings
+    from arena.demo.prepare import demo_settings
     from arena.settings import get_settings
 
     settings = demo_settings() if demo else get_settings()
@@ -47,7 +47,7 @@ def serve(
     import uvicorn
     from sqlalchemy.engine import make_url
 
-    from arena.app import create_app
+    from arena.web.app import create_app
 
     settings = _settings_to_serve(demo)
     db = open_database(settings)
@@ -73,4 +73,4 @@ def serve(
     # Worker processes build the app from the environment: pin it to what was chosen here.
     os.environ["ARENA_HOME"] = str(settings.home)
     os.environ["ARENA_DATABASE_URL"] = settings.url
-    uvicorn.run("arena.app:create_app", factory=True, workers=workers, **options)
+    uvicorn.run("arena.web.app:create_app", factory=True, workers=workers, **options)

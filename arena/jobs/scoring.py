@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from arena.errors import UserError
-from arena.images import image_files
+from arena.image_store import image_files
 from arena.jobs.context import JobContext, JobFailed
 from arena.models import MetricScore
 from arena.registry import get_checkpoint

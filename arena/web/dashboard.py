@@ -1,9 +1,9 @@
 """The leaderboard tab of the Gradio UI: board and system selectors, the table (with its CSV
 download), the plotly figures and the tables of what tracks the rating.
 
-Everything shown comes from one :class:`arena.board_view.BoardView`, read in a read-only
+Everything shown comes from one :class:`arena.leaderboard.view.BoardView`, read in a read-only
 session, so opening the tab never waits for a vote's write lock. Views are computed in the
-server's leaderboard worker process (:mod:`arena.web.board_worker`), never in the
+server's leaderboard worker process (:mod:`arena.leaderboard.worker`), never in the
 interpreter that records votes; it starts each board from its stored aggregate and reads
 only the votes after it. A render is shared for up to ``RENDER_SECONDS`` and views are paced
 to ``VIEWS_PER_SECOND``. Nothing is sent to a page until its tab is opened, so a freshly
@@ -20,14 +20,14 @@ import gradio as gr
 import pandas as pd
 from gradio.components.plot import PlotData
 
-from arena.board_view import KNOBS, SYSTEMS, TABLE_COLUMNS, board_choices
 from arena.db import Database
 from arena.errors import UserError
+from arena.leaderboard.figures import FIGURES
+from arena.leaderboard.render import RENDER_SECONDS, Rendered, status_text
+from arena.leaderboard.view import KNOBS, SYSTEMS, TABLE_COLUMNS, board_choices
+from arena.leaderboard.worker import worker_for
 from arena.registry import describe_config, get_config
 from arena.settings import Settings
-from arena.web.board_render import RENDER_SECONDS, Rendered, status_text
-from arena.web.board_worker import worker_for
-from arena.web.figures import FIGURES
 from metrics.rating_book import OVERALL
 
 __all__ = [
@@ -41,8 +41,8 @@ __all__ = [
 
 def view(db: Database, settings: Settings, board: str, system: str,
          knob: str = "checkpoint_step", max_age: float = RENDER_SECONDS) -> Rendered:
-    """:func:`arena.web.board_render.render` in the leaderboard worker process
-    (:mod:`arena.web.board_worker`): this process only waits for it."""
+    """:func:`arena.leaderboard.render.render` in the leaderboard worker process
+    (:mod:`arena.leaderboard.worker`): this process only waits for it."""
     return worker_for(db, settings).view(board, system, knob, max_age)
 
 

@@ -15,15 +15,15 @@ from typer.testing import CliRunner
 
 from arena.cli.main import app
 from arena.db import Database
+from arena.demo.voters import simulate_votes
 from arena.errors import UserError
 from arena.export import export_votes, import_votes
 from arena.migrate import upgrade
 from arena.models import Vote
 from arena.ratings import leaderboard
 from arena.settings import Settings
-from arena.simulated_voters import simulate_votes
-from tests.arena.fixtures_pool import build_pool
-from tests.arena.test_ratings_store import snapshot_table
+from tests.arena.test_ratings import snapshot_table
+from tests.support.pool import build_pool
 
 SETTINGS = Settings(votes_per_minute=0, bootstrap_rounds=20)
 

@@ -13,8 +13,8 @@ from arena.errors import Forbidden
 from arena.identity import SECRET_FILE, issue_voter_id, verify_voter_id
 from arena.models import LimitEvent, Match, Vote, Voter
 from arena.settings import Settings
-from tests.arena.api_client import make_client, new_voter
-from tests.arena.fixtures_pool import PoolFixture, build_pool
+from tests.support.api_client import make_client, new_voter
+from tests.support.pool import PoolFixture, build_pool
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def test_help_runs_without_ml_stack() -> None:
 def test_serving_app_pulls_no_ml_stack(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """What `arena serve` builds (API + Gradio UI) imports none of the heavy stacks."""
     code = (
-        "import sys\nfrom arena.app import create_app\nfrom arena.settings import Settings\n"
+        "import sys\nfrom arena.web.app import create_app\nfrom arena.settings import Settings\n"
         f"create_app(Settings(home={str(tmp_path)!r}))\n"
         f"bad = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "assert not bad, bad"

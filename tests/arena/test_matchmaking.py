@@ -20,7 +20,7 @@ from arena.models import Match, MatchImage, RatingSnapshot, Vote
 from arena.settings import Settings, get_settings
 from arena.votes import record_vote
 from metrics.pairing import STRATEGIES
-from tests.arena.fixtures_matchmaking import make_pool
+from tests.support.matchmaking import make_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,7 +208,7 @@ def test_two_processes_see_the_same_issued_counts(arena_env: Database, arena_hom
 def test_the_leaderboard_page_names_the_strategy(
     arena_env: Database, arena_home: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
 ) -> None:
-    from arena.board_view import load_view
+    from arena.leaderboard.view import load_view
     from arena.web.dashboard import status_text
     from metrics.pairing import STRATEGY_NOTES
 

@@ -18,7 +18,7 @@ pytest.importorskip("diffusers")
 
 from generation.pipeline import LoadedPipeline, RenderSettings  # noqa: E402
 from generation.prompt_sets import PromptSet  # noqa: E402
-from tests.generation.helpers import CPU, TinyFiles  # noqa: E402
+from tests.support.generation import CPU, TinyFiles  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

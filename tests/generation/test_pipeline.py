@@ -25,7 +25,7 @@ from generation.pipeline import (
 )
 from generation.samplers import SAMPLERS, make_scheduler
 from generation.single_file import original_state_dict
-from tests.generation.helpers import CPU, TinyFiles, pixels
+from tests.support.generation import CPU, TinyFiles, pixels
 
 
 def test_single_file_has_the_original_sdxl_layout(loaded: LoadedPipeline) -> None:

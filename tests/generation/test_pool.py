@@ -22,7 +22,7 @@ from generation.parameters import ImageParameters, png_bytes, read_parameters
 from generation.pipeline import CheckpointSpec, LoadedPipeline, Runtime
 from generation.pool import PIXEL_TOLERANCE, generate_pool, pool_items
 from generation.prompt_sets import PromptSet
-from tests.generation.helpers import CPU, TinyFiles
+from tests.support.generation import CPU, TinyFiles
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """CCIP library: chunked features, block differences, decisions, clustering, cache, scores.
 
-Uses a CCIP-shaped stand-in exported to ONNX (metrics.ccip_stand_in), loaded through the same
+Uses a CCIP-shaped stand-in exported to ONNX (tests.support.ccip_stand_in), loaded through the same
 code path as published model folders; its metrics model returns (1 - cos) / 2.
 """
 
@@ -26,7 +26,7 @@ from metrics.ccip import (
     score_character,
 )
 from metrics.ccip_model import CCIPModel, load_ccip_model
-from metrics.ccip_stand_in import cached_ccip_stand_in
+from tests.support.ccip_stand_in import cached_ccip_stand_in
 
 COLOURS = {
     "red": (230, 20, 20),

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from metrics.ccip_model import CCIPModelError, load_ccip_model
-from metrics.ccip_stand_in import cached_ccip_stand_in
 from metrics.file_hash import sha256_file
+from tests.support.ccip_stand_in import cached_ccip_stand_in
 
 
 @pytest.fixture(scope="module")

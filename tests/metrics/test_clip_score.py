@@ -11,7 +11,7 @@ from PIL import Image
 
 from metrics.ccip import NothingToScoreError
 from metrics.clip_score import CLIPSCORE_W, ClipModelError, clip_score, load_clip_model
-from tests.metrics.tiny_clip import write_tiny_clip
+from tests.support.tiny_clip import write_tiny_clip
 
 PROMPTS = ["1girl, red hair, smile", "a blue sky over the sea", "green forest", "grey"]
 

@@ -22,8 +22,7 @@ from arena.jobs.worker import run_worker
 from arena.matches import issue_match
 from arena.models import Checkpoint, Image, Job, MatchImage, MetricScore
 from metrics.file_hash import sha256_file
-from tests.arena.fixtures_pool import serve_on
-from tests.arena.jobs_fixtures import (
+from tests.support.jobs import (
     CHARACTER,
     CONFIG,
     TinyWorld,
@@ -32,6 +31,7 @@ from tests.arena.jobs_fixtures import (
     tiny_training,
     worker_settings,
 )
+from tests.support.pool import serve_on
 from training import hooks
 
 VOTER = "voter-hooks-0001"
@@ -99,7 +99,7 @@ def test_training_loop_registers_through_the_database_url(
     world: TinyWorld, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("open_clip")
-    from tests.metrics.tiny_clip import write_tiny_clip
+    from tests.support.tiny_clip import write_tiny_clip
 
     clip_config, clip_weights, _ = write_tiny_clip(tmp_path, "tiny-jobs-clip")
     settings = worker_settings(world, tmp_path / "home", db, clip_model="tiny-jobs-clip",
@@ -150,7 +150,7 @@ def test_training_loop_registers_through_the_database_url(
 def test_training_loop_registers_through_the_http_api_with_outbox(
     world: TinyWorld, db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from arena.app import create_app
+    from arena.web.app import create_app
 
     settings = worker_settings(world, tmp_path / "home", db, admin_token="trainer-secret")
     outbox = tmp_path / "outbox.jsonl"

@@ -1,0 +1,56 @@
+"""The web application: the JSON API and the Gradio UI in one FastAPI process."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from arena.db import Database
+from arena.settings import Settings, get_settings
+from arena.web import admin_api, http, voting_api
+
+# Images fill their panel whatever their size (the demo's are 64x64), kept sharp when enlarged.
+PANEL_CSS = (
+    ".arena-image img { width: 100%; height: 100%; object-fit: contain; "
+    "image-rendering: pixelated; }"
+)
+
+
+def create_app(
+    settings: Settings | None = None, db: Database | None = None, ui: bool = True
+) -> FastAPI:
+    """FastAPI app with /api/v1 and, unless ``ui=False``, the Gradio arena mounted at /."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    settings = settings or get_settings()
+    db = db or Database(settings.url)
+    app = FastAPI(
+        title="Illustrious Arena",
+        version="1",
+        description="Human-preference arena for anime text-to-image checkpoints.",
+    )
+    app.state.settings = settings
+    app.state.db = db
+    http.install(app)
+    app.include_router(voting_api.router)
+    app.include_router(admin_api.router)
+    if ui:
+        import gradio as gr
+
+        from arena.web.voting_ui import build_ui
+
+        blocks = build_ui(db, settings)
+        # No allowed_paths: images reach the page only through the API's per-match names,
+        # never through Gradio's file route (which names a file by its path).
+        app = gr.mount_gradio_app(
+            app,
+            blocks,
+            path="/",
+            # No browser-side run history (Gradio would offer to upload it to a hub), and
+            # unexpected exceptions stay in the server log: users see the service's messages.
+            run_history=False,
+            show_error=False,
+            ssr_mode=False,
+            css=PANEL_CSS,
+        )
+    return app

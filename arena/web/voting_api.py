@@ -1,0 +1,175 @@
+"""The voters' JSON API under /api/v1: voter ids, matches, votes, skips, match images, the
+leaderboard and health. Shared plumbing (errors, dependencies, writer threads) is in
+:mod:`arena.web.http`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from arena.errors import Unavailable, UserError
+from arena.identity import issue_voter_id
+from arena.matches import issue_match, register_voter, served_image_for, skip_match
+from arena.votes import record_vote
+from arena.web.http import (
+    ADDRESS,
+    CALLER,
+    DB,
+    ERROR_RESPONSES,
+    SETTINGS,
+    in_writer,
+    json_response,
+)
+from metrics.match_kinds import MatchKind
+
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MatchRequest(_Body):
+    mode: MatchKind
+    prompt: str | None = Field(default=None, max_length=2000)
+
+
+class ShownImageOut(BaseModel):
+    position: int
+    url: str
+
+
+class MatchOut(BaseModel):
+    token: str
+    mode: str
+    prompt: str
+    images: list[ShownImageOut]
+    notice: str | None = None
+
+
+TOKEN = Field(max_length=100, pattern=r"^[A-Za-z0-9_\-]+$", description="A match token.")
+
+
+class VoteRequest(_Body):
+    token: str = TOKEN
+    winner: StrictInt | Literal["tie", "both_bad"] | None = None
+    ranking: list[StrictInt] | None = Field(default=None, max_length=4)
+
+
+class SkipRequest(_Body):
+    token: str = TOKEN
+
+
+class VoterOut(BaseModel):
+    voter_id: str = Field(description="Send it back as the X-Voter-Id header.")
+
+
+class RevealedOut(BaseModel):
+    position: int
+    checkpoint: str
+    config: str
+
+
+class RevealOut(BaseModel):
+    token: str
+    mode: str
+    vote_id: int
+    votes_cast: int
+    images: list[RevealedOut]
+
+
+def image_url(name: str) -> str:
+    """Where a voter fetches one image of a match: a random name for this match only."""
+    return f"/api/v1/images/{name}.png"
+
+
+@router.post("/voters", response_model=VoterOut, status_code=201)
+async def create_voter(request: Request, db: DB, settings: SETTINGS,
+                       address: ADDRESS) -> Response:
+    """A new voter id signed by this server (limited per client address)."""
+    voter = issue_voter_id(settings)
+    await in_writer(request, register_voter, db, voter, settings, address)
+    return json_response(VoterOut(voter_id=voter), status_code=201)
+
+
+@router.post("/matches", response_model=MatchOut)
+async def create_match(body: MatchRequest, request: Request, caller: CALLER) -> Response:
+    """Issue a match of the given mode; the response names no checkpoint."""
+    issued = await in_writer(request, issue_match, caller.db, caller.settings, caller.voter,
+                             body.mode, body.prompt, address=caller.address)
+    return json_response(MatchOut(
+        token=issued.token,
+        mode=issued.mode,
+        prompt=issued.prompt,
+        images=[ShownImageOut(position=i.position, url=image_url(i.name)) for i in issued.images],
+        notice=issued.notice,
+    ))
+
+
+@router.post("/votes", response_model=RevealOut)
+async def create_vote(body: VoteRequest, request: Request, caller: CALLER) -> Response:
+    """Vote on a match (a winner position, 'tie', 'both_bad', or a full ranking); reveals it."""
+    reveal = await in_writer(request, record_vote, caller.db, caller.settings, body.token,
+                             caller.voter, winner=body.winner, ranking=body.ranking,
+                             address=caller.address)
+    return json_response(RevealOut.model_validate(reveal.as_dict()))
+
+
+@router.post("/skips", status_code=204)
+async def create_skip(body: SkipRequest, request: Request, caller: CALLER) -> Response:
+    """Pass on a match without voting."""
+    await in_writer(request, skip_match, caller.db, caller.settings, body.token, caller.voter,
+                    caller.address)
+    return Response(status_code=204)
+
+
+@router.get("/leaderboard")
+def get_leaderboard(
+    db: DB,
+    settings: SETTINGS,
+    board: str = "overall",
+    system: Literal["elo", "trueskill", "bt"] = "elo",
+) -> dict[str, Any]:
+    """Ratings on one board in one system, with intervals, games and linked configs, and the
+    matchmaking strategy that chose the matches."""
+    from arena.ratings import leaderboard
+
+    with db.session(readonly=True) as session:
+        rows = leaderboard(session, board, system, settings)
+    return {
+        "board": board,
+        "system": system,
+        "matchmaking": settings.matchmaking_strategy,
+        "rows": rows,
+    }
+
+
+@router.get(
+    "/images/{name}.png",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}, "description": "The image, no metadata"}},
+)
+def get_image(name: str, caller: CALLER) -> FileResponse:
+    """One image of a match, for its voter, until the match expires: metadata-free bytes
+    under a name that is random for this match (never cached, never reused)."""
+    path = served_image_for(caller.db, caller.settings, name, caller.voter)
+    return FileResponse(path, media_type="image/png",
+                        headers={"Cache-Control": "private, no-store"})
+
+
+@router.get("/health")
+def health(db: DB) -> dict[str, Any]:
+    """Liveness and schema revision."""
+    from arena.migrate import current_revision, head_revision
+
+    try:
+        db.check()
+    except UserError as exc:
+        raise Unavailable(str(exc)) from None
+    return {"status": "ok", "schema": current_revision(db.engine), "head": head_revision()}
+
+

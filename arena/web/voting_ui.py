@@ -1,0 +1,368 @@
+"""The Gradio voting UI: a tab per match kind and the leaderboard, mounted at / by arena.web.app.
+
+Before a vote the browser receives only what :class:`arena.matches.IssuedMatch` holds: the
+prompt and, per image, an ``<img>`` whose URL is the image's random name for this match
+(``/api/v1/images/<name>.png``, served to this voter only and only until the match expires),
+never a name derived from the image. The match token stays on the server in ``gr.State``. The
+vote's answer, the :class:`arena.votes.Reveal`, is the first thing that names a checkpoint.
+The voter is the signed ``arena_voter`` cookie the page got on load.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from arena.db import Database
+from arena.demo.prepare import DEMO_NOTE, serves_demo
+from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
+from arena.identity import client_address, verify_voter_id
+from arena.matches import IssuedMatch, issue_match, skip_match
+from arena.settings import Settings
+from arena.votes import Reveal, record_vote
+from arena.web.dashboard import build_leaderboard_tab
+from arena.web.http import VOTER_COOKIE
+from arena.web.voting_api import image_url
+
+__all__ = ["build_ui", "requester", "voter_from_request"]
+
+# What a voter may answer in each kind of match: (button label, API suffix, winner value).
+DUEL_CHOICES: dict[str, tuple[tuple[str, str, int | str], ...]] = {
+    "fixed": (
+        ("A is better", "a", 0),
+        ("B is better", "b", 1),
+        ("Draw", "tie", "tie"),
+        ("Both bad", "both_bad", "both_bad"),
+    ),
+    "free": (
+        ("A is better", "a", 0),
+        ("B is better", "b", 1),
+        ("Both bad", "both_bad", "both_bad"),
+    ),
+}
+FFA_SIZE = 4
+PLACES = ("1st (best)", "2nd", "3rd", "4th")
+# Refusals after which the match cannot be voted on any more: the voter needs a new one.
+FINAL_REFUSALS = (Conflict, Gone, NotFound, Forbidden)
+
+
+@dataclass(frozen=True)
+class Current:
+    """The match a tab is showing, kept server-side in ``gr.State``; ``open`` until voted."""
+
+    token: str
+    names: tuple[str, ...]  # the images' per-match names, by position
+    open: bool = True
+
+
+def voter_from_request(settings: Settings, request: gr.Request | None) -> str:
+    """The voter behind a Gradio event: the signed ``arena_voter`` cookie that the API
+    middleware sets on page load, so the UI and the JSON API are one voter."""
+    if request is None:
+        raise UserError("this event carries no request; reload the page")
+    cookie = dict(request.cookies or {}).get(VOTER_COOKIE)
+    if not cookie:
+        raise UserError("this page has no voter cookie: allow cookies and reload the page")
+    try:
+        return verify_voter_id(settings, cookie)
+    except UserError:
+        raise UserError("this page's voter cookie is not valid: reload the page") from None
+
+
+def requester(settings: Settings, request: gr.Request | None) -> tuple[str, str]:
+    """The voter and the client address behind a Gradio event."""
+    voter = voter_from_request(settings, request)
+    headers = {k.lower(): v for k, v in dict(request.headers or {}).items()} if request else {}
+    host = request.client.host if request is not None and request.client else None
+    return voter, client_address(settings, host, headers)
+
+
+def image_html(url: str, caption: str) -> str:
+    """One match image as inert HTML: the per-match URL and a caption (escaped)."""
+    return (
+        f'<figure class="arena-figure"><img src="{html.escape(url)}" alt="{html.escape(caption)}"'
+        ' style="max-width:100%;max-height:448px;display:block;margin:auto">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def position_label(mode: str, position: int) -> str:
+    """How a position is named on screen: A/B in a duel, 1-4 in a four-way match."""
+    return str(position + 1) if mode == "ffa" else "AB"[position]
+
+
+def _escape(text: str) -> str:
+    """Text inert inside a Markdown table cell (checkpoint and config names are user-chosen)."""
+    return "".join("\\" + c if c in "\\`*_[]<>|~" else c for c in text)
+
+
+def reveal_markdown(reveal: Reveal, picked: list[int]) -> str:
+    """The reveal: which checkpoint and training config made each image, and the vote count."""
+    lines = [
+        "### Revealed",
+        "",
+        "| Image | Checkpoint | Training config |",
+        "|---|---|---|",
+    ]
+    for image in reveal.images:
+        mark = " ✔ your pick" if image.position in picked else ""
+        lines.append(
+            f"| {position_label(reveal.mode, image.position)}{mark} | "
+            f"{_escape(image.checkpoint)} | {_escape(image.config)} |"
+        )
+    plural = "" if reveal.votes_cast == 1 else "s"
+    lines += ["", f"You have cast **{reveal.votes_cast}** vote{plural}. Thank you!"]
+    return "\n".join(lines)
+
+
+class MatchPanel:
+    """The components and event handlers of one match tab (fixed, free or ffa)."""
+
+    def __init__(self, db: Database, settings: Settings, mode: str) -> None:
+        self.db, self.settings, self.mode = db, settings, mode
+        self.size = FFA_SIZE if mode == "ffa" else 2
+        self.state = gr.State(None)
+        self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=6)
+        self.images: list[gr.HTML] = []
+        self.choices: list[tuple[gr.Button, str, int | str]] = []
+        self.ranks: list[gr.Dropdown] = []
+        self.own_prompt: gr.Textbox | None = None
+        if mode == "ffa":
+            self._four_way_layout()
+        else:
+            self._duel_layout()
+        self.status = gr.Markdown("Loading a match…", elem_classes=["arena-status"])
+        with gr.Row():
+            self.next = gr.Button("Next match", variant="primary", visible=False)
+            self.skip = gr.Button("Skip", variant="secondary")
+        if mode == "free":
+            with gr.Row(equal_height=True):
+                self.own_prompt = gr.Textbox(
+                    label="Your own prompt (optional)",
+                    placeholder="Type a prompt to see it compared; empty for a pool prompt",
+                    max_length=2000,
+                    scale=4,
+                )
+                self.use_prompt = gr.Button("Match my prompt", scale=1)
+        self._wire()
+
+    def _image(self, position: int) -> gr.HTML:
+        image = gr.HTML("", elem_classes=["arena-image"], min_height=160)
+        self.images.append(image)
+        return image
+
+    def _duel_layout(self) -> None:
+        with gr.Row(equal_height=True):
+            for position in range(self.size):
+                self._image(position)
+        with gr.Row():
+            for label, key, winner in DUEL_CHOICES[self.mode]:
+                self.choices.append((gr.Button(label, interactive=False), key, winner))
+
+    def _four_way_layout(self) -> None:
+        gr.Markdown("Click **Best** under the image you like most, or rank all four below.")
+        with gr.Row(equal_height=True):
+            for position in range(self.size):
+                with gr.Column(min_width=160):
+                    self._image(position)
+                    button = gr.Button(
+                        f"Best: {position_label(self.mode, position)}", interactive=False
+                    )
+                    self.choices.append((button, str(position + 1), position))
+        with gr.Row(equal_height=True):
+            for place in PLACES:
+                self.ranks.append(
+                    gr.Dropdown(
+                        choices=[position_label(self.mode, p) for p in range(self.size)],
+                        value=None,
+                        label=place,
+                        interactive=True,  # only "Submit full ranking" follows the match
+                        min_width=100,
+                    )
+                )
+            self.rank = gr.Button("Submit full ranking", interactive=False, min_width=120)
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        """Every component a handler may update."""
+        extra = [*self.ranks, self.rank] if self.mode == "ffa" else []
+        return [self.state, self.prompt, *self.images, self.status,
+                *(b for b, _, _ in self.choices), self.next, self.skip, *extra]
+
+    def _controls(self, voting: bool) -> dict[Any, Any]:
+        """Vote controls enabled while a match is open; "Next match" shown once it is not."""
+        updates: dict[Any, Any] = {b: gr.update(interactive=voting) for b, _, _ in self.choices}
+        updates[self.next] = gr.update(visible=not voting)
+        updates[self.skip] = gr.update(interactive=voting)
+        if self.mode == "ffa":
+            updates[self.rank] = gr.update(interactive=voting)
+        return updates
+
+    def _shown(self, issued: IssuedMatch) -> dict[Any, Any]:
+        updates = self._controls(voting=True)
+        names = tuple(shown.name for shown in issued.images)
+        updates[self.state] = Current(issued.token, names)
+        updates[self.prompt] = issued.prompt
+        for image, shown in zip(self.images, issued.images, strict=True):
+            updates[image] = image_html(image_url(shown.name),
+                                        position_label(self.mode, shown.position))
+        how = "Pick the best image." if self.mode == "ffa" else "Which image is better?"
+        updates[self.status] = f"ℹ️ {issued.notice}\n\n{how}" if issued.notice else how
+        if self.mode == "ffa":
+            updates |= {d: gr.update(value=None) for d in self.ranks}
+        return updates
+
+    def _unavailable(self, message: str) -> dict[Any, Any]:
+        """No match could be issued (empty pool, bad prompt): say why, offer to try again."""
+        updates = self._controls(voting=False)
+        updates[self.state] = None
+        updates[self.prompt] = ""
+        updates |= {image: "" for image in self.images}
+        updates[self.status] = f"⚠️ {message}"
+        return updates
+
+    def issue(self, request: gr.Request | None, prompt: str | None = None) -> dict[Any, Any]:
+        """Issue a new match of this tab's kind and show it, or say why none can be issued."""
+        try:
+            voter, address = requester(self.settings, request)
+            issued = issue_match(self.db, self.settings, voter, self.mode, prompt,
+                                 address=address)
+        except UserError as exc:
+            return self._unavailable(str(exc))
+        return self._shown(issued)
+
+    def _revealed(self, current: Current, reveal: Reveal, picked: list[int]) -> dict[Any, Any]:
+        updates = self._controls(voting=False)
+        updates[self.state] = Current(current.token, current.names, open=False)
+        by_position = {image.position: image for image in reveal.images}
+        for position, image in enumerate(self.images):
+            shown = by_position[position]
+            updates[image] = image_html(
+                image_url(current.names[position]),
+                f"{position_label(self.mode, position)}: {shown.checkpoint} ({shown.config})",
+            )
+        updates[self.status] = reveal_markdown(reveal, picked)
+        return updates
+
+    def _vote(
+        self, current: Current | None, winner: int | str | None, ranking: list[int] | None,
+        request: gr.Request | None,
+    ) -> dict[Any, Any]:
+        if current is None or not current.open:
+            return {self.status: "⚠️ There is no open match here: press **Next match**."}
+        try:
+            voter, address = requester(self.settings, request)
+            reveal = record_vote(self.db, self.settings, current.token, voter,
+                                 winner=winner, ranking=ranking, address=address)
+        except UserError as exc:
+            if isinstance(exc, FINAL_REFUSALS):
+                return {**self._controls(voting=False), self.status: f"⚠️ {exc}",
+                        self.state: Current(current.token, current.names, open=False)}
+            return {self.status: f"⚠️ {exc}"}
+        picked = ranking[:1] if ranking else [winner] if isinstance(winner, int) else []
+        return self._revealed(current, reveal, picked)
+
+    def _voter(
+        self, winner: int | str
+    ) -> Callable[[Current | None, gr.Request], dict[Any, Any]]:
+        def vote(current: Current | None, request: gr.Request) -> dict[Any, Any]:
+            return self._vote(current, winner, None, request)
+
+        return vote
+
+    def _ranked(self, first: str | None, second: str | None, third: str | None,
+                fourth: str | None, current: Current | None,
+                request: gr.Request) -> dict[Any, Any]:
+        places = [first, second, third, fourth]
+        if any(p is None for p in places) or len(set(places)) != self.size:
+            return {self.status: "⚠️ To rank, give each of the four images exactly one place."}
+        labels = [position_label(self.mode, p) for p in range(self.size)]
+        return self._vote(current, None, [labels.index(p) for p in places], request)
+
+    def ensure(self, current: Current | None, request: gr.Request) -> dict[Any, Any]:
+        """On opening the tab: issue a match unless one is already showing."""
+        if current is not None:
+            return gr.skip()
+        return self.issue(request)
+
+    def next_match(self, request: gr.Request) -> dict[Any, Any]:
+        """A new match from the pool, without reloading the page."""
+        return self.issue(request)
+
+    def skip_then_next(self, current: Current | None, request: gr.Request) -> dict[Any, Any]:
+        """Pass on the open match (it can no longer be voted on) and show a new one."""
+        if current is not None and current.open:
+            # Already gone (expired, voted on elsewhere): nothing is left to skip.
+            try:
+                voter, address = requester(self.settings, request)
+                with suppress(*FINAL_REFUSALS):
+                    skip_match(self.db, self.settings, current.token, voter, address)
+            except UserError as exc:  # over the skip limit, or no voter cookie
+                return {self.status: f"⚠️ {exc}"}
+        return self.issue(request)
+
+    def with_prompt(self, text: str, request: gr.Request) -> dict[Any, Any]:
+        """A free-prompt duel on the voter's own prompt (queued for generation if unknown)."""
+        return self.issue(request, prompt=text or None)
+
+    def _wire(self) -> None:
+        mode, outputs = self.mode, self.outputs
+        for button, key, winner in self.choices:
+            button.click(self._voter(winner), inputs=[self.state], outputs=outputs,
+                         api_name=f"{mode}_vote_{key}")
+        self.next.click(self.next_match, inputs=None, outputs=outputs, api_name=f"{mode}_next")
+        self.skip.click(self.skip_then_next, inputs=[self.state], outputs=outputs,
+                        api_name=f"{mode}_skip")
+        if mode == "ffa":
+            self.rank.click(self._ranked, inputs=[*self.ranks, self.state], outputs=outputs,
+                            api_name="ffa_rank")
+        if self.own_prompt is not None:
+            self.use_prompt.click(self.with_prompt, inputs=[self.own_prompt], outputs=outputs,
+                                  api_name="free_prompt")
+            self.own_prompt.submit(self.with_prompt, inputs=[self.own_prompt], outputs=outputs,
+                                   api_visibility="private")
+
+
+def build_ui(db: Database, settings: Settings) -> gr.Blocks:
+    """The arena's Gradio app: fixed-character, free-prompt and four-way tabs, and the leaderboard.
+
+    A match is issued when its tab is first opened (the fixed tab on page load); the
+    leaderboard is only read when its tab is opened, so a page names no checkpoint until
+    the voter has voted.
+    """
+    with gr.Blocks(title="Illustrious Arena", analytics_enabled=False) as blocks:
+        gr.Markdown(
+            "# Illustrious Arena\n"
+            "Images from anonymous anime checkpoints. Vote for the one you prefer: the "
+            "checkpoints and their training configs are revealed after your vote."
+        )
+        demo_note = gr.Markdown(visible=False, elem_id="demo-note")
+        with gr.Tabs():
+            panels = {}
+            for mode, title in (("fixed", "Fixed character"), ("free", "Free prompt"),
+                                ("ffa", "Four-way")):
+                with gr.Tab(title, id=mode, elem_id=f"tab-{mode}") as tab:
+                    panels[mode] = panel = MatchPanel(db, settings, mode)
+                if mode != "fixed":  # the first tab gets its match on page load instead
+                    tab.select(panel.ensure, inputs=[panel.state], outputs=panel.outputs,
+                               api_visibility="private")
+            with gr.Tab("Leaderboard", id="leaderboard", elem_id="tab-leaderboard") as board_tab:
+                build_leaderboard_tab(db, settings, board_tab)
+        first = panels["fixed"]
+        blocks.load(first.ensure, inputs=[first.state], outputs=first.outputs,
+                    api_visibility="private")
+        blocks.load(lambda: demo_note_update(db), outputs=demo_note, api_visibility="private")
+    return blocks
+
+
+def demo_note_update(db: Database) -> dict[str, Any]:
+    """On page load: one line saying why the demo's images look like noise, shown only while
+    the arena holds the demo's random-weight checkpoints (names no checkpoint)."""
+    with db.session(readonly=True) as session:
+        shown = serves_demo(session)
+    return gr.update(value=DEMO_NOTE if shown else "", visible=shown)

@@ -1,0 +1,260 @@
+"""The JSON API against a real pool on both databases: matches, votes, refusals, anonymity."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+
+from arena.db import Database
+from arena.models import Match, RatingSnapshot, Vote, utcnow
+from arena.settings import Settings
+from arena.web.app import create_app
+from tests.support.api_client import new_voter as signed
+from tests.support.pool import PoolFixture, build_pool
+
+
+@pytest.fixture
+def pool(arena_env: Database, arena_home: Path, tmp_path: Path) -> PoolFixture:
+    return build_pool(arena_env, arena_home, tmp_path / "pool-src")
+
+
+@pytest.fixture
+def client(arena_env: Database, arena_home: Path, pool: PoolFixture) -> TestClient:
+    settings = Settings(home=arena_home, database_url=arena_env.url, votes_per_minute=0,
+                        admin_token="admin-secret")
+    client = TestClient(create_app(settings, arena_env, ui=False))
+    client.voter, client.other = signed(client), signed(client)  # type: ignore[attr-defined]
+    return client
+
+
+def votes(db: Database) -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count(Vote.id))) or 0
+
+
+def snapshots(db: Database) -> list[tuple]:
+    with db.session() as s:
+        rows = s.execute(select(RatingSnapshot.board, RatingSnapshot.system,
+                                RatingSnapshot.checkpoint_id, RatingSnapshot.rating,
+                                RatingSnapshot.games).order_by(RatingSnapshot.id)).all()
+    return [tuple(r) for r in rows]
+
+
+def new_match(client: TestClient, mode: str, headers=None, **extra) -> dict:  # type: ignore[no-untyped-def]
+    response = client.post("/api/v1/matches", json={"mode": mode, **extra},
+                           headers=headers or client.voter)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize(("mode", "n"), [("fixed", 2), ("free", 2), ("ffa", 4)])
+def test_match_vote_reveal(client: TestClient, arena_env: Database, pool: PoolFixture,
+                           mode: str, n: int) -> None:
+    match = new_match(client, mode)
+    assert match["mode"] == mode and [i["position"] for i in match["images"]] == list(range(n))
+    reveal = client.post("/api/v1/votes", json={"token": match["token"], "winner": 0},
+                         headers=client.voter)
+    assert reveal.status_code == 200, reveal.text
+    body = reveal.json()
+    assert {i["checkpoint"] for i in body["images"]} <= pool.names()
+    assert len({i["checkpoint"] for i in body["images"]}) == n
+    assert body["votes_cast"] == 1
+    assert votes(arena_env) == 1
+    # The vote updated Elo and TrueSkill on its boards in the same transaction.
+    boards = {(b, s) for b, s, *_ in snapshots(arena_env)}
+    assert {(mode, "elo"), ("overall", "elo"), (mode, "trueskill")} <= boards
+
+
+def test_fixed_duel_uses_the_same_seed(client: TestClient, arena_env: Database) -> None:
+    match = new_match(client, "fixed")
+    with arena_env.session() as s:
+        row = s.scalar(select(Match).where(Match.token == match["token"]))
+        assert row is not None
+        seeds = {mi.image.seed for mi in row.images}
+    assert len(seeds) == 1
+
+
+def test_nothing_identifying_before_the_vote(client: TestClient, pool: PoolFixture) -> None:
+    for mode in ("fixed", "free", "ffa"):
+        match = new_match(client, mode)
+        blobs = [client.post("/api/v1/matches", json={"mode": mode}, headers=client.voter).content]
+        for image in match["images"]:
+            got = client.get(image["url"], headers=client.voter)
+            assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+            assert b"tEXt" not in got.content and b"iTXt" not in got.content
+            blobs += [got.content, image["url"].encode()]
+        blobs.append(repr(match).encode())
+        for secret in pool.secrets:
+            for blob in blobs:
+                assert secret.encode() not in blob, (secret, mode)
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "message"),
+    [
+        ({"token": "forged-token", "winner": 0}, 404, "unknown match token"),
+        ({"winner": 5}, 400, "unknown position"),
+        ({"winner": "tie", "mode": "ffa"}, 400, "not allowed in a four-way"),
+        ({"winner": "tie", "mode": "free"}, 400, "no draw"),
+        ({"ranking": [0, 1]}, 400, "a full ranking is only allowed"),
+        ({"ranking": [0, 0, 1, 2], "mode": "ffa"}, 400, "repeat"),
+        ({"ranking": [0, 1, 2], "mode": "ffa"}, 400, "expected all 4 positions"),
+        ({"winner": 0, "ranking": [0, 1]}, 400, "exactly one"),
+    ],
+)
+def test_bad_votes_are_refused_and_change_nothing(
+    client: TestClient, arena_env: Database, payload: dict, status: int, message: str
+) -> None:
+    payload = dict(payload)  # parametrized values are shared between the two backends
+    mode = payload.pop("mode", "fixed")
+    match = new_match(client, mode)
+    body = {"token": match["token"], **payload}
+    before = snapshots(arena_env)
+    response = client.post("/api/v1/votes", json=body, headers=client.voter)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert votes(arena_env) == 0 and snapshots(arena_env) == before
+
+
+def test_replayed_foreign_and_expired_tokens(client: TestClient, arena_env: Database) -> None:
+    match = new_match(client, "fixed")
+    foreign = client.post("/api/v1/votes", json={"token": match["token"], "winner": 0},
+                          headers=client.other)
+    assert foreign.status_code == 403 and "another voter" in foreign.json()["error"]
+    ok = client.post("/api/v1/votes", json={"token": match["token"], "winner": 1},
+                     headers=client.voter)
+    assert ok.status_code == 200
+    after_first = snapshots(arena_env)
+    replay = client.post("/api/v1/votes", json={"token": match["token"], "winner": 0},
+                         headers=client.voter)
+    assert replay.status_code == 409 and "already been voted" in replay.json()["error"]
+
+    stale = new_match(client, "fixed")
+    with arena_env.session() as s:
+        s.execute(update(Match).where(Match.token == stale["token"])
+                  .values(expires_at=utcnow() - timedelta(seconds=1)))
+    expired = client.post("/api/v1/votes", json={"token": stale["token"], "winner": 0},
+                          headers=client.voter)
+    assert expired.status_code == 410 and "expired" in expired.json()["error"]
+    assert votes(arena_env) == 1 and snapshots(arena_env) == after_first
+
+
+def test_skip_then_vote_is_refused(client: TestClient, arena_env: Database) -> None:
+    match = new_match(client, "free")
+    assert client.post("/api/v1/skips", json={"token": match["token"]},
+                       headers=client.voter).status_code == 204
+    again = client.post("/api/v1/votes", json={"token": match["token"], "winner": 0},
+                        headers=client.voter)
+    assert again.status_code == 409 and "skipped" in again.json()["error"]
+    assert votes(arena_env) == 0
+
+
+def test_two_concurrent_votes_on_one_match_store_one(
+    client: TestClient, arena_env: Database
+) -> None:
+    match = new_match(client, "fixed")
+    results: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def vote(winner: int) -> None:
+        barrier.wait()
+        response = client.post("/api/v1/votes", json={"token": match["token"], "winner": winner},
+                               headers=client.voter)
+        results.append(response.status_code)
+
+    threads = [threading.Thread(target=vote, args=(i % 2,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200, 409, 409, 409]
+    assert votes(arena_env) == 1
+    games = [g for b, s, _c, _r, g in snapshots(arena_env) if b == "overall" and s == "elo"]
+    assert games == [1, 1]
+
+
+def test_rate_limit(arena_env: Database, arena_home: Path, pool: PoolFixture) -> None:
+    settings = Settings(home=arena_home, database_url=arena_env.url, votes_per_minute=2)
+    client = TestClient(create_app(settings, arena_env, ui=False))
+    client.voter = signed(client)  # type: ignore[attr-defined]
+    codes = []
+    for _ in range(3):
+        match = new_match(client, "fixed")
+        codes.append(client.post("/api/v1/votes", json={"token": match["token"], "winner": 0},
+                                 headers=client.voter))
+    assert [c.status_code for c in codes] == [200, 200, 429]
+    assert "rate limit" in codes[2].json()["error"]
+    assert votes(arena_env) == 2
+
+
+def test_pairs_spread_and_do_not_repeat_for_a_voter(client: TestClient,
+                                                    arena_env: Database) -> None:
+    seen = []
+    for _ in range(6):  # 4 checkpoints -> 6 distinct pairs
+        match = new_match(client, "fixed")
+        with arena_env.session() as s:
+            row = s.scalar(select(Match).where(Match.token == match["token"]))
+            assert row is not None
+            seen.append(frozenset(mi.checkpoint_id for mi in row.images))
+    assert len(set(seen)) == 6
+
+
+def test_typed_free_prompt(client: TestClient, arena_env: Database) -> None:
+    from tests.support.pool import FREE_PROMPTS
+
+    served = new_match(client, "free", prompt=f"  {FREE_PROMPTS[0]} ")
+    assert served["prompt"] == FREE_PROMPTS[0] and served["notice"] is None
+    queued = new_match(client, "free", prompt="1girl, a prompt nobody rendered yet")
+    explicit = client.post("/api/v1/matches", headers=client.voter,
+                           json={"mode": "free", "prompt": "1girl, explicit, beach"})
+    assert explicit.status_code == 400 and "general" in explicit.json()["error"]
+    assert queued["notice"] and "queued" in queued["notice"]
+    assert queued["prompt"] in FREE_PROMPTS
+    with arena_env.session() as s:
+        from arena.models import GenerationRequest
+
+        (request,) = s.scalars(select(GenerationRequest)).all()
+        assert request.prompt.text == "1girl, general, a prompt nobody rendered yet"
+        assert request.prompt.source == "voter"
+
+
+def test_cookie_identifies_a_browser_voter(client: TestClient) -> None:
+    client.cookies.clear()
+    first = client.post("/api/v1/matches", json={"mode": "fixed"})
+    assert first.status_code == 200 and "arena_voter" in first.cookies
+    token = first.json()["token"]
+    vote = client.post("/api/v1/votes", json={"token": token, "winner": 0})
+    assert vote.status_code == 200, vote.text
+
+
+def test_an_api_client_that_names_its_voter_gets_no_cookie(client: TestClient) -> None:
+    client.cookies.clear()
+    made = client.post("/api/v1/matches", json={"mode": "fixed"}, headers=client.voter)
+    assert made.status_code == 200 and "set-cookie" not in made.headers
+    voted = client.post("/api/v1/votes", json={"token": made.json()["token"], "winner": 0},
+                        headers=client.voter)
+    assert voted.status_code == 200 and "set-cookie" not in voted.headers
+
+
+def test_errors_and_spec(client: TestClient) -> None:
+    chess = client.post("/api/v1/matches", json={"mode": "chess"}, headers=client.voter)
+    assert chess.status_code == 422 and "mode" in chess.json()["error"]
+    bad_voter = client.post("/api/v1/matches", json={"mode": "free"}, headers={"X-Voter-Id": "x"})
+    assert bad_voter.status_code == 403 and "voter id" in bad_voter.json()["error"]
+    assert client.get("/api/v1/images/" + "0" * 64 + ".png").status_code == 404
+    assert client.get("/api/v1/health").json()["status"] == "ok"
+    spec = client.get("/openapi.json").json()
+    assert {"/api/v1/matches", "/api/v1/votes", "/api/v1/leaderboard",
+            "/api/v1/checkpoints", "/api/v1/health"} <= set(spec["paths"])
+
+
+def test_leaderboard_names_the_matchmaking_strategy(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = client.get("/api/v1/leaderboard").json()
+    assert body["matchmaking"] == Settings().matchmaking_strategy == "active"
