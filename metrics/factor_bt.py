@@ -121,7 +121,8 @@ def fit_rows(x: np.ndarray, w: np.ndarray, n: int, ridge: float = RIDGE,
     for _ in range(_MAX_NEWTON):
         p = 1.0 / (1.0 + np.exp(-(x @ params)))
         grad = x.T @ (w * (1.0 - p)) - ridge * params
-        hessian = (x.T * (w * p * (1.0 - p))) @ x + ridge * np.eye(size)
+        scaled = x * np.sqrt(w * p * (1.0 - p))[:, None]
+        hessian = scaled.T @ scaled + ridge * np.eye(size)
         step = np.linalg.solve(hessian, grad)
         step[:n] -= step[:n].mean()
         if np.max(np.abs(step)) < _STEP_TOL:

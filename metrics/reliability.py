@@ -89,7 +89,7 @@ class VoterMatch:
 class ReliabilityParams:
     """Crowd-BT prior and iteration limits, and the behaviour tests' false-flag rate."""
 
-    prior_agree: float = 8.0
+    prior_agree: float = 18.0
     prior_disagree: float = 2.0
     max_iterations: int = 50
     tolerance: float = 1e-4

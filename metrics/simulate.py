@@ -297,8 +297,8 @@ class _Crowd:
             self.log.append(VoterMatch(voter, kind, group))
 
     def _voted(self, voter: int, kind: str, record: VoteRecord, who: str) -> None:
+        seconds = answer_seconds(who, self.aux)  # drawn whether kept or not: same streams
         if self.log is not None:
-            seconds = answer_seconds(who, self.aux)
             self.log.append(VoterMatch(voter, kind, record.participants, record, seconds))
 
     def _attacker_vote(self, available: list[int], time: float,
