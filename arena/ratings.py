@@ -30,6 +30,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from sqlalchemy.orm import Session
 
 from arena.db import Database
+from arena.decisions import excluded_voter_ids
 from arena.errors import Unavailable, UserError
 from arena.leaderboard import store as board_store
 from arena.leaderboard.log import BoardLog, board_log, board_where, record_from, store_log
@@ -283,10 +284,14 @@ def apply_vote_online(session: Session | Connection, vote_id: int, record: VoteR
         conn.execute(_INSERT_SNAPSHOT, inserts)
 
 
-def _log(session: Session, board: str = OVERALL) -> Iterator[tuple[int, VoteRecord, str,
-                                                                   str | None]]:
-    """``(vote id, record, match kind, character)`` for the votes on ``board``, in id order."""
+def _log(session: Session, board: str = OVERALL,
+         excluded: frozenset[int] = frozenset(),
+         ) -> Iterator[tuple[int, VoteRecord, str, str | None]]:
+    """``(vote id, record, match kind, character)`` for the votes on ``board``, in id order,
+    leaving out the votes of ``excluded`` voters."""
     where = board_where(board)
+    if excluded:
+        where = [*where, Vote.voter_id.not_in(sorted(excluded))]
     positions: dict[int, list[int]] = {}
     for match_id, checkpoint_id in session.execute(
         select(MatchImage.match_id, MatchImage.checkpoint_id)
@@ -322,19 +327,22 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
     logs: dict[str, BoardLog] = {}
     last_vote: dict[tuple[str, int], int] = {}
     with db.session(serialized=True) as session:
-        total = session.scalar(select(func.count(Vote.id))) or 0
+        excluded = frozenset(excluded_voter_ids(session))
+        total = session.scalar(select(func.count(Vote.id).filter(
+            Vote.voter_id.not_in(sorted(excluded))))) or 0
         session.execute(delete(RatingSnapshot))
         board_store.clear(session)
         bar = tqdm(total=total, desc="replaying votes", unit="vote",
                    disable=None if progress else True)
         replayed = newest = 0
-        for vote_id, record, kind, character in _log(session):
+        for vote_id, record, kind, character in _log(session, OVERALL, excluded):
             newest = vote_id
             for board in boards_for(kind, character):
                 book = books.get(board)
                 if book is None:
                     book = books[board] = RatingBook(config)
-                    logs[board] = BoardLog(board, config.elo, config.both_bad_as_draw)
+                    logs[board] = BoardLog(board, config.elo, config.both_bad_as_draw,
+                                           excluded=excluded)
                 for c in book.apply(record):
                     last_vote[(board, c)] = vote_id
                 logs[board].add(vote_id, kind, record)
@@ -352,7 +360,7 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
             session.execute(insert(RatingSnapshot), rows)
         for log in tqdm(logs.values(), desc="storing boards and Bradley-Terry fits",
                         unit="board", disable=None if progress else True):
-            log.read_to = newest  # every board's log has seen every vote
+            log.read_to = newest  # every board's log has seen every vote it counts
             store_log(session, log)
             store_fit(session, log, s, fit_bt_rows(log.ballots, config, s, log.last_vote_id))
     return replayed
@@ -458,11 +466,11 @@ def bt_rows(session: Session, board: str, settings: Settings | None = None,
     config = rating_config(s)
     log = board_log(session, board, config)
     key = (str(session.get_bind().url), board, s.bootstrap_rounds, s.bootstrap_seed,
-           config.both_bad_as_draw)
+           config.both_bad_as_draw, log.excluded)
     with _BT_GUARD:
         fit = _BT_CACHE.get(key)
     if fit is None:
-        fit = stored_fit(session, board, s)
+        fit = stored_fit(session, board, s, log.excluded)
         if fit is not None:
             fit = _keep_fit(key, fit)
     stale = fit is not None and fit.last_vote_id != log.last_vote_id
@@ -476,16 +484,23 @@ def bt_rows(session: Session, board: str, settings: Settings | None = None,
              "config": names[row["checkpoint_id"]][1]} for row in fit.rows]
 
 
-def bt_parameters(settings: Settings) -> dict[str, Any]:
-    """What decides a Bradley-Terry fit's numbers (the key of its stored aggregate)."""
-    return {"bootstrap_rounds": settings.bootstrap_rounds, "seed": settings.bootstrap_seed,
-            "ridge": RIDGE, "both_bad_as_draw": settings.both_bad_as_draw}
+def bt_parameters(settings: Settings,
+                  excluded: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """What decides a Bradley-Terry fit's numbers (the key of its stored aggregate): the
+    settings and the voters an operator excluded."""
+    parameters: dict[str, Any] = {
+        "bootstrap_rounds": settings.bootstrap_rounds, "seed": settings.bootstrap_seed,
+        "ridge": RIDGE, "both_bad_as_draw": settings.both_bad_as_draw}
+    if excluded:
+        parameters["excluded_voters"] = sorted(excluded)
+    return parameters
 
 
-def stored_fit(session: Session, board: str, settings: Settings) -> BTFit | None:
+def stored_fit(session: Session, board: str, settings: Settings,
+               excluded: frozenset[int] = frozenset()) -> BTFit | None:
     """The board's stored fit made with exactly these parameters, or None. It counts as
     fitted long ago, so a view that finds newer votes starts a refit at once."""
-    found = board_store.load(session, board, board_store.BT, bt_parameters(settings))
+    found = board_store.load(session, board, board_store.BT, bt_parameters(settings, excluded))
     if found is None:
         return None
     last_vote_id, rows = found
@@ -496,7 +511,7 @@ def store_fit(session: Session, log: BoardLog, settings: Settings,
               rows: Sequence[dict[str, Any]]) -> None:
     """Store the fit of ``log``'s ballots (rows without names, as :func:`fit_bt_rows` makes
     them) as its board's stored fit."""
-    board_store.save(session, log.board, board_store.BT, bt_parameters(settings),
+    board_store.save(session, log.board, board_store.BT, bt_parameters(settings, log.excluded),
                      log.last_vote_id, log.votes, list(rows))
 
 
@@ -561,9 +576,15 @@ def refit_pool() -> multiprocessing.pool.Pool:
 
 def fit_bt_rows(ballots: Mapping[Ballot, int], config: RatingConfig,
                 settings: Settings, last_vote_id: int) -> list[dict[str, Any]]:
-    """Bradley-Terry rows (without names) fitted on a board log's ``ballots``."""
+    """Bradley-Terry rows (without names) fitted on a board log's ``ballots``.
+
+    The ballots are put in one canonical order first: the bootstrap draws its resamples in
+    ballot order, and a log restored from its stored state or rebuilt by a replay lists the
+    same ballots in another order, which would give other intervals for the same votes."""
+    canonical = dict(sorted(ballots.items(), key=lambda item: (
+        item[0][0], str(item[0][1]), item[0][2] or ())))
     result = bradley_terry(
-        group_ballots(ballots, config.both_bad_as_draw),
+        group_ballots(canonical, config.both_bad_as_draw),
         rounds=settings.bootstrap_rounds,
         seed=settings.bootstrap_seed,
     )
