@@ -268,6 +268,7 @@ async def _load(base: str, clients: int, seconds: float, seed: int, tally: Tally
             voter = Voter(http, tally, random.Random(seed * 1000 + index), shared)
             if not await voter.register(deadline):
                 return
+            await voter.admin()  # every client tries the admin API at least once
             while time.monotonic() < deadline:
                 await voter.round()
 

@@ -35,6 +35,7 @@ from tests.support.jobs import (
 from tests.support.pool import serve_on
 from training import hooks
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 VOTER = "voter-hooks-0001"
 
 
@@ -43,14 +44,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
     return build_world(tmp_path_factory.mktemp("tiny-world"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _check_arena(db: Database, world: TinyWorld, settings, names: list[str],  # type: ignore[no-untyped-def]
