@@ -19,10 +19,10 @@ from typing import Any
 import gradio as gr
 
 from arena.db import Database
-from arena.demo.prepare import DEMO_NOTE, serves_demo
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
 from arena.identity import client_address, verify_voter_id
 from arena.matches import IssuedMatch, issue_match, skip_match
+from arena.registry import DEMO_NOTE, serves_demo
 from arena.settings import Settings
 from arena.votes import Reveal, record_vote
 from arena.web.dashboard import build_leaderboard_tab
