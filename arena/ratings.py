@@ -285,14 +285,11 @@ def apply_vote_online(session: Session | Connection, vote_id: int, record: VoteR
         conn.execute(_INSERT_SNAPSHOT, inserts)
 
 
-def _log(session: Session, board: str = OVERALL,
-         excluded: frozenset[int] = frozenset(),
-         ) -> Iterator[tuple[int, VoteRecord, str, str | None]]:
-    """``(vote id, record, match kind, character)`` for the votes on ``board``, in id order,
-    leaving out the votes of ``excluded`` voters."""
-    where = board_where(board)
-    if excluded:
-        where = [*where, Vote.voter_id.not_in(sorted(excluded))]
+def _log(session: Session, board: str = OVERALL) -> Iterator[tuple[int, VoteRecord, str,
+                                                                   str | None]]:
+    """``(vote id, record, match kind, character)`` for the votes on ``board`` that count
+    (not by an excluded voter), in id order."""
+    where = [*board_where(board), Vote.voter_id.not_in(sorted(excluded_voter_ids(session)))]
     positions: dict[int, list[int]] = {}
     for match_id, checkpoint_id in session.execute(
         select(MatchImage.match_id, MatchImage.checkpoint_id)
@@ -329,14 +326,14 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
     last_vote: dict[tuple[str, int], int] = {}
     with db.session(serialized=True) as session:
         excluded = frozenset(excluded_voter_ids(session))
-        total = session.scalar(select(func.count(Vote.id).filter(
-            Vote.voter_id.not_in(sorted(excluded))))) or 0
+        total = session.scalar(select(func.count(Vote.id))
+                               .where(Vote.voter_id.not_in(sorted(excluded))))
         session.execute(delete(RatingSnapshot))
         board_store.clear(session)
         bar = tqdm(total=total, desc="replaying votes", unit="vote",
                    disable=None if progress else True)
         replayed = newest = 0
-        for vote_id, record, kind, character in _log(session, OVERALL, excluded):
+        for vote_id, record, kind, character in _log(session):
             newest = vote_id
             for board in boards_for(kind, character):
                 book = books.get(board)
@@ -493,16 +490,11 @@ def bt_rows(session: Session, board: str, settings: Settings | None = None,
              "config": names[row["checkpoint_id"]][1]} for row in fit.rows]
 
 
-def bt_parameters(settings: Settings,
-                  excluded: frozenset[int] = frozenset()) -> dict[str, Any]:
-    """What decides a Bradley-Terry fit's numbers (the key of its stored aggregate): the
-    settings and the voters an operator excluded."""
-    parameters: dict[str, Any] = {
-        "bootstrap_rounds": settings.bootstrap_rounds, "seed": settings.bootstrap_seed,
-        "ridge": RIDGE, "both_bad_as_draw": settings.both_bad_as_draw}
-    if excluded:
-        parameters["excluded_voters"] = sorted(excluded)
-    return parameters
+def bt_parameters(settings: Settings, excluded: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """What decides a Bradley-Terry fit's numbers (the key of its stored aggregate)."""
+    return {"bootstrap_rounds": settings.bootstrap_rounds, "seed": settings.bootstrap_seed,
+            "ridge": RIDGE, "both_bad_as_draw": settings.both_bad_as_draw,
+            **({"excluded_voters": sorted(excluded)} if excluded else {})}
 
 
 def stored_fit(session: Session, board: str, settings: Settings,
@@ -585,13 +577,9 @@ def refit_pool() -> multiprocessing.pool.Pool:
 
 def fit_bt_rows(ballots: Mapping[Ballot, int], config: RatingConfig,
                 settings: Settings, last_vote_id: int) -> list[dict[str, Any]]:
-    """Bradley-Terry rows (without names) fitted on a board log's ``ballots``.
-
-    The ballots are put in one canonical order first: the bootstrap draws its resamples in
-    ballot order, and a log restored from its stored state or rebuilt by a replay lists the
-    same ballots in another order, which would give other intervals for the same votes."""
-    canonical = dict(sorted(ballots.items(), key=lambda item: (
-        item[0][0], str(item[0][1]), item[0][2] or ())))
+    """Bradley-Terry rows (without names) fitted on a board log's ``ballots``, taken in one
+    order (the bootstrap's draws follow it; a restored or replayed log lists them otherwise)."""
+    canonical = dict(sorted(ballots.items(), key=lambda b: (b[0][0], str(b[0][1]), b[0][2] or ())))
     result = bradley_terry(
         group_ballots(canonical, config.both_bad_as_draw),
         rounds=settings.bootstrap_rounds,
