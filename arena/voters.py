@@ -25,12 +25,15 @@ from arena.db import Database
 from arena.decisions import Decision, excluded_voter_ids, record_decision
 from arena.errors import NotFound, UserError
 from arena.export import voter_pseudonym
+from arena.leaderboard import store as board_store
 from arena.leaderboard.log import board_where, record_from
 from arena.models import Match, MatchImage, Prompt, Vote, Voter, utcnow
 from arena.registry import checkpoint_labels
 from arena.settings import Settings, get_settings
 from metrics.reliability import VoterMatch
 from metrics.robust import RobustParams, RobustResult, robust_bradley_terry
+
+ROBUST = "robust"  # the stored aggregate's name (arena.leaderboard.store)
 
 __all__ = [
     "exclude_voter",
@@ -91,26 +94,42 @@ def shown_matches(session: Session | Connection, board: str,
 
 # Robust fits per (database, board, parameters, exclusions) with the newest match and vote
 # they cover: a fit stays exact until the board gets a new shown match or vote.
-_CACHE: dict[tuple[Any, ...], tuple[tuple[int, int], RobustResult]] = {}
+_CACHE: dict[tuple[Any, ...], tuple[list[int], RobustResult]] = {}
 _CACHE_SIZE = 32
 _GUARD = threading.Lock()
+STATE_LAYOUT = 1  # of RobustResult.to_state
 
 
-def robust_fit(session: Session | Connection, board: str,
-               settings: Settings | None = None) -> RobustResult:
-    """The robust board of ``board`` without excluded voters (cached until a new match or
-    vote)."""
+def _stored_parameters(params: RobustParams, excluded: set[int]) -> dict[str, Any]:
+    return {**params.describe(), "excluded_voters": sorted(excluded), "layout": STATE_LAYOUT}
+
+
+def robust_fit(session: Session | Connection, board: str, settings: Settings | None = None,
+               store: bool = False) -> RobustResult:
+    """The robust board of ``board`` without excluded voters: from memory or from its stored
+    aggregate (:mod:`arena.leaderboard.store`, keyed by its parameters and the exclusions)
+    while no match or vote came since, else fitted anew; ``store`` (a writing session)
+    stores a new fit, voter reliabilities and signals included."""
     params = robust_params(settings)
     excluded = set(excluded_voter_ids(session))
     url = str(session.get_bind().url) if isinstance(session, Session) else str(session.engine.url)
     key = (url, board, params, frozenset(excluded))
-    newest = (session.scalar(select(func.max(Match.id))) or 0,
-              session.scalar(select(func.max(Vote.id))) or 0)
+    newest = [session.scalar(select(func.max(Match.id))) or 0,
+              session.scalar(select(func.max(Vote.id))) or 0]
     with _GUARD:
         cached = _CACHE.get(key)
     if cached is not None and cached[0] == newest:
         return cached[1]
-    result = robust_bradley_terry(shown_matches(session, board, excluded), params)
+    stored = (board_store.load(session, board, ROBUST, _stored_parameters(params, excluded))
+              if isinstance(session, Session) else None)
+    if stored is not None and stored[1]["newest"] == newest:
+        result = RobustResult.from_state(stored[1]["result"], params)
+    else:
+        result = robust_bradley_terry(shown_matches(session, board, excluded), params)
+        if store and isinstance(session, Session):
+            board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
+                             newest[1], result.n_votes,
+                             {"newest": newest, "result": result.to_state()})
     with _GUARD:
         _CACHE[key] = (newest, result)
         while len(_CACHE) > _CACHE_SIZE:
@@ -155,11 +174,12 @@ def _named(reason: str, names: dict[int, tuple[str, str]]) -> str:
 
 
 def suspicious(session: Session, board: str, settings: Settings | None = None,
-               every: bool = False) -> dict[str, Any]:
+               every: bool = False, store: bool = False) -> dict[str, Any]:
     """The voters of ``board`` with their reliability and signals, flagged ones first (all
     voters with ``every``), the checkpoints voted selectively, what the robust board
-    discounted, and the voters excluded now with the decision in force."""
-    result = robust_fit(session, board, settings)
+    discounted, and the voters excluded now with the decision in force (``store``: see
+    :func:`robust_fit`)."""
+    result = robust_fit(session, board, settings, store)
     ids = list(result.voters)
     externals = dict(session.execute(select(Voter.id, Voter.external_id)
                                       .where(Voter.id.in_(ids))).all()) if ids else {}

@@ -23,7 +23,8 @@ boards agree within their intervals.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +102,28 @@ class RobustResult:
     discounted_voters: int
     discounted_votes: int
     params: RobustParams
+
+    def to_state(self) -> dict[str, Any]:
+        """The result as JSON-ready data (voters as ``[key, fields]`` pairs: keys may be
+        numbers); :meth:`from_state` reads it back with the same parameters."""
+        return {
+            "ratings": [asdict(r) for r in self.ratings],
+            "position": [asdict(t) for t in self.position],
+            "voters": [[v, asdict(s)] for v, s in self.voters.items()],
+            "selective": [[c, p] for c, p in self.selective.items()],
+            "weights": [[v, w] for v, w in self.weights.items()],
+            "counts": [self.n_votes, self.flagged_voters, self.flagged_votes,
+                       self.discounted_voters, self.discounted_votes],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], params: RobustParams) -> RobustResult:
+        """The result :meth:`to_state` wrote."""
+        return cls(tuple(BTRating(**r) for r in state["ratings"]),
+                   tuple(PositionTerm(**t) for t in state["position"]),
+                   {v: VoterSignals(**s) for v, s in state["voters"]},
+                   {c: p for c, p in state["selective"]},
+                   {v: w for v, w in state["weights"]}, *state["counts"], params)
 
     def position_terms(self, kind: str) -> list[float]:
         """Fitted log-odds of each position of ``kind`` over position 0 (0.0 for position 0)."""

@@ -21,8 +21,8 @@ def suspicious_command(
     from arena.voters import suspicious
 
     db = open_database()
-    with db.session(readonly=True) as session:
-        report = suspicious(session, board, get_settings(), every=every)
+    with db.session() as session:  # stores the fit with its parameters for the next reader
+        report = suspicious(session, board, get_settings(), every=every, store=True)
     if as_json:
         print_json(report)
         return

@@ -16,11 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from arena import voters as voters_module
 from arena.cli.main import app
 from arena.db import Database
 from arena.decisions import decisions
 from arena.errors import NotFound, UserError
 from arena.export import vote_documents
+from arena.leaderboard import store as board_store
 from arena.matches import skip_match
 from arena.models import (
     Checkpoint,
@@ -34,7 +36,7 @@ from arena.models import (
 )
 from arena.ratings import leaderboard
 from arena.settings import Settings
-from arena.voters import exclude_voter, include_voter, robust_fit, suspicious
+from arena.voters import exclude_voter, include_voter, robust_fit, robust_params, suspicious
 from arena.votes import record_vote
 from arena.web.app import create_app
 from tests.conftest import _fresh_database
@@ -203,6 +205,23 @@ def test_suspicious_names_the_rigger_and_the_checkpoint(db: Database) -> None:
     assert RIGGER not in json.dumps(report)  # a pseudonym, never the voter's own id
     assert report["flagged_votes"] == flagged[0]["votes"] > 0
     assert len(everyone["rows"]) == len(HONEST) + 1
+
+
+def test_the_robust_fit_is_stored_with_its_parameters(db: Database) -> None:
+    world = build(db)
+    for event in events(6, 60):
+        play(world, *event)
+    with db.session() as s:
+        fitted = robust_fit(s, "overall", SETTINGS, store=True)
+    voters_module._CACHE.clear()  # a restarted process: only the stored aggregate is left
+    with db.session(readonly=True) as s:
+        stored = board_store.load(s, "overall", voters_module.ROBUST,
+                                  voters_module._stored_parameters(robust_params(SETTINGS), set()))
+        again = robust_fit(s, "overall", SETTINGS)
+    assert stored is not None and stored[1]["result"]["ratings"]
+    assert again == fitted
+    assert {v: s.reliability for v, s in again.voters.items()} == {
+        v: s.reliability for v, s in fitted.voters.items()}
 
 
 def test_bad_operator_input_is_refused_and_records_nothing(db: Database) -> None:
