@@ -16,6 +16,7 @@ Voters are named by their row id and by the pseudonym the vote export uses
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
@@ -94,7 +95,7 @@ def shown_matches(session: Session | Connection, board: str,
 
 # Robust fits per (database, board, parameters, exclusions) with the newest match and vote
 # they cover: a fit stays exact until the board gets a new shown match or vote.
-_CACHE: dict[tuple[Any, ...], tuple[list[int], RobustResult]] = {}
+_CACHE: dict[tuple[Any, ...], tuple[list[int], RobustResult, float]] = {}
 _CACHE_SIZE = 32
 _GUARD = threading.Lock()
 STATE_LAYOUT = 1  # of RobustResult.to_state
@@ -105,11 +106,12 @@ def _stored_parameters(params: RobustParams, excluded: set[int]) -> dict[str, An
 
 
 def robust_fit(session: Session | Connection, board: str, settings: Settings | None = None,
-               store: bool = False) -> RobustResult:
+               store: bool = False, max_age: float = 0.0) -> RobustResult:
     """The robust board of ``board`` without excluded voters: from memory or from its stored
     aggregate (:mod:`arena.leaderboard.store`, keyed by its parameters and the exclusions)
-    while no match or vote came since, else fitted anew; ``store`` (a writing session)
-    stores a new fit, voter reliabilities and signals included."""
+    while no match or vote came since (or, with ``max_age``, fitted at most that many
+    seconds ago: a dashboard does not refit on every view), else fitted anew; ``store`` (a
+    writing session) stores a new fit, voter reliabilities and signals included."""
     params = robust_params(settings)
     excluded = set(excluded_voter_ids(session))
     url = str(session.get_bind().url) if isinstance(session, Session) else str(session.engine.url)
@@ -118,7 +120,7 @@ def robust_fit(session: Session | Connection, board: str, settings: Settings | N
               session.scalar(select(func.max(Vote.id))) or 0]
     with _GUARD:
         cached = _CACHE.get(key)
-    if cached is not None and cached[0] == newest:
+    if cached is not None and (cached[0] == newest or time.monotonic() - cached[2] < max_age):
         return cached[1]
     stored = (board_store.load(session, board, ROBUST, _stored_parameters(params, excluded))
               if isinstance(session, Session) else None)
@@ -131,7 +133,7 @@ def robust_fit(session: Session | Connection, board: str, settings: Settings | N
                              newest[1], result.n_votes,
                              {"newest": newest, "result": result.to_state()})
     with _GUARD:
-        _CACHE[key] = (newest, result)
+        _CACHE[key] = (newest, result, time.monotonic())
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
     return result
