@@ -30,11 +30,13 @@ from arena.models import (
     Voter,
     utcnow,
 )
-from arena.ratings import leaderboard, recompute
+from arena.leaderboard.rows import leaderboard
+from arena.ratings import recompute
 from arena.settings import Settings
 from arena.votes import record_vote
+from metrics.boards import boards_for
 from metrics.outcomes import VoteRecord
-from metrics.rating_book import RatingBook, boards_for
+from metrics.rating_book import RatingBook
 from metrics.trueskill_fast import TrueSkillModel
 
 CHECKPOINTS = 5
