@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metrics.match_kinds import MATCH_KINDS
+from metrics.match_kinds import KINDS, MATCH_KINDS
 
 __all__ = ["CHARACTER_KIND", "OVERALL", "Board", "board_help", "board_name", "boards_for",
            "kind_boards", "parse_board"]
 
 OVERALL = "overall"
 # The match kind whose prompts name a character (its boards split per character).
-CHARACTER_KIND = "fixed"
+CHARACTER_KIND: str = next(name for name, s in KINDS.items() if s.per_character)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from arena.cli.main import app
 from arena.db import Database
 from arena.errors import UserError
+from arena.leaderboard.rows import leaderboard
 from arena.models import (
     Checkpoint,
     Image,
@@ -30,7 +31,6 @@ from arena.models import (
     Voter,
     utcnow,
 )
-from arena.leaderboard.rows import leaderboard
 from arena.ratings import recompute
 from arena.settings import Settings
 from arena.votes import record_vote
