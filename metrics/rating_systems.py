@@ -35,7 +35,8 @@ class RatingSystem:
     snapshot; ``bt``: the Bradley-Terry fit of the board's log). ``online``: updated in the
     vote's transaction (stored as snapshots of this name) rather than fitted when read.
     ``parameters``: the system whose stored parameters produce the numbers.
-    ``sort``: what the rows are sorted by, best first (for provenance).
+    ``sort``: what the rows are sorted by, best first (for provenance). ``simulated``: the
+    convergence simulator (:mod:`metrics.simulate`) can rank by it.
     """
 
     name: str
@@ -45,19 +46,21 @@ class RatingSystem:
     online: bool
     parameters: str
     sort: str
+    simulated: bool = False
 
 
 SYSTEMS: dict[str, RatingSystem] = {
     s.name: s
     for s in (
         RatingSystem("elo", "Elo", "elo", has_intervals=False, online=True, parameters="elo",
-                     sort="Elo rating"),
+                     sort="Elo rating", simulated=True),
         RatingSystem("tw_elo", "Time-weighted Elo", "tw_elo", has_intervals=False, online=False,
                      parameters="elo", sort="time-weighted average of the Elo rating"),
         RatingSystem("trueskill", "TrueSkill", "trueskill", has_intervals=True, online=True,
-                     parameters="trueskill", sort="mu - 3 sigma"),
+                     parameters="trueskill", sort="mu - 3 sigma", simulated=True),
         RatingSystem("bt", "Bradley-Terry", "bt", has_intervals=True, online=False,
-                     parameters="bt", sort="Bradley-Terry rating (bootstrap intervals)"),
+                     parameters="bt", sort="Bradley-Terry rating (bootstrap intervals)",
+                     simulated=True),
     )
 }
 # The systems stored as snapshots and updated per vote.
@@ -68,9 +71,10 @@ DEFAULT_SYSTEM = "elo"
 REPORT_SYSTEM = "bt"
 
 
-def system_help() -> str:
-    """The systems as a CLI help sentence: ``elo, tw_elo, trueskill or bt.``"""
-    names = list(SYSTEMS)
+def system_help(simulated: bool = False) -> str:
+    """The systems (``simulated``: those the simulator ranks by) as a CLI help sentence:
+    ``elo, tw_elo, trueskill or bt.``"""
+    names = [n for n, s in SYSTEMS.items() if s.simulated or not simulated]
     return f"{', '.join(names[:-1])} or {names[-1]}."
 
 

@@ -51,6 +51,7 @@ from metrics.match_kinds import KINDS, MATCH_SIZES, check_kind
 from metrics.outcomes import BOTH_BAD, TIE, VoteRecord, pairwise
 from metrics.pairing import PairingParams, Standing, Strategy, check_strategy, pick_checkpoints
 from metrics.rating_book import RatingBook, RatingConfig
+from metrics.rating_systems import SYSTEMS
 from metrics.trueskill_fast import TrueSkillParams
 
 __all__ = [
@@ -66,7 +67,9 @@ __all__ = [
 ]
 
 Estimator = Literal["elo", "trueskill", "bt"]
-ESTIMATORS: tuple[Estimator, ...] = ("elo", "trueskill", "bt")
+# The rating systems the simulator ranks by (:data:`metrics.rating_systems.SYSTEMS`).
+ESTIMATORS: tuple[Estimator, ...] = tuple(  # type: ignore[assignment]
+    name for name, s in SYSTEMS.items() if s.simulated)
 RECENT_SETS = 20  # how many of a simulated voter's last sets matchmaking avoids (as the arena)
 NEWCOMER_STEP = 10  # votes between checks of a newcomer's rank
 

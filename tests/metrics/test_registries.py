@@ -10,6 +10,7 @@ from metrics.boards import OVERALL, board_help, board_name, boards_for, parse_bo
 from metrics.match_kinds import KINDS, MATCH_KINDS, MATCH_SIZES, check_winner, spec
 from metrics.outcomes import BOTH_BAD, TIE, InvalidVote, VoteRecord
 from metrics.rating_systems import DEFAULT_SYSTEM, SYSTEMS, check_system, system_help
+from metrics.simulate import ESTIMATORS
 
 
 def test_match_kinds_say_what_a_vote_may_answer() -> None:
@@ -46,6 +47,8 @@ def test_rating_systems_table() -> None:
     assert system_help() == "elo, tw_elo, trueskill or bt."
     assert {n for n, s in SYSTEMS.items() if s.has_intervals} == {"trueskill", "bt"}
     assert SYSTEMS["tw_elo"].parameters == "elo"
+    assert system_help(simulated=True) == "elo, trueskill or bt."
+    assert ESTIMATORS == ("elo", "trueskill", "bt")
     with pytest.raises(ValueError) as error:
         check_system("glicko")
     assert str(error.value) == "system: expected one of elo, tw_elo, trueskill, bt, got 'glicko'"
