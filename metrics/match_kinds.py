@@ -77,7 +77,6 @@ KINDS: dict[str, MatchKindSpec] = {
                       rankings=True),
     )
 }
-assert tuple(KINDS) == MATCH_KINDS
 # The kind whose matches may show a prompt a voter typed (stored as a prompt of this kind).
 TYPED_PROMPT_KIND: str = next(name for name, s in KINDS.items() if s.typed_prompts)
 # How many checkpoints one match of each kind shows.

@@ -155,7 +155,8 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
             counts = (b["games"], b["wins"], b["draws"], b["losses"])
         else:
             snap = e if chosen.source in ("elo", "tw_elo") else t
-            assert snap is not None  # ids come from this system's snapshots
+            if snap is None:  # not reached: ids come from this system's snapshots
+                continue
             counts = (snap.games, snap.wins, snap.draws, snap.losses)
             if chosen.source == "elo":
                 rating = snap.rating

@@ -14,6 +14,7 @@ from metrics.simulate import ESTIMATORS
 
 
 def test_match_kinds_say_what_a_vote_may_answer() -> None:
+    assert tuple(KINDS) == MATCH_KINDS
     assert MATCH_SIZES == {"fixed": 2, "free": 2, "ffa": 4}
     assert KINDS["fixed"].answers == (TIE, BOTH_BAD)
     assert KINDS["free"].answers == (BOTH_BAD,)
