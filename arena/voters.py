@@ -29,8 +29,9 @@ from arena.export import voter_pseudonym
 from arena.leaderboard import store as board_store
 from arena.leaderboard.log import board_where, record_from
 from arena.models import Match, MatchImage, Prompt, Vote, Voter, utcnow
+from arena.ratings import robust_params
 from arena.registry import checkpoint_labels
-from arena.settings import Settings, get_settings
+from arena.settings import Settings
 from metrics.reliability import VoterMatch
 from metrics.robust import RobustParams, RobustResult, robust_bradley_terry
 
@@ -41,17 +42,9 @@ __all__ = [
     "include_voter",
     "resolve_voter",
     "robust_fit",
-    "robust_params",
     "shown_matches",
     "suspicious",
 ]
-
-
-def robust_params(settings: Settings | None = None) -> RobustParams:
-    """The robust board's parameters in force (bootstrap rounds and seed as plain BT's)."""
-    s = settings or get_settings()
-    return RobustParams(rounds=s.bootstrap_rounds, seed=s.bootstrap_seed,
-                        both_bad_as_draw=s.both_bad_as_draw)
 
 
 def shown_matches(session: Session | Connection, board: str,

@@ -2,8 +2,9 @@
 
 :func:`robust_rows` formats :func:`arena.voters.robust_fit` (reliability-weighted,
 position-aware Bradley-Terry with intervals resampled by voter, :mod:`metrics.robust`) in the
-shape of the Bradley-Terry rows (rank by interval overlap, rating, interval, games), so every
-surface that shows a board shows this one the same way. :func:`robust_summary` says how many
+shape of the Bradley-Terry rows (rating, interval, games, without names), which the one row
+builder (:func:`arena.leaderboard.rows.board_rows`, the ``robust`` system) ranks and names like
+every other system's. :func:`robust_summary` says how many
 voters and votes it discounted and gives the fitted position terms; :func:`disagreements`
 names checkpoints whose plain and robust places differ by more than their intervals allow;
 :func:`position_warnings` reads the position bias from the fitted term instead of raw win
@@ -17,7 +18,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from arena.registry import checkpoint_labels
 from arena.settings import Settings
 from arena.voters import robust_fit, shown_matches
 from metrics.outcomes import placements
@@ -30,10 +30,11 @@ POSITION_NAMES = "ABCD"
 
 
 def robust_rows(session: Session, board: str, settings: Settings | None = None,
-                ) -> list[dict[str, Any]]:
-    """The robust board's rows best first, with names and the games behind them (votes of
-    excluded voters left out, as on every board)."""
-    result = robust_fit(session, board, settings)
+                max_age: float = 0.0) -> tuple[list[dict[str, Any]], RobustResult]:
+    """The robust board's rows (without names) and its fit; games count the votes the board
+    reads (excluded voters' left out, as on every board). ``max_age``: see
+    :func:`arena.voters.robust_fit`."""
+    result = robust_fit(session, board, settings, max_age=max_age)
     counts: dict[int, dict[str, int]] = {}
     for shown in shown_matches(session, board):
         if shown.vote is None:
@@ -42,18 +43,15 @@ def robust_rows(session: Session, board: str, settings: Settings | None = None,
             tally = counts.setdefault(c, {"games": 0, "win": 0, "draw": 0, "loss": 0})
             tally["games"] += 1
             tally[placed] += 1
-    names = checkpoint_labels(session, [r.checkpoint_id for r in result.ratings])
     empty = {"games": 0, "win": 0, "draw": 0, "loss": 0}
     return [
-        {"rank": r.rank, "checkpoint_id": r.checkpoint_id,
-         "checkpoint": names[r.checkpoint_id][0], "config": names[r.checkpoint_id][1],
-         "rating": r.rating, "lower": r.lower, "upper": r.upper,
-         "games": counts.get(r.checkpoint_id, empty)["games"],
+        {"checkpoint_id": r.checkpoint_id, "rating": r.rating, "lower": r.lower,
+         "upper": r.upper, "games": counts.get(r.checkpoint_id, empty)["games"],
          "wins": counts.get(r.checkpoint_id, empty)["win"],
          "draws": counts.get(r.checkpoint_id, empty)["draw"],
-         "losses": counts.get(r.checkpoint_id, empty)["loss"]}
+         "losses": counts.get(r.checkpoint_id, empty)["loss"], "fit_vote_id": None}
         for r in result.ratings
-    ]
+    ], result
 
 
 def robust_summary(result: RobustResult) -> dict[str, Any]:
@@ -88,7 +86,8 @@ def disagreements(plain: Sequence[dict[str, Any]],
     """Checkpoints whose places on plain Bradley-Terry and on the robust board cannot both be
     right: the place ranges their intervals allow do not overlap."""
     p, r = place_ranges(plain), place_ranges(robust)
-    names = {row["checkpoint_id"]: row["checkpoint"] for row in plain}
+    names = {row["checkpoint_id"]: row.get("checkpoint", str(row["checkpoint_id"]))
+             for row in plain}
     out = []
     for cid in sorted(set(p) & set(r), key=lambda c: p[c]):
         (p_best, p_worst), (r_best, r_worst) = p[cid], r[cid]

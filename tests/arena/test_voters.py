@@ -34,9 +34,9 @@ from arena.models import (
     Voter,
     utcnow,
 )
-from arena.ratings import leaderboard
+from arena.ratings import leaderboard, robust_params
 from arena.settings import Settings
-from arena.voters import exclude_voter, include_voter, robust_fit, robust_params, suspicious
+from arena.voters import exclude_voter, include_voter, robust_fit, suspicious
 from arena.votes import record_vote
 from arena.web.app import create_app
 from tests.conftest import _fresh_database
