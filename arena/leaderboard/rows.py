@@ -35,8 +35,8 @@ from metrics.elo import time_weighted_average
 from metrics.rating_systems import DEFAULT_SYSTEM, RatingSystem, check_system
 from metrics.trueskill_fast import conservative_score
 
-__all__ = ["Z95", "BoardRows", "board_rows", "latest_scores", "leaderboard", "rank_rows",
-           "system_for"]
+__all__ = ["Z95", "BoardRows", "board_document", "board_rows", "latest_scores", "leaderboard",
+           "rank_rows", "system_for"]
 
 # Two-sided 95% normal quantile: TrueSkill's interval is mu +- Z95 sigma.
 Z95 = 1.959963984540054
@@ -205,11 +205,22 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
     return out
 
 
-def leaderboard(session: Session, board: str = OVERALL, system: str = DEFAULT_SYSTEM,
-                settings: Settings | None = None) -> list[dict[str, Any]]:
-    """:func:`board_rows`' rows for the API, ``arena ratings`` and the hooks:
+def board_document(session: Session, board: str = OVERALL, system: str = DEFAULT_SYSTEM,
+                   settings: Settings | None = None) -> dict[str, Any]:
+    """:func:`board_rows` for the API and ``arena ratings``: board, system, rows and, for the
+    robust system, ``robust`` (what it discounted, its position terms);
     :class:`arena.ratings.StaleRatings` when the system's snapshots are stale."""
     found = board_rows(session, board, system, settings)
     if found.stale is not None:
         raise StaleRatings(found.stale)
-    return found.rows
+    document: dict[str, Any] = {"board": board, "system": system, "rows": found.rows}
+    if found.robust is not None:
+        document["robust"] = found.robust
+    return document
+
+
+def leaderboard(session: Session, board: str = OVERALL, system: str = DEFAULT_SYSTEM,
+                settings: Settings | None = None) -> list[dict[str, Any]]:
+    """:func:`board_document`'s rows (the hooks)."""
+    rows: list[dict[str, Any]] = board_document(session, board, system, settings)["rows"]
+    return rows

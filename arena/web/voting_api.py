@@ -140,17 +140,13 @@ def get_leaderboard(
 ) -> dict[str, Any]:
     """Ratings on one board in one system (:func:`arena.leaderboard.rows.board_rows`), with
     intervals, ranks, games and linked configs, and the matchmaking strategy that chose the
-    matches."""
-    from arena.leaderboard.rows import leaderboard
+    matches; ``system=robust`` adds ``robust``: the voters and votes it discounted and its
+    fitted position terms."""
+    from arena.leaderboard.rows import board_document
 
     with db.session(readonly=True) as session:
-        rows = leaderboard(session, board, system, settings)
-    return {
-        "board": board,
-        "system": system,
-        "matchmaking": settings.matchmaking_strategy,
-        "rows": rows,
-    }
+        document = board_document(session, board, system, settings)
+    return {**document, "matchmaking": settings.matchmaking_strategy}
 
 
 @router.get(

@@ -28,7 +28,7 @@ from arena.leaderboard.view import load_view, table_frame
 from arena.models import Checkpoint, MetricScore, utcnow
 from arena.ratings import _log, bt_rows, fit_bt_rows, rating_config
 from arena.settings import Settings
-from metrics.bradley_terry import bradley_terry
+from metrics.bradley_terry import bradley_terry, group_ballots
 from metrics.outcomes import pairwise
 from metrics.rating_book import RatingBook
 from tests.support.pool import CHARACTERS, build_pool
@@ -92,8 +92,13 @@ def test_view_matches_ratings_from_the_votes(voted: Database, board: str) -> Non
         assert trace["y"][-1] == pytest.approx(book.states[cid].elo, abs=1e-9)
         assert trace["x"][-1] == elo.log.last_vote_id
 
-    # Bradley-Terry from the records directly, the same bootstrap.
-    direct = bradley_terry(records, rounds=SETTINGS.bootstrap_rounds, seed=SETTINGS.bootstrap_seed)
+    # Bradley-Terry from the records directly, the same bootstrap (drawn over the distinct
+    # ballots in the one order arena.ratings.fit_bt_rows puts them in).
+    ballots = Counter((r.participants, r.winner, r.ranking) for r in records)
+    canonical = dict(sorted(ballots.items(), key=lambda b: (b[0][0], str(b[0][1]),
+                                                            b[0][2] or ())))
+    direct = bradley_terry(group_ballots(canonical), rounds=SETTINGS.bootstrap_rounds,
+                           seed=SETTINGS.bootstrap_seed)
     assert [(r["checkpoint_id"], pytest.approx(r["rating"]), pytest.approx(r["lower"]))
             for r in bt.rows] == [(r.checkpoint_id, r.rating, r.lower) for r in direct.ratings]
     bt_figure = all_figures(bt)["ratings"]["data"][0]
