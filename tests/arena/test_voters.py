@@ -23,6 +23,7 @@ from arena.decisions import decisions
 from arena.errors import NotFound, UserError
 from arena.export import vote_documents
 from arena.leaderboard import store as board_store
+from arena.leaderboard.rows import leaderboard
 from arena.matches import skip_match
 from arena.models import (
     Checkpoint,
@@ -34,7 +35,7 @@ from arena.models import (
     Voter,
     utcnow,
 )
-from arena.ratings import leaderboard, robust_params
+from arena.ratings import robust_params
 from arena.settings import Settings
 from arena.voters import exclude_voter, include_voter, robust_fit, suspicious
 from arena.votes import record_vote
@@ -293,3 +294,25 @@ def test_admin_endpoint_needs_the_admin_token(db: Database, tmp_path: Path) -> N
     unknown = client.get(url, params={"board": "nowhere"},
                          headers={"Authorization": "Bearer admin-secret"})
     assert unknown.status_code in (400, 404) and "board" in unknown.json()["error"]
+
+
+def test_the_robust_board_says_what_it_discounted_on_every_surface(
+        arena_env: Database, tmp_path: Path) -> None:
+    world = build(arena_env)
+    for event in events(7, 160):
+        play(world, *event)
+    runner = CliRunner()
+    text = runner.invoke(app, ["ratings", "--system", "robust"])
+    assert text.exit_code == 0, text.output
+    assert "robust board: 1 flagged voters left out" in text.output
+    shown = json.loads(runner.invoke(app, ["ratings", "--system", "robust", "--json"]).output)
+    assert shown["robust"]["flagged_voters"] == 1 and shown["parameters"]["rounds"] == 100
+    rigged = sum(1 for v, _, _, o in events(7, 160) if v == RIGGER and o != "skip")
+    assert shown["robust"]["flagged_votes"] == rigged
+    settings = Settings(home=tmp_path / "home", database_url=arena_env.url)
+    client = TestClient(create_app(settings, arena_env, ui=False))
+    answer = client.get("/api/v1/leaderboard", params={"system": "robust"}).json()
+    assert answer["robust"]["flagged_votes"] == rigged
+    assert [r["checkpoint"] for r in answer["rows"]] == [r["checkpoint"] for r in shown["rows"]]
+    exported = runner.invoke(app, ["export", "leaderboard", "--format", "json", "--system", "bt"])
+    assert json.loads(exported.output)["robust"]["flagged_voters"] == 1
