@@ -103,7 +103,10 @@ def main() -> None:
         "robust holds at 5% (robust gain <= 1)": all(r["gain_robust"] <= 1 for r in at5),
         "honest voters flagged <= 2%": all((r["honest_flagged_share"] or 0) <= 0.02
                                            for r in rows),
-        "convergence (tau held) <= 10% slower": ratio is not None and ratio <= 1.10,
+        "convergence (tau held) <= 10% slower, ratio of medians": ratio is not None
+        and ratio <= 1.10,
+        "convergence (tau held) <= 10% slower, median of per-seed ratios": (
+            cost["votes_to_tau"]["median_paired_ratio"] or 99) <= 1.10,
     }
     for name, ok in verdicts.items():
         print(f"{name}: {'met' if ok else 'NOT met'}")
