@@ -59,11 +59,6 @@ class Comparisons:
     def __len__(self) -> int:
         return len(self.winner)
 
-    def reversed(self) -> Comparisons:
-        """The same comparisons with every winner and loser swapped."""
-        return Comparisons(self.loser, self.winner, self.loser_slot, self.winner_slot,
-                           self.weight, self.vote)
-
 
 def comparisons_of(votes: list[tuple[str, VoteRecord]], index: dict[int, int],
                    both_bad_as_draw: bool = True) -> Comparisons:

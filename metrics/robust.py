@@ -4,17 +4,19 @@ Steps, each from the modules that define them:
 
 1. behaviour signals of every voter (:func:`metrics.reliability.voter_signals`); voters they
    flag are left out;
-2. Crowd-BT by EM on the other voters' votes (:func:`metrics.reliability.fit_crowd_bt`), with
+2. Crowd-BT by alternating MAP on the other voters' votes
+   (:func:`metrics.reliability.fit_crowd_bt`), each vote weighted by its voter's reliability, with
    a position term per match kind (:mod:`metrics.factor_bt`, factorBT-style); voters whose
    posterior says they vote against the consensus order are flagged too and the fit is redone
    without them;
 3. ratings on the Elo scale as in :mod:`metrics.bradley_terry`; intervals by the percentile
    bootstrap resampling *voters* with replacement (all of a voter's votes together, since one
    voter's votes are not independent), each round refitting strengths and position terms with
-   the voters' reliabilities and the comparisons' posteriors of the full fit held fixed.
+   the voters' weights of the full fit held fixed (refitting the reliabilities in every round
+   would cost the full fit's alternation each time).
 
-A voter's weight is 0 when flagged, else ``2 eta - 1`` (Crowd-BT's information per vote
-against a perfectly reliable voter's: 0 for a voter answering at random). A vote is
+A voter's weight is 0 when flagged, else ``2 eta - 1`` (the slope of its answer probability
+in the model's: 0 for a voter answering at random). A vote is
 *discounted* when its voter's weight is below ``discount_below``. With every voter honest and
 reliable the likelihood is plain Bradley-Terry's plus a position term near zero, so the two
 boards agree within their intervals.
@@ -30,7 +32,6 @@ import numpy as np
 
 from metrics.bradley_terry import BTRating, to_elo_scale
 from metrics.factor_bt import SLOTS, comparisons_of, design, fit_rows
-from metrics.match_kinds import MATCH_SIZES
 from metrics.reliability import (
     CrowdBTFit,
     ReliabilityParams,
@@ -125,10 +126,6 @@ class RobustResult:
                    {c: p for c, p in state["selective"]},
                    {v: w for v, w in state["weights"]}, *state["counts"], params)
 
-    def position_terms(self, kind: str) -> list[float]:
-        """Fitted log-odds of each position of ``kind`` over position 0 (0.0 for position 0)."""
-        terms = {t.position: t.value for t in self.position if t.kind == kind}
-        return [terms.get(i, 0.0) for i in range(MATCH_SIZES[kind])]
 
 
 def _ranks(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
