@@ -20,7 +20,6 @@ imported vote updates the ratings in log order. An error anywhere imports nothin
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from arena.models import (
     Voter,
 )
 from arena.settings import Settings
+from metrics.file_hash import sha256_bytes
 from metrics.match_kinds import MATCH_SIZES
 
 __all__ = [
@@ -62,7 +62,7 @@ _BATCH = 2000
 
 
 def _pseudonym(external_id: str) -> str:
-    return hashlib.sha256(external_id.encode()).hexdigest()[:24]
+    return sha256_bytes(external_id.encode())[:24]
 
 
 def _winner(vote: Vote) -> int | str | None:
@@ -276,7 +276,7 @@ class _Resolver:
         if sha not in self.images:
             row = self.session.scalar(select(Image).where(Image.sha256 == sha))
             if row is None:  # known by hash only: recorded hidden, never served
-                served = hashlib.sha256(f"imported:{sha}".encode()).hexdigest()
+                served = sha256_bytes(f"imported:{sha}".encode())
                 row = Image(sha256=sha, served_sha256=served,
                             checkpoint_id=checkpoint_id, prompt_id=prompt.id,
                             seed=image.get("seed"), width=0, height=0, hidden=True,

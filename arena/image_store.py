@@ -24,9 +24,9 @@ from pathlib import Path
 from PIL import Image as PILImage
 
 from arena.errors import NotFound, UserError
-from arena.hashing import sha256_bytes
 from arena.settings import Settings
 from generation.files import write_once
+from metrics.file_hash import sha256_bytes
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -3,7 +3,6 @@ expiry, skips."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import secrets
@@ -37,6 +36,7 @@ from arena.models import (
 from arena.settings import Settings
 from generation.errors import GenerationError
 from generation.prompts import apply_safe_mode
+from metrics.file_hash import sha256_bytes
 
 VOTER_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,100}$")
 SERVED_NAME = re.compile(r"^[0-9a-f]{32}$")
@@ -109,7 +109,7 @@ def register_voter(db: Database, external_id: str, settings: Settings,
 
 def prompt_hash(text: str) -> str:
     """The identity of a prompt's text: sha256 of the whitespace-normalised text."""
-    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+    return sha256_bytes(" ".join(text.split()).encode())
 
 
 def _request_generation(session: Session, settings: Settings, text: str, voter_id: int) -> str:

@@ -68,7 +68,6 @@ def _fresh(root: Path, tag: str):  # type: ignore[no-untyped-def]
 
 def direct(world: dict, root: Path, tag: str) -> float:
     from arena.features import DatabaseFeatureCache
-    from arena.hashing import sha256_path
     from arena.pool import import_records
     from arena.registry import record_checkpoint
     from arena.scores import pool_images, store_ccip
@@ -77,11 +76,12 @@ def direct(world: dict, root: Path, tag: str) -> float:
     from generation.prompt_sets import load_prompt_set
     from metrics.ccip import score_character
     from metrics.ccip_model import load_ccip_model
+    from metrics.file_hash import sha256_path
 
     db, home = _fresh(root, tag)
     settings = world["settings"](db, home)
     start = time.perf_counter()
-    digest = sha256_path(world["checkpoint"], progress=False)
+    digest = sha256_path(world["checkpoint"])
     with db.session() as session:
         record_checkpoint(session, world["checkpoint"], "bench-run", digest, "bench-ckpt")
     spec = CheckpointSpec(world["checkpoint"], name="bench-ckpt", config_dir=world["config"],
