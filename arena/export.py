@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.db import Database
-from arena.errors import UserError
+from arena.errors import InputError, UserError
 from arena.models import (
     VOTE_OUTCOMES,
     Checkpoint,
@@ -301,7 +301,6 @@ def import_votes(db: Database, path: Path, settings: Settings,
     from tqdm import tqdm
 
     from arena.ratings import apply_vote_online, vote_record
-    from metrics.outcomes import InvalidVote
 
     docs = _read(path)
     imported = duplicates = 0
@@ -355,7 +354,7 @@ def import_votes(db: Database, path: Path, settings: Settings,
                 record = vote_record(vote, [mi.checkpoint_id for mi in match.images])
                 apply_vote_online(session, vote.id, record, match.kind, prompt.character,
                                   settings)
-            except (InvalidVote, UserError) as exc:
+            except InputError as exc:  # said with the line it came from
                 raise UserError(f"{where}: {exc}") from None
             tokens.add(doc["match_token"])
             imported += 1

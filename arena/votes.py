@@ -15,7 +15,7 @@ from arena.matches import load_match_for
 from arena.models import Vote, utcnow
 from arena.ratings import apply_vote_online
 from arena.settings import Settings
-from metrics.outcomes import InvalidVote, VoteRecord
+from metrics.outcomes import VoteRecord
 
 _INSERT_VOTE = insert(Vote)  # built once; a plain Core insert (the log is append-only)
 
@@ -93,15 +93,14 @@ def record_vote(
             else:
                 outcome, position = _parse_winner(match.kind, winner)
             now = utcnow()
-            try:  # the structural checks (positions exist, no repeats) live in one place
-                record = VoteRecord(
-                    participants=match.checkpoints,
-                    winner=position if outcome == "win" else (None if order else outcome),
-                    ranking=tuple(order) if order is not None else None,
-                    time=now.timestamp(),  # what a replay reads back from created_at
-                )
-            except InvalidVote as exc:
-                raise UserError(str(exc)) from None
+            # The structural checks (positions exist, no repeats) live in one place; their
+            # InvalidVote is an input error every surface answers as it is.
+            record = VoteRecord(
+                participants=match.checkpoints,
+                winner=position if outcome == "win" else (None if order else outcome),
+                ranking=tuple(order) if order is not None else None,
+                time=now.timestamp(),  # what a replay reads back from created_at
+            )
             vote_id = conn.execute(_INSERT_VOTE, {
                 "match_id": match.id, "voter_id": match.voter_id, "outcome": outcome,
                 "winner_position": position, "ranking": order, "created_at": now,

@@ -31,6 +31,7 @@ from metrics.ccip_preprocess import (
     preprocess_ccip,
     unreadable_reason,
 )
+from metrics.errors import InputError
 from metrics.file_hash import sha256_bytes
 
 __all__ = [
@@ -102,7 +103,7 @@ class FeatureSet:
     computed: int
 
 
-class NothingToScoreError(ValueError):
+class NothingToScoreError(InputError):
     """No readable image was left on one side of a comparison; ``unreadable`` lists why."""
 
     def __init__(self, message: str, unreadable: Sequence[ImageFailure] = ()) -> None:

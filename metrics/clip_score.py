@@ -26,6 +26,7 @@ import numpy as np
 
 from metrics.ccip import NothingToScoreError
 from metrics.ccip_preprocess import ImageFailure, load_rgb, unreadable_reason
+from metrics.errors import InputError
 from metrics.file_hash import sha256_bytes, sha256_file
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
 CLIPSCORE_W = 2.5  # Hessel et al. 2021, eq. 1
 
 
-class ClipModelError(ValueError):
+class ClipModelError(InputError):
     """The open_clip model name, config or weights given by the user cannot be used."""
 
 

@@ -14,12 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from metrics.errors import InputError
 from metrics.file_hash import sha256_bytes
 
 PromptStyle = Literal["tags", "tags+nl"]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file that cannot be read or does not validate; the message is one line."""
 
 

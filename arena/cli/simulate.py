@@ -97,7 +97,7 @@ def simulate(
             newcomer_after=newcomer_after,
         )
         configs = {s: SimulationConfig(**{**base.__dict__, "strategy": s}) for s in strategies}
-    except ValueError as exc:
+    except ValueError as exc:  # metrics.match_kinds.check_kind raises a plain ValueError
         raise UserError(str(exc)) from None
     if seeds < 1:
         raise UserError(f"--seeds: expected at least 1, got {seeds}")
