@@ -25,7 +25,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.errors import UserError
 from arena.leaderboard import store as board_store
 from arena.models import Match, MatchImage, Prompt, Vote
 from metrics.boards import boards_for, parse_board
@@ -66,11 +65,8 @@ def record_from(outcome: str, winner_position: int | None, ranking: list[int] | 
 
 def board_where(board: str) -> list[Any]:
     """SQL conditions (on ``Match`` and ``Prompt``) selecting the votes of ``board``; a
-    UserError names a board that does not exist (:mod:`metrics.boards` parses it)."""
-    try:
-        parsed = parse_board(board)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    InputError names a board that does not exist (:mod:`metrics.boards` parses it)."""
+    parsed = parse_board(board)
     where: list[Any] = [] if parsed.kind is None else [Match.kind == parsed.kind]
     if parsed.character is not None:
         where.append(Prompt.character == parsed.character)

@@ -24,10 +24,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.errors import UserError
+from arena.errors import StaleRatings
 from arena.leaderboard.log import board_where
 from arena.models import Checkpoint, MetricScore, RatingSnapshot, TrainingConfigRecord
-from arena.ratings import StaleRatings, bt_rows, snapshot_rows
+from arena.ratings import bt_rows, snapshot_rows
 from arena.settings import Settings, get_settings
 from metrics.boards import OVERALL, parse_board
 from metrics.elo import time_weighted_average
@@ -54,11 +54,8 @@ class BoardRows:
 
 
 def system_for(name: str) -> RatingSystem:
-    """The registry entry of ``name``; a UserError lists the valid systems."""
-    try:
-        return check_system(name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    """The registry entry of ``name``; an InputError lists the valid systems."""
+    return check_system(name)
 
 
 def rank_rows(rows: list[dict[str, Any]], has_intervals: bool) -> None:
@@ -196,7 +193,7 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
 def leaderboard(session: Session, board: str = OVERALL, system: str = DEFAULT_SYSTEM,
                 settings: Settings | None = None) -> list[dict[str, Any]]:
     """:func:`board_rows`' rows for the API, ``arena ratings`` and the hooks:
-    :class:`arena.ratings.StaleRatings` when the system's snapshots are stale."""
+    :class:`arena.errors.StaleRatings` when the system's snapshots are stale."""
     found = board_rows(session, board, system, settings)
     if found.stale is not None:
         raise StaleRatings(found.stale)
