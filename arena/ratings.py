@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from arena.db import Database
 from arena.decisions import excluded_voter_ids
-from arena.errors import Unavailable, UserError
+from arena.errors import StaleRatings, Unavailable, UserError
 from arena.leaderboard import store as board_store
 from arena.leaderboard.log import BoardLog, board_log, board_where, record_from, store_log
 from arena.models import (
@@ -54,7 +54,6 @@ from metrics.robust import RobustParams
 from metrics.trueskill_fast import TrueSkillParams
 
 __all__ = [
-    "StaleRatings",
     "apply_vote_online",
     "bt_parameters",
     "bt_rows",
@@ -366,10 +365,6 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
             store_log(session, log)
             store_fit(session, log, s, fit_bt_rows(log.ballots, config, s, log.last_vote_id))
     return replayed
-
-
-class StaleRatings(UserError):
-    """Stored snapshots were computed with other rating parameters than those in force."""
 
 
 def snapshot_rows(session: Session, board: str, system: str,

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from metrics.errors import InputError
 from metrics.outcomes import VoteRecord
 
 __all__ = ["ATTACK_STRATEGIES", "AttackConfig", "Attacker", "answer_seconds"]
@@ -61,23 +62,23 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.share < 1.0:
-            raise ValueError(f"attack share: expected a share of votes in [0, 1), "
+            raise InputError(f"attack share: expected a share of votes in [0, 1), "
                              f"got {self.share!r}")
         if not 0.0 <= self.recognition <= 1.0:
-            raise ValueError(f"attack recognition: expected a probability in [0, 1], "
+            raise InputError(f"attack recognition: expected a probability in [0, 1], "
                              f"got {self.recognition!r}")
         if self.strategy not in ATTACK_STRATEGIES:
-            raise ValueError(f"attack strategy: expected one of {', '.join(ATTACK_STRATEGIES)},"
+            raise InputError(f"attack strategy: expected one of {', '.join(ATTACK_STRATEGIES)},"
                              f" got {self.strategy!r}")
         if self.otherwise not in get_args(Otherwise):
-            raise ValueError(f"attack otherwise: expected skip or random, "
+            raise InputError(f"attack otherwise: expected skip or random, "
                              f"got {self.otherwise!r}")
         for name in ("target_place", "ids", "pool", "max_tries"):
             if getattr(self, name) < 1:
-                raise ValueError(f"attack {name}: expected at least 1, "
+                raise InputError(f"attack {name}: expected at least 1, "
                                  f"got {getattr(self, name)!r}")
         if self.rivals < 0:
-            raise ValueError(f"attack rivals: expected 0 or more, got {self.rivals!r}")
+            raise InputError(f"attack rivals: expected 0 or more, got {self.rivals!r}")
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Attacker:
     def against(cls, config: AttackConfig, true_order: Sequence[int]) -> Attacker:
         """The attacker of ``config`` given the checkpoints best first (true places)."""
         if config.target_place > len(true_order):
-            raise ValueError(f"attack target_place: expected at most {len(true_order)}, "
+            raise InputError(f"attack target_place: expected at most {len(true_order)}, "
                              f"got {config.target_place}")
         at = config.target_place - 1
         return cls(config, true_order[at], frozenset(true_order[max(at - config.rivals, 0):at]))

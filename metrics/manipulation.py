@@ -19,6 +19,7 @@ from statistics import median
 from typing import Any
 
 from metrics.bradley_terry import bradley_terry
+from metrics.errors import InputError
 from metrics.robust import RobustParams, robust_bradley_terry
 from metrics.simulate import SimulationConfig, run, run_many, summarize
 
@@ -51,7 +52,7 @@ def attack_outcome(config: SimulationConfig, seed: int,
                    params: RobustParams | None = None) -> AttackOutcome:
     """Simulate ``config`` (which must carry an attack) under ``seed``; read both boards."""
     if config.attack is None:
-        raise ValueError("attack: expected an AttackConfig in the simulation config")
+        raise InputError("attack: expected an AttackConfig in the simulation config")
     result = run(config, seed, keep_log=True)
     target = result.target
     if target is None:  # an attack with share 0: the target is still the one at its place

@@ -56,6 +56,7 @@ from statistics import median
 
 import numpy as np
 
+from metrics.errors import InputError
 from metrics.factor_bt import Comparisons, design, fit_rows
 from metrics.outcomes import VoteRecord
 
@@ -98,9 +99,9 @@ class ReliabilityParams:
 
     def __post_init__(self) -> None:
         if self.prior_agree <= 0 or self.prior_disagree <= 0:
-            raise ValueError("prior_agree, prior_disagree: expected positive pseudo-counts")
+            raise InputError("prior_agree, prior_disagree: expected positive pseudo-counts")
         if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha: expected a probability in (0, 1), got {self.alpha!r}")
+            raise InputError(f"alpha: expected a probability in (0, 1), got {self.alpha!r}")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from metrics.bradley_terry import BTRating, to_elo_scale
+from metrics.errors import InputError
 from metrics.factor_bt import SLOTS, comparisons_of, design, fit_rows
 from metrics.reliability import (
     CrowdBTFit,
@@ -59,10 +60,10 @@ class RobustParams:
 
     def __post_init__(self) -> None:
         if self.rounds < 0:
-            raise ValueError(f"rounds: expected a number of bootstrap rounds >= 0, "
+            raise InputError(f"rounds: expected a number of bootstrap rounds >= 0, "
                              f"got {self.rounds}")
         if not 0 < self.confidence < 1:
-            raise ValueError(f"confidence: expected a level between 0 and 1, "
+            raise InputError(f"confidence: expected a level between 0 and 1, "
                              f"got {self.confidence}")
 
     def describe(self) -> dict[str, object]:

@@ -103,19 +103,16 @@ def simulate(
 
     if quick:
         checkpoints, seeds = QUICK["checkpoints"], QUICK["seeds"]
-    try:
-        base = SimulationConfig(
-            checkpoints=checkpoints, spread=spread, estimator=rating,  # type: ignore[arg-type]
-            elo_k=elo_k, kinds=_kinds(kinds),
-            voter=VoterModel(lapse=lapse, draw_rate=draw_rate, both_bad_rate=both_bad_rate,
-                             full_ranking=full_ranking),
-            max_votes=max_votes, target_tau=target_tau, top_k=top_k,
-            newcomer_after=newcomer_after, voters=voters, random_voters=random_voters,
-            skip_rate=skip_rate,
-        )
-        configs = {s: SimulationConfig(**{**base.__dict__, "strategy": s}) for s in strategies}
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    base = SimulationConfig(
+        checkpoints=checkpoints, spread=spread, estimator=rating,  # type: ignore[arg-type]
+        elo_k=elo_k, kinds=_kinds(kinds),
+        voter=VoterModel(lapse=lapse, draw_rate=draw_rate, both_bad_rate=both_bad_rate,
+                         full_ranking=full_ranking),
+        max_votes=max_votes, target_tau=target_tau, top_k=top_k,
+        newcomer_after=newcomer_after, voters=voters, random_voters=random_voters,
+        skip_rate=skip_rate,
+    )
+    configs = {s: SimulationConfig(**{**base.__dict__, "strategy": s}) for s in strategies}
     if seeds < 1:
         raise UserError(f"--seeds: expected at least 1, got {seeds}")
     if attack_share is not None:
@@ -164,12 +161,9 @@ def _attack(base: Any, strategies: list[str], share: float, strategy: str,
     from metrics.manipulation import attack_row
     from metrics.simulate import SimulationConfig
 
-    try:
-        attack = AttackConfig(share=share, strategy=strategy,  # type: ignore[arg-type]
-                              recognition=recognition, target_place=target_place, ids=ids)
-        config: SimulationConfig = replace(base, strategy=strategies[-1], attack=attack)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    attack = AttackConfig(share=share, strategy=strategy,  # type: ignore[arg-type]
+                          recognition=recognition, target_place=target_place, ids=ids)
+    config: SimulationConfig = replace(base, strategy=strategies[-1], attack=attack)
     row = attack_row(config, range(seeds), _bar(f"{strategy} {share:.0%}"))
     if as_json:
         print_json({"config": config.describe(), **row})

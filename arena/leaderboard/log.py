@@ -26,7 +26,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.decisions import excluded_voter_ids
-from arena.errors import UserError
 from arena.leaderboard import store as board_store
 from arena.models import Match, MatchImage, Prompt, Vote
 from metrics.boards import boards_for, parse_board
@@ -67,11 +66,8 @@ def record_from(outcome: str, winner_position: int | None, ranking: list[int] | 
 
 def board_where(board: str) -> list[Any]:
     """SQL conditions (on ``Match`` and ``Prompt``) selecting the votes of ``board``; a
-    UserError names a board that does not exist (:mod:`metrics.boards` parses it)."""
-    try:
-        parsed = parse_board(board)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    InputError names a board that does not exist (:mod:`metrics.boards` parses it)."""
+    parsed = parse_board(board)
     where: list[Any] = [] if parsed.kind is None else [Match.kind == parsed.kind]
     if parsed.character is not None:
         where.append(Prompt.character == parsed.character)

@@ -24,11 +24,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.errors import UserError
+from arena.errors import StaleRatings
 from arena.leaderboard.log import board_where
 from arena.leaderboard.robust import robust_rows, robust_summary
 from arena.models import Checkpoint, MetricScore, RatingSnapshot, TrainingConfigRecord
-from arena.ratings import BT_REFIT_SECONDS, StaleRatings, bt_rows, snapshot_rows
+from arena.ratings import BT_REFIT_SECONDS, bt_rows, snapshot_rows
 from arena.settings import Settings, get_settings
 from metrics.boards import OVERALL, parse_board
 from metrics.elo import time_weighted_average
@@ -58,11 +58,8 @@ class BoardRows:
 
 
 def system_for(name: str) -> RatingSystem:
-    """The registry entry of ``name``; a UserError lists the valid systems."""
-    try:
-        return check_system(name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    """The registry entry of ``name``; an InputError lists the valid systems."""
+    return check_system(name)
 
 
 def rank_rows(rows: list[dict[str, Any]], has_intervals: bool) -> None:
@@ -209,7 +206,7 @@ def board_document(session: Session, board: str = OVERALL, system: str = DEFAULT
                    settings: Settings | None = None) -> dict[str, Any]:
     """:func:`board_rows` for the API and ``arena ratings``: board, system, rows and, for the
     robust system, ``robust`` (what it discounted, its position terms);
-    :class:`arena.ratings.StaleRatings` when the system's snapshots are stale."""
+    :class:`arena.errors.StaleRatings` when the system's snapshots are stale."""
     found = board_rows(session, board, system, settings)
     if found.stale is not None:
         raise StaleRatings(found.stale)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from arena.cli.main import app
 from arena.db import Database
-from arena.errors import UserError
+from arena.errors import InputError, UserError
 from arena.leaderboard.rows import leaderboard
 from arena.models import (
     Checkpoint,
@@ -257,9 +257,9 @@ def test_leaderboard_refusals(db: Database) -> None:
     _sample_log(world)
     with db.session() as s:
         default = leaderboard(s, "overall", "elo", SETTINGS)
-        with pytest.raises(UserError, match="board: expected"):
+        with pytest.raises(InputError, match="board: expected"):
             leaderboard(s, "weekly", "elo", SETTINGS)
-        with pytest.raises(UserError, match="system: expected"):
+        with pytest.raises(InputError, match="system: expected"):
             leaderboard(s, "overall", "glicko", SETTINGS)
         with pytest.raises(UserError, match="arena ratings recompute"):
             leaderboard(s, "overall", "elo", Settings(votes_per_minute=0, elo_k=16.0))

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from metrics.attack import AttackConfig, Attacker
+from metrics.errors import InputError
 
 ORDER = list(range(1, 21))  # checkpoint ids, best first: place p is checkpoint p
 
@@ -19,7 +20,7 @@ def test_target_and_rivals_follow_the_true_places() -> None:
     attacker = _attacker(target_place=12, rivals=3)
     assert attacker.target == 12
     assert attacker.rivals == {9, 10, 11}
-    with pytest.raises(ValueError, match="target_place"):
+    with pytest.raises(InputError, match="target_place"):
         _attacker(target_place=21)
 
 
@@ -59,7 +60,7 @@ def test_a_revealed_image_is_recognised_for_sure() -> None:
 
 
 def test_bad_parameters_name_the_field() -> None:
-    with pytest.raises(ValueError, match="attack share"):
+    with pytest.raises(InputError, match="attack share"):
         AttackConfig(share=1.5)
-    with pytest.raises(ValueError, match="attack strategy"):
+    with pytest.raises(InputError, match="attack strategy"):
         AttackConfig(strategy="everywhere")  # type: ignore[arg-type]
