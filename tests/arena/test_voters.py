@@ -20,7 +20,7 @@ from arena import voters as voters_module
 from arena.cli.main import app
 from arena.db import Database
 from arena.decisions import decisions
-from arena.errors import NotFound, UserError
+from arena.errors import InputError, NotFound, UserError
 from arena.export import vote_documents
 from arena.leaderboard import store as board_store
 from arena.leaderboard.rows import leaderboard
@@ -236,7 +236,7 @@ def test_bad_operator_input_is_refused_and_records_nothing(db: Database) -> None
         include_voter(db, str(world.voters[HONEST[0]]), "never excluded", SETTINGS)
     with db.session(readonly=True) as s:
         assert decisions(s) == []
-        with pytest.raises(UserError, match="board"):
+        with pytest.raises(InputError, match="board"):
             suspicious(s, "nowhere", SETTINGS)
 
 
