@@ -57,7 +57,7 @@ def show(
 @app.command("recompute")
 def recompute_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Replay the whole vote log in order and rewrite every Elo and TrueSkill snapshot."""
-    from arena.ratings import recompute
+    from arena.leaderboard.fits import recompute
 
     db = open_database()
     replayed = recompute(db, progress=not as_json)
