@@ -68,7 +68,7 @@ def _discounted(summary: dict[str, Any]) -> str:
 @app.command("recompute")
 def recompute_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Replay the whole vote log in order and rewrite every Elo and TrueSkill snapshot."""
-    from arena.ratings import recompute
+    from arena.leaderboard.fits import recompute
 
     db = open_database()
     replayed = recompute(db, progress=not as_json)

@@ -17,8 +17,8 @@ def suspicious_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the voters the robust board flags, with reliability, signals and why."""
+    from arena.leaderboard.voters import suspicious
     from arena.settings import get_settings
-    from arena.voters import suspicious
 
     db = open_database()
     with db.session() as session:  # stores the fit with its parameters for the next reader
@@ -49,7 +49,7 @@ def suspicious_command(
 
 
 def _decide(action: str, voter: str, reason: str, as_json: bool) -> None:
-    from arena.voters import exclude_voter, include_voter
+    from arena.leaderboard.voters import exclude_voter, include_voter
 
     db = open_database()
     decide = exclude_voter if action == "exclude" else include_voter

@@ -1,6 +1,6 @@
 """The robust board as leaderboard rows, what it discounted, and the warnings it supports.
 
-:func:`robust_rows` formats :func:`arena.voters.robust_fit` (reliability-weighted,
+:func:`robust_rows` formats :func:`arena.leaderboard.voters.robust_fit` (reliability-weighted,
 position-aware Bradley-Terry with intervals resampled by voter, :mod:`metrics.robust`) in the
 shape of the Bradley-Terry rows (rating, interval, games, without names), which the one row
 builder (:func:`arena.leaderboard.rows.board_rows`, the ``robust`` system) ranks and names like
@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from arena.leaderboard.voters import robust_fit, shown_matches
 from arena.settings import Settings
-from arena.voters import robust_fit, shown_matches
 from metrics.outcomes import placements
 from metrics.robust import RobustResult
 
@@ -33,7 +33,7 @@ def robust_rows(session: Session, board: str, settings: Settings | None = None,
                 max_age: float = 0.0) -> tuple[list[dict[str, Any]], RobustResult]:
     """The robust board's rows (without names) and its fit; games count the votes the board
     reads (excluded voters' left out, as on every board). ``max_age``: see
-    :func:`arena.voters.robust_fit`."""
+    :func:`arena.leaderboard.voters.robust_fit`."""
     result = robust_fit(session, board, settings, max_age=max_age)
     counts: dict[int, dict[str, int]] = {}
     for shown in shown_matches(session, board):

@@ -25,10 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.errors import StaleRatings
+from arena.leaderboard.fits import BT_REFIT_SECONDS, bt_rows
 from arena.leaderboard.log import board_where
 from arena.leaderboard.robust import robust_rows, robust_summary
 from arena.models import Checkpoint, MetricScore, RatingSnapshot, TrainingConfigRecord
-from arena.ratings import BT_REFIT_SECONDS, bt_rows, snapshot_rows
+from arena.ratings import snapshot_rows
 from arena.settings import Settings, get_settings
 from metrics.boards import OVERALL, parse_board
 from metrics.elo import time_weighted_average
@@ -124,9 +125,9 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
                settings: Settings | None = None, wait: bool = True) -> BoardRows:
     """The rows of ``board`` in ``system`` (read-only). A UserError names an unknown board or
     system. Bradley-Terry: the newest fit, unless ``wait=False`` (the dashboard), which takes
-    the fit at hand and refits in the background (:func:`arena.ratings.bt_rows`); the robust
-    board likewise takes a fit up to ``BT_REFIT_SECONDS`` old when not waiting, and says what
-    it discounted in ``robust``."""
+    the fit at hand and refits in the background (:func:`arena.leaderboard.fits.bt_rows`);
+    the robust board likewise takes a fit up to ``BT_REFIT_SECONDS`` old when not waiting, and
+    says what it discounted in ``robust``."""
     s = settings or get_settings()
     chosen = system_for(system)
     board_where(board)

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from arena.jobs.plan import CheckpointRequest as Request
 from arena.jobs.plan import queue_checkpoint
 from arena.jobs.queue import describe_job, get_job
+from arena.leaderboard.voters import suspicious
 from arena.registry import checkpoint_status
-from arena.voters import suspicious
 from arena.web.http import DB, ERROR_RESPONSES, SETTINGS, require_admin
 
 router = APIRouter(

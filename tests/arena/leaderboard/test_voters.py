@@ -16,14 +16,15 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from arena import voters as voters_module
 from arena.cli.main import app
 from arena.db import Database
 from arena.decisions import decisions
 from arena.errors import InputError, NotFound, UserError
 from arena.export import vote_documents
 from arena.leaderboard import store as board_store
+from arena.leaderboard import voters as voters_module
 from arena.leaderboard.rows import leaderboard
+from arena.leaderboard.voters import exclude_voter, include_voter, robust_fit, suspicious
 from arena.matches import skip_match
 from arena.models import (
     Checkpoint,
@@ -37,7 +38,6 @@ from arena.models import (
 )
 from arena.ratings import robust_params
 from arena.settings import Settings
-from arena.voters import exclude_voter, include_voter, robust_fit, suspicious
 from arena.votes import record_vote
 from arena.web.app import create_app
 from tests.conftest import _fresh_database

@@ -6,8 +6,8 @@ or not (a skip is a signal), with the seconds from issue to vote. :func:`shown_m
 them: a match counts as shown once it was voted, skipped, or expired unanswered (a match still
 open may yet be voted). Votes of voters excluded by an operator (:mod:`arena.decisions`) are
 left out here as on every other board; :func:`exclude_voter` / :func:`include_voter` record a
-decision and replay the log (:func:`arena.ratings.recompute`), so every board, plain and robust,
-is recomputed without (or again with) the voter's votes, which stay in the log.
+decision and replay the log (:func:`arena.leaderboard.fits.recompute`), so every board, plain
+and robust, is recomputed without (or again with) the voter's votes, which stay in the log.
 
 Voters are named by their row id and by the pseudonym the vote export uses
 (:func:`arena.export.voter_pseudonym`), never by the signed id their browser holds.
@@ -27,9 +27,8 @@ from arena.decisions import Decision, excluded_voter_ids, record_decision
 from arena.errors import NotFound, UserError
 from arena.export import voter_pseudonym
 from arena.leaderboard import store as board_store
-from arena.leaderboard.log import board_where, record_from
 from arena.models import Match, MatchImage, Prompt, Vote, Voter, utcnow
-from arena.ratings import robust_params
+from arena.ratings import board_where, record_from, robust_params
 from arena.registry import checkpoint_labels
 from arena.settings import Settings
 from metrics.reliability import VoterMatch
@@ -220,7 +219,7 @@ def resolve_voter(session: Session, voter: str) -> int:
 
 def _decide(db: Database, voter: str, action: str, reason: str,
             settings: Settings | None) -> tuple[Decision, int]:
-    from arena.ratings import recompute
+    from arena.leaderboard.fits import recompute
 
     with db.session() as session:
         voter_id = resolve_voter(session, voter)
