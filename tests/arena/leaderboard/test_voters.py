@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -40,7 +39,6 @@ from arena.ratings import robust_params
 from arena.settings import Settings
 from arena.votes import record_vote
 from arena.web.app import create_app
-from tests.conftest import _fresh_database
 
 SETTINGS = Settings(votes_per_minute=0, skips_per_minute=0, bootstrap_rounds=20)
 CHECKPOINTS = 8
@@ -153,21 +151,9 @@ def boards(db: Database) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
     return shown
 
 
-@pytest.fixture
-def fresh(db: Database, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A second fresh database on the same backend as ``db``."""
-    backend = "sqlite" if db.url.startswith("sqlite") else "postgresql"
-    urls = _fresh_database(backend, request, tmp_path / "second")
-    (tmp_path / "second").mkdir()
-    other = Database(next(urls))
-    yield other
-    other.dispose()
-    next(urls, None)
-
-
 def test_excluding_a_voter_equals_a_fresh_arena_without_their_votes(
-        db: Database, fresh: Database) -> None:
-    arena, clean = build(db), build(fresh)
+        db: Database, second_db: Database) -> None:
+    arena, clean = build(db), build(second_db)
     before, after = events(1, 90), events(2, 30)
     for event in before:
         play(arena, *event)
@@ -181,7 +167,7 @@ def test_excluding_a_voter_equals_a_fresh_arena_without_their_votes(
     for event in before + after:
         if event[0] != RIGGER:
             play(clean, *event)
-    assert boards(db) == boards(fresh)
+    assert boards(db) == boards(second_db)
     # Once included again, the boards count the rigger's votes again, as a replay does.
     include_voter(db, str(arena.voters[RIGGER]), "test over", SETTINGS)
     with db.session(readonly=True) as s:
