@@ -95,7 +95,7 @@ def test_dashboard_switches_downloads_and_reports_offline(
         check_table("overall", "elo")
 
         # System: Bradley-Terry has intervals; the table, status and figures follow.
-        page.locator("#leaderboard-system").get_by_label("Bradley-Terry").check()
+        page.locator("#leaderboard-system").get_by_label("Bradley-Terry", exact=True).check()
         expect(status).to_contain_text("overall · Bradley-Terry")
         expect(page.locator("#figure-ratings .gtitle")).to_contain_text("Bradley-Terry")
         bt = check_table("overall", "bt")

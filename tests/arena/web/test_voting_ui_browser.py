@@ -232,7 +232,7 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         expect(board.locator("#figure-ratings .js-plotly-plot")).to_have_count(1)  # plotly
 
         # Bradley-Terry has bootstrap intervals; a selected row shows its training config.
-        board.get_by_label("Bradley-Terry").check()
+        board.get_by_label("Bradley-Terry", exact=True).check()
         expect(board.locator("#leaderboard-status")).to_contain_text("overall · Bradley-Terry")
         # The Bradley-Terry fit may predate the last votes (refits run in the background), so
         # the row to select is read from the table shown, not from the Elo rows.
