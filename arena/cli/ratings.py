@@ -24,12 +24,18 @@ def show(
     """Print one leaderboard (Bradley-Terry is fitted from the log, with bootstrap intervals)."""
     if ctx.invoked_subcommand is not None:
         return
+    from arena.errors import UserError
+    from arena.leaderboard.view import board_choices
     from arena.ratings import leaderboard, rating_parameters
     from arena.settings import get_settings
 
     settings = get_settings()
     db = open_database()
     with db.session(readonly=True) as session:
+        boards = board_choices(session)
+        if board not in boards:
+            raise UserError(f"--board: unknown board {board!r}; expected one of "
+                            f"{', '.join(boards)}")
         rows = leaderboard(session, board, system, settings)
     if as_json:
         print_json({"board": board, "system": system,

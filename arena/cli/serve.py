@@ -4,6 +4,7 @@ asked with ``--demo``)."""
 from __future__ import annotations
 
 import os
+import socket
 
 import typer
 
@@ -32,6 +33,24 @@ def _settings_to_serve(demo: bool):  # type: ignore[no-untyped-def]
     return settings
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse, before any banner, a port this host cannot listen on (one already in use)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UserError(f"--host {host!r}: cannot resolve it ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UserError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): another server may be "
+                "running there; choose another with --port"
+            ) from None
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(7860, "--port", help="Port to listen on."),
@@ -50,6 +69,7 @@ def serve(
     from arena.web.app import create_app
 
     settings = _settings_to_serve(demo)
+    check_port(host, port)
     db = open_database(settings)
     shown = make_url(settings.url).render_as_string(hide_password=True)
     typer.echo(f"database: {shown}")

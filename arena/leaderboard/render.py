@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 
 from arena.db import Database
-from arena.demo.prepare import DEMO_NAMES, DEMO_NOTE
 from arena.leaderboard.figures import agreement_frame, all_figures, knob_frame, position_frame
 from arena.leaderboard.view import BoardView, board_choices, load_view, table_frame
 from arena.settings import Settings
@@ -40,8 +39,6 @@ def status_text(view: BoardView) -> str:
     elif not games and not view.notices:
         lines.append("No rated games on this board yet.")
     lines += [f"⚠️ {notice}" for notice in view.notices]
-    if DEMO_NAMES & {info.name for info in view.checkpoints.values()}:
-        lines.append(DEMO_NOTE)
     return "\n\n".join(lines)
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import gradio as gr
 
 from arena.db import Database
-from arena.demo.prepare import DEMO_NOTE, serves_demo
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
 from arena.identity import client_address, verify_voter_id
 from arena.matches import IssuedMatch, issue_match, skip_match
@@ -356,13 +355,13 @@ def build_ui(db: Database, settings: Settings) -> gr.Blocks:
         first = panels["fixed"]
         blocks.load(first.ensure, inputs=[first.state], outputs=first.outputs,
                     api_visibility="private")
-        blocks.load(lambda: demo_note_update(db), outputs=demo_note, api_visibility="private")
+        blocks.load(lambda: demo_note_update(settings), outputs=demo_note,
+                    api_visibility="private")
     return blocks
 
 
-def demo_note_update(db: Database) -> dict[str, Any]:
-    """On page load: one line saying why the demo's images look like noise, shown only while
-    the arena holds the demo's random-weight checkpoints (names no checkpoint)."""
-    with db.session(readonly=True) as session:
-        shown = serves_demo(session)
-    return gr.update(value=DEMO_NOTE if shown else "", visible=shown)
+def demo_note_update(settings: Settings) -> dict[str, Any]:
+    """On page load: the demo's one notice, shown only in a demo arena (its home carries the
+    demo marker, :data:`arena.settings.DEMO_MARKER`); it names no checkpoint."""
+    note = settings.demo_note
+    return gr.update(value=f"ℹ️ {note}" if note else "", visible=bool(note))
