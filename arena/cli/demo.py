@@ -23,7 +23,7 @@ def demo(
     ),
 ) -> None:
     """Build a demo arena under ./arena-demo (or ARENA_HOME) offline, then serve it."""
-    from arena.cli.serve import check_port
+    from arena.cli.serve import STOP_SECONDS, check_port, run_server
     from arena.demo.prepare import DEMO_NOTE, demo_settings, prepare_demo
 
     if not no_serve:
@@ -42,8 +42,6 @@ def demo(
     if no_serve:
         typer.echo(f"serve it with: ARENA_HOME={home} arena serve")
         return
-    import uvicorn
-
     from arena.db import Database
     from arena.jobs.worker import run_worker
     from arena.web.app import create_app
@@ -62,8 +60,8 @@ def demo(
     typer.echo(f"Illustrious Arena demo on http://{host}:{port}  (typed prompts rendered here)")
     try:
         # Client addresses (rate-limit keys) come from the connection, not X-Forwarded-For.
-        uvicorn.run(create_app(settings, db), host=host, port=port, log_level="warning",
-                    proxy_headers=False)
+        run_server(create_app(settings, db), host=host, port=port, log_level="warning",
+                   proxy_headers=False, timeout_graceful_shutdown=STOP_SECONDS)
     finally:
         stop.set()
         worker.join(timeout=5)

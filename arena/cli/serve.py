@@ -4,7 +4,9 @@ asked with ``--demo``)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+from typing import Any
 
 import typer
 
@@ -31,6 +33,29 @@ def _settings_to_serve(demo: bool):  # type: ignore[no-untyped-def]
             "create one with `arena db upgrade`; for the demo use `arena serve --demo`"
         )
     return settings
+
+
+STOP_SECONDS = 2
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_server(app: Any, **options: Any) -> None:
+    """``uvicorn.run``, then stop every helper process the server started. uvicorn re-raises
+    a SIGTERM once it has shut down; with the default handler that would end this process
+    on the spot, skipping ``atexit``, so here a SIGTERM ends it like Ctrl-C does."""
+    import uvicorn
+
+    from arena.leaderboard.worker import close_workers
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        uvicorn.run(app, **options)
+    finally:
+        close_workers()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check_port(host: str, port: int) -> None:
@@ -63,7 +88,6 @@ def serve(
     ),
 ) -> None:
     """Serve the voting UI (Gradio) and the JSON API (/api/v1) with uvicorn."""
-    import uvicorn
     from sqlalchemy.engine import make_url
 
     from arena.web.app import create_app
@@ -85,12 +109,15 @@ def serve(
     typer.echo(f"Illustrious Arena on http://{host}:{port}  (API: /api/v1, docs: /docs)")
     # Client addresses come from the connection, or from ARENA_TRUSTED_PROXY_HEADER alone:
     # uvicorn's own X-Forwarded-For handling would let a local client pick its address.
-    options = {"host": host, "port": port, "log_level": "warning", "proxy_headers": False}
+    # Open browser pages keep event streams open: a stop waits for them at most
+    # STOP_SECONDS, so every process the server started has ended within 5 s of a SIGTERM.
+    options = {"host": host, "port": port, "log_level": "warning", "proxy_headers": False,
+               "timeout_graceful_shutdown": STOP_SECONDS}
     if workers == 1:
-        uvicorn.run(create_app(settings, db), **options)
+        run_server(create_app(settings, db), **options)
         return
     db.dispose()
     # Worker processes build the app from the environment: pin it to what was chosen here.
     os.environ["ARENA_HOME"] = str(settings.home)
     os.environ["ARENA_DATABASE_URL"] = settings.url
-    uvicorn.run("arena.web.app:create_app", factory=True, workers=workers, **options)
+    run_server("arena.web.app:create_app", factory=True, workers=workers, **options)
