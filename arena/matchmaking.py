@@ -55,6 +55,7 @@ __all__ = [
     "Choice",
     "PoolImage",
     "choose",
+    "clear_cache",
     "find_prompt",
     "invalidate",
     "standings",
@@ -282,6 +283,12 @@ class _State:
 
 _STATES: dict[str, _State] = {}
 _STATES_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every database's pool index and standings, as a restarted process would."""
+    with _STATES_LOCK:
+        _STATES.clear()
 
 
 def _state(session: Reader) -> _State:

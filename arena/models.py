@@ -407,3 +407,37 @@ class BoardAggregate(Base):
     __table_args__ = (
         UniqueConstraint("board", "aggregate", "parameters_key", name="uq_board_aggregates_key"),
     )
+
+
+class OperatorDecision(Base):
+    """An operator's recorded decision about a voter or a typed prompt (append-only): exclude or
+    include a voter's votes, hide or unhide a prompt, exclude or include a prompt's votes. The
+    latest decision per subject is in force; votes always stay in the log
+    (:mod:`arena.decisions`)."""
+
+    __tablename__ = "operator_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(10))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("subject IN ('voter', 'prompt')", name="subject"),
+        CheckConstraint(
+            "action IN ('exclude', 'include', 'hide', 'unhide')", name="action"
+        ),
+        Index("ix_operator_decisions_subject", "subject", "subject_id", "id"),
+    )
+
+
+@event.listens_for(OperatorDecision, "before_update")
+def _decisions_are_append_only(_mapper, _connection, target: OperatorDecision) -> None:  # type: ignore[no-untyped-def]
+    raise ValueError(f"decision {target.id} is recorded and cannot be changed")
+
+
+@event.listens_for(OperatorDecision, "before_delete")
+def _decisions_are_never_deleted(_mapper, _connection, target: OperatorDecision) -> None:  # type: ignore[no-untyped-def]
+    raise ValueError(f"decision {target.id} is recorded and cannot be deleted")

@@ -63,6 +63,7 @@ __all__ = [
     "apply_vote_online",
     "bt_parameters",
     "bt_rows",
+    "clear_cache",
     "fit_bt_rows",
     "leaderboard",
     "rating_config",
@@ -431,6 +432,14 @@ def leaderboard(
 _BT_CACHE: dict[tuple[Any, ...], BTFit] = {}
 _BT_CACHE_SIZE = 64
 _BT_GUARD = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every Bradley-Terry fit held in memory, as a restarted process would."""
+    with _BT_GUARD:
+        _BT_CACHE.clear()
+
+
 # A dashboard view does not wait for a refit: it shows the newest fit (saying which vote it
 # covers) and one background refit per board runs at most this often.
 BT_REFIT_SECONDS = 10.0

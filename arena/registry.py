@@ -25,7 +25,6 @@ from training.config import TrainingConfig
 
 NAME_CHARS: int = Checkpoint.__table__.c.name.type.length
 
-
 @dataclass(frozen=True)
 class Registered:
     """Result of a registration: the row and whether it was new."""

@@ -39,6 +39,7 @@ __all__ = [
     "EloPoint",
     "board_log",
     "board_where",
+    "clear_cache",
     "log_parameters",
     "read_after",
     "record_from",
@@ -277,6 +278,13 @@ def _unflat_ballots(groups: list[list[Any]]) -> Counter[Ballot]:
 _CACHE: dict[tuple[Any, ...], BoardLog] = {}
 _LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
 _GUARD = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every board log held in memory, as a restarted process would."""
+    with _GUARD:
+        _CACHE.clear()
+        _LOCKS.clear()
 
 
 def log_parameters(config: RatingConfig) -> dict[str, Any]:

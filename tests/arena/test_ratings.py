@@ -36,6 +36,7 @@ from arena.votes import record_vote
 from metrics.outcomes import VoteRecord
 from metrics.rating_book import RatingBook, boards_for
 from metrics.trueskill_fast import TrueSkillModel
+from tests.support.snapshots import snapshot_table
 
 CHECKPOINTS = 5
 CHARACTERS = ("alice", "bob")
@@ -108,16 +109,6 @@ def cast(world: World, kind: str, character: str | None, shown: list[int],
         record_vote(world.db, SETTINGS, token, VOTER, ranking=outcome)
     else:
         record_vote(world.db, SETTINGS, token, VOTER, winner=outcome)
-
-
-def snapshot_table(db: Database) -> list[tuple[Any, ...]]:
-    """Every snapshot column except the row id and the update time."""
-    with db.session() as s:
-        rows = s.scalars(select(RatingSnapshot).order_by(
-            RatingSnapshot.board, RatingSnapshot.system, RatingSnapshot.checkpoint_id)).all()
-        return [(r.board, r.system, r.checkpoint_id, r.rating, r.mu, r.sigma, r.games, r.wins,
-                 r.draws, r.losses, r.weighted_sum, r.held_since, r.first_time, r.last_vote_id,
-                 json.dumps(r.parameters, sort_keys=True)) for r in rows]
 
 
 def logged_votes(world: World) -> list[tuple[str, str | None, VoteRecord]]:
@@ -263,6 +254,7 @@ def test_leaderboard_refusals(db: Database) -> None:
     world = build_world(db)
     _sample_log(world)
     with db.session() as s:
+        default = leaderboard(s, "overall", "elo", SETTINGS)
         with pytest.raises(UserError, match="board: expected"):
             leaderboard(s, "weekly", "elo", SETTINGS)
         with pytest.raises(UserError, match="system: expected"):
@@ -271,7 +263,15 @@ def test_leaderboard_refusals(db: Database) -> None:
             leaderboard(s, "overall", "elo", Settings(votes_per_minute=0, elo_k=16.0))
     recompute(db, Settings(elo_k=16.0), progress=False)
     with db.session() as s:
-        assert leaderboard(s, "overall", "elo", Settings(elo_k=16.0))
+        halved = leaderboard(s, "overall", "elo", Settings(elo_k=16.0))
+    # After the recompute the same games are rated with the other K: every checkpoint is
+    # there with its games, and every rating that moved from the start moved differently.
+    assert {r["checkpoint"]: r["games"] for r in halved} == {
+        r["checkpoint"]: r["games"] for r in default}
+    before = {r["checkpoint"]: r["rating"] for r in default}
+    assert any(rating != 1000.0 for rating in before.values())
+    assert all(r["rating"] != pytest.approx(before[r["checkpoint"]])
+               for r in halved if before[r["checkpoint"]] != 1000.0)
 
 
 def test_cli_json_matches_package_and_recompute(arena_env: Database) -> None:

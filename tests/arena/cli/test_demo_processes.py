@@ -43,14 +43,17 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def running_demo(demo_home: Path, tmp_path: Path) -> Iterator[tuple[psutil.Process, list[psutil.Process]]]:
+def running_demo(
+    demo_home: Path, tmp_path: Path
+) -> Iterator[tuple[psutil.Process, list[psutil.Process]]]:
     """`arena demo` serving ``demo_home``, once its helper processes are up: the server and
     its descendants. Whatever a test leaves running is killed at the end."""
     port = free_port()
     env = {**os.environ, "ARENA_HOME": str(demo_home), "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "demo.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-m", "arena.cli.main", "demo", "--votes", "0", "--port", str(port)],
+        [sys.executable, "-X", "faulthandler", "-m", "arena.cli.main", "demo", "--votes", "0",
+         "--port", str(port)],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     server = psutil.Process(process.pid)
