@@ -71,6 +71,8 @@ PAGE_CSS = """
 .arena-image img { width: 100%; height: auto; max-height: 62vh; object-fit: contain; }
 #ffa-image-0, #ffa-image-1, #ffa-image-2, #ffa-image-3 { cursor: pointer; }
 .arena-keys { font-size: 0.85em; opacity: 0.85; }
+.arena-status th { white-space: nowrap; word-break: normal; }
+.arena-status td { word-break: normal; overflow-wrap: anywhere; }
 .arena-header h1 { margin: 0 0 0.2em 0; }
 .arena-header p { margin: 0; }
 #demo-note { font-size: 0.85em; }
