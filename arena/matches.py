@@ -37,6 +37,7 @@ from arena.models import (
 from arena.settings import Settings
 from generation.errors import GenerationError
 from generation.prompts import apply_safe_mode
+from metrics.match_kinds import KINDS, TYPED_PROMPT_KIND, check_kind
 
 VOTER_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,100}$")
 SERVED_NAME = re.compile(r"^[0-9a-f]{32}$")
@@ -121,9 +122,11 @@ def _request_generation(session: Session, settings: Settings, text: str, voter_i
     from arena.jobs.plan import queue_free_prompt
 
     digest = prompt_hash(text)
-    prompt = session.scalar(select(Prompt).where(Prompt.text_hash == digest, Prompt.kind == "free"))
+    prompt = session.scalar(select(Prompt).where(Prompt.text_hash == digest,
+                                                 Prompt.kind == TYPED_PROMPT_KIND))
     if prompt is None:
-        prompt = Prompt(text=" ".join(text.split()), text_hash=digest, kind="free", source="voter")
+        prompt = Prompt(text=" ".join(text.split()), text_hash=digest, kind=TYPED_PROMPT_KIND,
+                        source="voter")
         session.add(prompt)
         session.flush()
     queued = queue_free_prompt(session, settings, prompt.id, prompt.text, voter_id)
@@ -158,11 +161,13 @@ def issue_match(
     ``address``'s limits.
     """
     rng = rng or random.SystemRandom()
-    if mode not in matchmaking.SIZES:
-        raise UserError(f"mode {mode!r} is not a match kind; expected fixed, free or ffa")
+    try:
+        check_kind(mode, "mode")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     typed = (prompt or "").strip()
-    if typed and mode != "free":
-        raise UserError("a prompt can only be given for mode 'free'")
+    if typed and not KINDS[mode].typed_prompts:
+        raise UserError(f"a prompt can only be given for mode {TYPED_PROMPT_KIND!r}")
     if len(typed) > MAX_PROMPT_CHARS:
         raise UserError(f"prompt is {len(typed)} characters; at most {MAX_PROMPT_CHARS} allowed")
     if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r" for c in typed):
@@ -182,7 +187,8 @@ def issue_match(
         prompt_id = None
         if typed:
             for text in dict.fromkeys((typed, typed_safe)):
-                prompt_id = prompt_id or matchmaking.find_prompt(conn, prompt_hash(text), "free")
+                prompt_id = prompt_id or matchmaking.find_prompt(conn, prompt_hash(text),
+                                                               TYPED_PROMPT_KIND)
         # The choice reads the voter's row id with its history: one round trip, not two.
         choice = matchmaking.choose(
             conn, mode, voter_external_id, rng, prompt_id, strategy=settings.matchmaking_strategy

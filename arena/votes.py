@@ -15,6 +15,7 @@ from arena.matches import load_match_for
 from arena.models import Vote, Voter, utcnow
 from arena.ratings import apply_vote_online
 from arena.settings import Settings
+from metrics.match_kinds import KINDS, check_winner, ranking_kinds
 from metrics.outcomes import InvalidVote, VoteRecord
 
 _INSERT_VOTE = insert(Vote)  # built once; a plain Core insert (the log is append-only)
@@ -51,17 +52,11 @@ class Reveal:
 
 
 def _parse_winner(mode: str, winner: Any) -> tuple[str, int | None]:
-    if winner in ("tie", "both_bad"):
-        if mode == "ffa":
-            raise UserError(f"winner {winner!r} is not allowed in a four-way match")
-        if mode == "free" and winner == "tie":
-            raise UserError("a free-prompt duel has no draw; pick A, B or 'both_bad'")
-        return winner, None
-    if isinstance(winner, str) and winner.strip().isdigit():
-        winner = int(winner)
-    if isinstance(winner, bool) or not isinstance(winner, int):
-        raise UserError(f"winner must be a position, 'tie' or 'both_bad', got {winner!r}")
-    return "win", winner
+    """What the match kind allows (:func:`metrics.match_kinds.check_winner`), as a UserError."""
+    try:
+        return check_winner(mode, winner)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def record_vote(
@@ -87,8 +82,8 @@ def record_vote(
             order: list[int] | None = None
             position: int | None = None
             if ranking is not None:
-                if match.kind != "ffa":
-                    raise UserError("a full ranking is only allowed in a four-way match")
+                if not KINDS[match.kind].rankings:
+                    raise UserError(f"a full ranking is only allowed in a {ranking_kinds()}")
                 outcome, order = "ranking", list(ranking)
             else:
                 outcome, position = _parse_winner(match.kind, winner)

@@ -47,10 +47,11 @@ import numpy as np
 
 from metrics.bradley_terry import fit_strengths
 from metrics.elo import EloParams
-from metrics.match_kinds import MATCH_SIZES, check_kind
+from metrics.match_kinds import KINDS, MATCH_SIZES, check_kind
 from metrics.outcomes import BOTH_BAD, TIE, VoteRecord, pairwise
 from metrics.pairing import PairingParams, Standing, Strategy, check_strategy, pick_checkpoints
 from metrics.rating_book import RatingBook, RatingConfig
+from metrics.rating_systems import SYSTEMS
 from metrics.trueskill_fast import TrueSkillParams
 
 __all__ = [
@@ -66,7 +67,9 @@ __all__ = [
 ]
 
 Estimator = Literal["elo", "trueskill", "bt"]
-ESTIMATORS: tuple[Estimator, ...] = ("elo", "trueskill", "bt")
+# The rating systems the simulator ranks by (:data:`metrics.rating_systems.SYSTEMS`).
+ESTIMATORS: tuple[Estimator, ...] = tuple(  # type: ignore[assignment]
+    name for name, s in SYSTEMS.items() if s.simulated)
 RECENT_SETS = 20  # how many of a simulated voter's last sets matchmaking avoids (as the arena)
 NEWCOMER_STEP = 10  # votes between checks of a newcomer's rank
 
@@ -196,13 +199,15 @@ class _Settle:
 def simulated_vote(kind: str, group: tuple[int, ...], theta: Mapping[int, float],
                    voter: VoterModel, rng: random.Random, time: float = 0.0) -> VoteRecord:
     """One simulated voter's verdict on ``group`` (true log-strengths ``theta``)."""
-    if len(group) == 2:
+    entry = KINDS[kind]
+    if not entry.rankings:
         a, b = group
         p = 0.5 if rng.random() < voter.lapse else 1.0 / (1.0 + math.exp(theta[b] - theta[a]))
         u = rng.random()
-        if u < voter.both_bad_rate:
+        both_bad = voter.both_bad_rate if entry.both_bad else 0.0
+        if u < both_bad:
             return VoteRecord(group, winner=BOTH_BAD, time=time)
-        if kind == "fixed" and u < voter.both_bad_rate + voter.draw_rate * 4.0 * p * (1.0 - p):
+        if entry.ties and u < both_bad + voter.draw_rate * 4.0 * p * (1.0 - p):
             return VoteRecord(group, winner=TIE, time=time)
         return VoteRecord(group, winner=0 if rng.random() < p else 1, time=time)
     positions = list(range(len(group)))

@@ -12,6 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from metrics.boards import OVERALL
+from metrics.rating_systems import DEFAULT_SYSTEM
+
 __all__ = ["Arena", "ArenaRefused", "ArenaUnreachable"]
 
 TIMEOUT_SECONDS = 10.0
@@ -147,15 +150,17 @@ class Arena:
 
         return self._db_call(work)
 
-    def leaderboard(self, board: str = "overall", system: str = "elo") -> list[dict[str, Any]]:
-        """Leaderboard rows (rating, interval, games, checkpoint, config)."""
+    def leaderboard(self, board: str = OVERALL,
+                    system: str = DEFAULT_SYSTEM) -> list[dict[str, Any]]:
+        """Leaderboard rows (:mod:`arena.leaderboard.rows`: rank, rating, interval, games,
+        checkpoint, config)."""
         if _is_http(self.target):
             return self._http("GET", "/leaderboard", params={"board": board, "system": system})[
                 "rows"
             ]
 
         def work(db: Any, settings: Any) -> list[dict[str, Any]]:
-            from arena.ratings import leaderboard
+            from arena.leaderboard.rows import leaderboard
 
             with db.session(readonly=True) as session:
                 return leaderboard(session, board, system, settings)

@@ -28,10 +28,11 @@ from sqlalchemy.orm import Session
 from arena.errors import UserError
 from arena.leaderboard import store as board_store
 from arena.models import Match, MatchImage, Prompt, Vote
+from metrics.boards import boards_for, parse_board
 from metrics.bradley_terry import Ballot
 from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
 from metrics.outcomes import VoteRecord, pairwise
-from metrics.rating_book import RatingConfig, boards_for
+from metrics.rating_book import RatingConfig
 
 __all__ = [
     "MAX_POINTS",
@@ -65,20 +66,15 @@ def record_from(outcome: str, winner_position: int | None, ranking: list[int] | 
 
 def board_where(board: str) -> list[Any]:
     """SQL conditions (on ``Match`` and ``Prompt``) selecting the votes of ``board``; a
-    UserError names a board that does not exist."""
-    from metrics.match_kinds import MATCH_KINDS
-    from metrics.rating_book import OVERALL
-
-    if board == OVERALL:
-        return []
-    if board in MATCH_KINDS:
-        return [Match.kind == board]
-    character = board.removeprefix("fixed/")
-    if board.startswith("fixed/") and character:
-        return [Match.kind == "fixed", Prompt.character == character]
-    raise UserError(
-        f"board: expected {OVERALL}, {', '.join(MATCH_KINDS)} or fixed/<character>, got {board!r}"
-    )
+    UserError names a board that does not exist (:mod:`metrics.boards` parses it)."""
+    try:
+        parsed = parse_board(board)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    where: list[Any] = [] if parsed.kind is None else [Match.kind == parsed.kind]
+    if parsed.character is not None:
+        where.append(Prompt.character == parsed.character)
+    return where
 
 
 @dataclass(frozen=True)
@@ -314,7 +310,7 @@ def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None
 
     Votes are read by id range (the primary key: cheap however large the log, and the same
     plan on both databases) with their match kind and character, and kept when they count
-    on the board (:func:`metrics.rating_book.boards_for`, the one place that says so)."""
+    on the board (:func:`metrics.boards.boards_for`, the one place that says so)."""
     board_where(log.board)
     conn = session.connection()  # plain Core rows: no ORM row processing per vote
     after = max(log.last_vote_id, log.read_to)

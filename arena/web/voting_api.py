@@ -24,9 +24,13 @@ from arena.web.http import (
     in_writer,
     json_response,
 )
+from metrics.boards import OVERALL
 from metrics.match_kinds import MatchKind
+from metrics.rating_systems import DEFAULT_SYSTEM, SYSTEMS
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+# The accepted ``system`` values are the registry's (an unknown one: 422 listing them).
+SystemName = Literal[tuple(SYSTEMS)]  # type: ignore[valid-type]
 
 
 class _Body(BaseModel):
@@ -131,12 +135,13 @@ async def create_skip(body: SkipRequest, request: Request, caller: CALLER) -> Re
 def get_leaderboard(
     db: DB,
     settings: SETTINGS,
-    board: str = "overall",
-    system: Literal["elo", "trueskill", "bt"] = "elo",
+    board: str = OVERALL,
+    system: SystemName = DEFAULT_SYSTEM,  # type: ignore[valid-type]
 ) -> dict[str, Any]:
-    """Ratings on one board in one system, with intervals, games and linked configs, and the
-    matchmaking strategy that chose the matches."""
-    from arena.ratings import leaderboard
+    """Ratings on one board in one system (:func:`arena.leaderboard.rows.board_rows`), with
+    intervals, ranks, games and linked configs, and the matchmaking strategy that chose the
+    matches."""
+    from arena.leaderboard.rows import leaderboard
 
     with db.session(readonly=True) as session:
         rows = leaderboard(session, board, system, settings)

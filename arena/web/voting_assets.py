@@ -26,7 +26,7 @@ _KEYS = {
     "duel": {"a": ["vote-a"], "arrowleft": ["vote-a"], "b": ["vote-b"],
              "arrowright": ["vote-b"], "d": ["vote-tie"], "x": ["vote-both_bad"],
              "s": ["skip"], "n": ["next"], "enter": ["next"]},
-    "ffa": {"1": ["pick-0"], "2": ["pick-1"], "3": ["pick-2"], "4": ["pick-3"],
+    "ranking": {"1": ["pick-0"], "2": ["pick-1"], "3": ["pick-2"], "4": ["pick-3"],
             "backspace": ["undo"], "u": ["undo"], "enter": ["submit", "next"], "s": ["skip"],
             "n": ["next"]},
 }
@@ -53,14 +53,16 @@ SHORTCUTS_JS = """
     if (!panel) return;
     const mode = panel.dataset.mode || [...panel.classList]
       .find((c) => c.startsWith("arena-panel-")).slice("arena-panel-".length);
-    const actions = keys[mode === "ffa" ? "ffa" : "duel"][event.key.toLowerCase()];
+    const kind = panel.classList.contains("arena-ranking") ? "ranking" : "duel";
+    const actions = keys[kind][event.key.toLowerCase()];
     if (actions && press(mode, actions)) event.preventDefault();
   });
-  // Four-way: clicking an image ranks it next, as its button under it does.
+  // A ranking match: clicking an image ranks it next, as the button under it does.
   document.addEventListener("click", (event) => {
-    const image = event.target.closest && event.target.closest("[id^='ffa-image-']");
-    if (!image) return;
-    press("ffa", ["pick-" + image.id.slice("ffa-image-".length)]);
+    const image = event.target.closest && event.target.closest(".arena-ranking .arena-image");
+    if (!image || !image.id) return;
+    const [mode, position] = image.id.split("-image-");
+    press(mode, ["pick-" + position]);
   });
   window.arenaShortcuts = true;
 }
@@ -69,7 +71,7 @@ SHORTCUTS_JS = """
 PAGE_CSS = """
 .arena-figure { margin: 0; }
 .arena-image img { width: 100%; height: auto; max-height: 62vh; object-fit: contain; }
-#ffa-image-0, #ffa-image-1, #ffa-image-2, #ffa-image-3 { cursor: pointer; }
+.arena-ranking .arena-image { cursor: pointer; }
 .arena-keys { font-size: 0.85em; opacity: 0.85; }
 .arena-status th { white-space: nowrap; word-break: normal; }
 .arena-status td { word-break: normal; overflow-wrap: anywhere; }
@@ -84,8 +86,8 @@ PAGE_CSS = """
   .tab-container button { padding: 4px 7px !important; font-size: 13px !important; }
   .arena-images { flex-wrap: nowrap !important; gap: 4px !important; }
   .arena-images > * { min-width: 0 !important; flex: 1 1 0 !important; }
-  .arena-ffa-images { flex-wrap: wrap !important; gap: 4px !important; }
-  .arena-ffa-images > * { min-width: calc(50% - 4px) !important;
+  .arena-grid-images { flex-wrap: wrap !important; gap: 4px !important; }
+  .arena-grid-images > * { min-width: calc(50% - 4px) !important;
                           flex: 1 1 calc(50% - 4px) !important; }
   .arena-image { padding: 0 !important; }
 }

@@ -28,24 +28,12 @@ from arena.web.dashboard import build_leaderboard_tab
 from arena.web.http import VOTER_COOKIE
 from arena.web.voting_api import image_url
 from arena.web.voting_assets import KEY_HELP, PAGE_CSS, PAGE_HEAD, SHORTCUTS_JS
+from metrics.match_kinds import KINDS, MATCH_KINDS
 
 __all__ = ["PAGE_CSS", "PAGE_HEAD", "SHORTCUTS_JS", "build_ui", "requester", "voter_from_request"]
 
-# What a voter may answer in each kind of match: (button label, API suffix, winner value).
-DUEL_CHOICES: dict[str, tuple[tuple[str, str, int | str], ...]] = {
-    "fixed": (
-        ("A is better", "a", 0),
-        ("B is better", "b", 1),
-        ("Draw", "tie", "tie"),
-        ("Both bad", "both_bad", "both_bad"),
-    ),
-    "free": (
-        ("A is better", "a", 0),
-        ("B is better", "b", 1),
-        ("Both bad", "both_bad", "both_bad"),
-    ),
-}
-FFA_SIZE = 4
+# What a voter may answer, and how many images a match shows, come from the match kinds'
+# registry (:data:`metrics.match_kinds.KINDS`).
 PLACES = ("1st", "2nd", "3rd", "4th")
 # Why the free-prompt duel offers no draw, said under its buttons.
 NO_DRAW_NOTE = (
@@ -98,7 +86,7 @@ def image_html(url: str, caption: str) -> str:
 
 def position_label(mode: str, position: int) -> str:
     """How a position is named on screen: A/B in a duel, 1-4 in a four-way match."""
-    return str(position + 1) if mode == "ffa" else "AB"[position]
+    return KINDS[mode].position_label(position)
 
 
 def _escape(text: str) -> str:
@@ -150,7 +138,8 @@ class MatchPanel:
 
     def __init__(self, db: Database, settings: Settings, mode: str) -> None:
         self.db, self.settings, self.mode = db, settings, mode
-        self.size = FFA_SIZE if mode == "ffa" else 2
+        self.kind = KINDS[mode]
+        self.size = self.kind.size
         self.state = gr.State(None)
         self.picks = gr.State([])  # four-way: positions clicked so far, best first
         self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=1, max_lines=6)
@@ -158,7 +147,7 @@ class MatchPanel:
         self.choices: list[tuple[gr.Button, str, int | str]] = []
         self.pick_buttons: list[gr.Button] = []
         self.own_prompt: gr.Textbox | None = None
-        if mode == "ffa":
+        if self.kind.rankings:
             self._four_way_layout()
         else:
             self._duel_layout()
@@ -168,7 +157,7 @@ class MatchPanel:
                                   elem_id=f"{mode}-next")
             self.skip = gr.Button("Skip", variant="secondary", elem_id=f"{mode}-skip")
         gr.Markdown(KEY_HELP[mode], elem_classes=["arena-keys"])
-        if mode == "free":
+        if self.kind.typed_prompts:
             with gr.Row(equal_height=True):
                 self.own_prompt = gr.Textbox(
                     label="Your own prompt (optional)",
@@ -190,32 +179,32 @@ class MatchPanel:
             for position in range(self.size):
                 self._image(position)
         with gr.Row():
-            for label, key, winner in DUEL_CHOICES[self.mode]:
+            for label, key, winner in self.kind.buttons:
                 button = gr.Button(label, interactive=False, elem_id=f"{self.mode}-vote-{key}")
                 self.choices.append((button, key, winner))
-        if not any(winner == "tie" for _, _, winner in DUEL_CHOICES[self.mode]):
+        if not self.kind.ties:
             gr.Markdown(NO_DRAW_NOTE, elem_classes=["arena-keys"])
 
     def _four_way_layout(self) -> None:
         gr.Markdown("Click the images from best to worst (three are enough: the last is "
                     "implied), then **Submit**; or click one and submit it as the best.")
-        with gr.Row(equal_height=True, elem_classes=["arena-ffa-images"]):
+        with gr.Row(equal_height=True, elem_classes=["arena-grid-images"]):
             for position in range(self.size):
                 with gr.Column(min_width=160):
                     self._image(position)
                     self.pick_buttons.append(gr.Button(
                         f"Rank {position_label(self.mode, position)}", interactive=False,
-                        size="sm", elem_id=f"ffa-pick-{position}"))
+                        size="sm", elem_id=f"{self.mode}-pick-{position}"))
         with gr.Row():
-            self.undo = gr.Button("Undo", interactive=False, elem_id="ffa-undo")
+            self.undo = gr.Button("Undo", interactive=False, elem_id=f"{self.mode}-undo")
             self.submit = gr.Button("Submit", variant="primary", interactive=False,
-                                    elem_id="ffa-submit")
+                                    elem_id=f"{self.mode}-submit")
 
     @property
     def outputs(self) -> list[gr.components.Component]:
         """Every component a handler may update."""
         extra = [self.picks, *self.pick_buttons, self.undo, self.submit] \
-            if self.mode == "ffa" else []
+            if self.kind.rankings else []
         return [self.state, self.prompt, *self.images, self.status,
                 *(b for b, _, _ in self.choices), self.next, self.skip, *extra]
 
@@ -224,7 +213,7 @@ class MatchPanel:
         updates: dict[Any, Any] = {b: gr.update(interactive=voting) for b, _, _ in self.choices}
         updates[self.next] = gr.update(visible=not voting)
         updates[self.skip] = gr.update(interactive=voting)
-        if self.mode == "ffa":
+        if self.kind.rankings:
             updates |= self._ranking([], voting)
         return updates
 
@@ -259,7 +248,7 @@ class MatchPanel:
         for image, shown in zip(self.images, issued.images, strict=True):
             updates[image] = image_html(image_url(shown.name),
                                         position_label(self.mode, shown.position))
-        how = "Pick the best image." if self.mode == "ffa" else "Which image is better?"
+        how = "Pick the best image." if self.kind.rankings else "Which image is better?"
         how = f"{how} {count_line(count)}"
         updates[self.status] = f"ℹ️ {issued.notice}\n\n{how}" if issued.notice else how
         return updates
@@ -297,7 +286,7 @@ class MatchPanel:
                 f"{position_label(self.mode, position)}{mark}: {shown.checkpoint} "
                 f"({shown.config})",
             )
-        if self.mode == "ffa" and ranking:
+        if self.kind.rankings and ranking:
             updates |= self._ranking(ranking, voting=False)
         updates[self.status] = reveal_markdown(reveal, winner, ranking)
         return updates
@@ -387,15 +376,15 @@ class MatchPanel:
         self.next.click(self.next_match, inputs=None, outputs=outputs, api_name=f"{mode}_next")
         self.skip.click(self.skip_then_next, inputs=[self.state], outputs=outputs,
                         api_name=f"{mode}_skip")
-        if mode == "ffa":
+        if self.kind.rankings:
             ranking = [self.picks, *self.pick_buttons, self.undo, self.submit, self.status]
             for position, button in enumerate(self.pick_buttons):
                 button.click(self._picker(position), inputs=[self.picks, self.state],
-                             outputs=ranking, api_name=f"ffa_pick_{position + 1}")
+                             outputs=ranking, api_name=f"{mode}_pick_{position + 1}")
             self.undo.click(self.undo_pick, inputs=[self.picks, self.state], outputs=ranking,
-                            api_name="ffa_undo")
+                            api_name=f"{mode}_undo")
             self.submit.click(self.submit_ranking, inputs=[self.picks, self.state],
-                              outputs=outputs, api_name="ffa_submit")
+                              outputs=outputs, api_name=f"{mode}_submit")
         if self.own_prompt is not None:
             self.use_prompt.click(self.with_prompt, inputs=[self.own_prompt], outputs=outputs,
                                   api_name="free_prompt")
@@ -420,18 +409,18 @@ def build_ui(db: Database, settings: Settings) -> gr.Blocks:
         demo_note = gr.HTML(visible=False, elem_id="demo-note")
         with gr.Tabs():
             panels = {}
-            for mode, title in (("fixed", "Character"), ("free", "Free prompt"),
-                                ("ffa", "Four-way")):
-                with gr.Tab(title, id=mode, elem_id=f"tab-{mode}") as tab, gr.Column(
-                    elem_classes=["arena-panel", f"arena-panel-{mode}"]
+            for mode, kind in KINDS.items():
+                with gr.Tab(kind.label, id=mode, elem_id=f"tab-{mode}") as tab, gr.Column(
+                    elem_classes=["arena-panel", f"arena-panel-{mode}",
+                                  "arena-ranking" if kind.rankings else "arena-duel"]
                 ):
                     panels[mode] = panel = MatchPanel(db, settings, mode)
-                if mode != "fixed":  # the first tab gets its match on page load instead
+                if mode != MATCH_KINDS[0]:  # the first tab gets its match on page load instead
                     tab.select(panel.ensure, inputs=[panel.state], outputs=panel.outputs,
                                api_visibility="private")
             with gr.Tab("Leaderboard", id="leaderboard", elem_id="tab-leaderboard") as board_tab:
                 build_leaderboard_tab(db, settings, board_tab)
-        first = panels["fixed"]
+        first = panels[MATCH_KINDS[0]]
         blocks.load(first.ensure, inputs=[first.state], outputs=first.outputs,
                     api_visibility="private")
         blocks.load(lambda: demo_note_update(settings), outputs=demo_note,

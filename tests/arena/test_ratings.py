@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from arena.cli.main import app
 from arena.db import Database
 from arena.errors import UserError
+from arena.leaderboard.rows import leaderboard
 from arena.models import (
     Checkpoint,
     Image,
@@ -30,11 +31,12 @@ from arena.models import (
     Voter,
     utcnow,
 )
-from arena.ratings import leaderboard, recompute
+from arena.ratings import recompute
 from arena.settings import Settings
 from arena.votes import record_vote
+from metrics.boards import boards_for
 from metrics.outcomes import VoteRecord
-from metrics.rating_book import RatingBook, boards_for
+from metrics.rating_book import RatingBook
 from metrics.trueskill_fast import TrueSkillModel
 from tests.support.snapshots import snapshot_table
 

@@ -24,7 +24,7 @@ from arena.db import Database
 from arena.demo.voters import VoterModel, preset_strengths, simulate_votes
 from arena.leaderboard.figures import all_figures, knob_frame
 from arena.leaderboard.log import board_log
-from arena.leaderboard.view import load_view, rank_bands, table_frame
+from arena.leaderboard.view import load_view, table_frame
 from arena.models import Checkpoint, MetricScore, utcnow
 from arena.ratings import _log, bt_rows, fit_bt_rows, rating_config
 from arena.settings import Settings
@@ -134,18 +134,6 @@ def test_view_matches_ratings_from_the_votes(voted: Database, board: str) -> Non
     for _, row in frame.iterrows():
         above = [r for r in bt.rows if r["lower"] > row["95% upper"] + 0.05]
         assert row["Rank"] == 1 + len(above)
-
-
-def test_rank_bands_share_ranks_when_intervals_overlap() -> None:
-    rows = [
-        {"checkpoint": "a", "rating": 1100.0, "lower": 1050.0, "upper": 1150.0},
-        {"checkpoint": "b", "rating": 1090.0, "lower": 1040.0, "upper": 1140.0},
-        {"checkpoint": "c", "rating": 900.0, "lower": 880.0, "upper": 920.0},
-        {"checkpoint": "d", "rating": 850.0, "lower": None, "upper": None},
-    ]
-    rank_bands(rows)
-    assert [(r["checkpoint"], r["rank"]) for r in rows] == [("a", 1), ("b", 1), ("c", 3),
-                                                             ("d", 4)]
 
 
 def test_knobs_and_ccip_agreement(voted: Database) -> None:

@@ -216,7 +216,7 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         table = page.locator("#leaderboard-table")
         expect(table).to_contain_text(pool.checkpoints[0].name)
         page.screenshot(path=shots / "leaderboard.png", full_page=True)
-        from arena.ratings import leaderboard
+        from arena.leaderboard.rows import leaderboard
 
         with db.session() as s:
             rows = leaderboard(s, "overall", "elo", settings)
