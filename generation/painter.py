@@ -175,13 +175,12 @@ def load_painter(spec: CheckpointSpec) -> Painter:
     """The painter stored at ``spec.path``."""
     from safetensors import safe_open
 
-    from generation.pipeline import model_hash
+    from metrics.file_hash import sha256_path
 
     with safe_open(str(spec.path), framework="numpy") as fh:
         quality = float(fh.get_tensor(PAINTER_KEY)[0])
-    known = spec.sha256
-    return Painter(spec, quality, spec.display_name,
-                   known[:10].lower() if known else model_hash(spec.path))
+    known = spec.sha256 or sha256_path(spec.path)  # A1111's model hash: its first 10 digits
+    return Painter(spec, quality, spec.display_name, known[:10].lower())
 
 
 # --- drawing ----------------------------------------------------------------------------

@@ -59,8 +59,8 @@ SHORTCUTS_JS = """
   });
   // A ranking match: clicking an image ranks it next, as the button under it does.
   document.addEventListener("click", (event) => {
-    const image = event.target.closest && event.target.closest(".arena-ranking .arena-image");
-    if (!image || !image.id) return;
+    const image = event.target.closest && event.target.closest(".arena-ranking [id*='-image-']");
+    if (!image) return;
     const [mode, position] = image.id.split("-image-");
     press(mode, ["pick-" + position]);
   });
