@@ -28,6 +28,7 @@ def show(
     if ctx.invoked_subcommand is not None:
         return
     from arena.errors import UserError
+    from arena.leaderboard.log import board_where
     from arena.leaderboard.rows import leaderboard
     from arena.leaderboard.view import board_choices
     from arena.ratings import rating_parameters
@@ -36,6 +37,7 @@ def show(
     settings = get_settings()
     db = open_database()
     with db.session(readonly=True) as session:
+        board_where(board)  # a board name that cannot exist: its own error
         boards = board_choices(session)
         if board not in boards:
             raise UserError(f"--board: unknown board {board!r}; expected one of "

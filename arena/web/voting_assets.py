@@ -64,6 +64,11 @@ SHORTCUTS_JS = """
     const [mode, position] = image.id.split("-image-");
     press(mode, ["pick-" + position]);
   });
+  // Leaderboard cells cut short (ellipsis) show their full text on hover.
+  document.addEventListener("mouseover", (event) => {
+    const cell = event.target.closest && event.target.closest("#leaderboard-table td");
+    if (cell && !cell.title) cell.title = cell.textContent.trim();
+  });
   window.arenaShortcuts = true;
 }
 """.replace("__KEYS__", json.dumps(_KEYS))
@@ -74,6 +79,10 @@ PAGE_CSS = """
 .arena-ranking .arena-image { cursor: pointer; }
 .arena-keys { font-size: 0.85em; opacity: 0.85; }
 .arena-status th { white-space: nowrap; word-break: normal; }
+#leaderboard-table th, #leaderboard-table th * { white-space: nowrap !important;
+                                                 word-break: keep-all !important; }
+#leaderboard-table td, #leaderboard-table td * { max-width: 16em; overflow: hidden;
+                                                 text-overflow: ellipsis; white-space: nowrap; }
 .arena-status td { word-break: normal; overflow-wrap: anywhere; }
 .arena-header h1 { margin: 0 0 0.2em 0; }
 .arena-header p { margin: 0; }

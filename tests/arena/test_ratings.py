@@ -284,7 +284,7 @@ def test_cli_json_matches_package_and_recompute(arena_env: Database) -> None:
     result = runner.invoke(app, ["ratings", "--system", "trueskill", "--json"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
-    assert shown["parameters"]["sort"] == "mu - 3 sigma"
+    assert shown["parameters"]["sort"] == "mu (interval mu +- 1.96 sigma)"
     package = TrueSkillModel(engine="package")
     ratings: dict[int, tuple[float, float]] = {}
     from metrics.outcomes import trueskill_games
