@@ -150,7 +150,7 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         text = fixed.inner_text()
         assert names[0] in text and names[1] in text
         assert "You have cast 1 vote." in text
-        assert "A: " + names[0] in text  # the image labels name their checkpoints too
+        assert "A · ✔ your pick: " + names[0] in text  # image labels name their checkpoints
 
         fixed.get_by_role("button", name="Next match").click()
         fixed.get_by_text("Which image is better?").wait_for()
