@@ -50,12 +50,17 @@ def header_lines(page: Any) -> dict[str, int]:
     """Each table header's text and how many lines it takes (a word broken in two: 2)."""
     return page.locator("#leaderboard-table").evaluate(
         """t => Object.fromEntries(Array.from(t.querySelectorAll('th')).map(th => {
-               const text = th.innerText.trim();
-               const range = document.createRange();
-               range.selectNodeContents(th);
-               const tops = new Set(Array.from(range.getClientRects())
-                   .filter(r => r.width > 0).map(r => Math.round(r.top)));
-               return [text, tops.size];
+               const tops = new Set();
+               const walk = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+               for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+                   if (!node.textContent.trim() || !node.parentElement.offsetParent) continue;
+                   const range = document.createRange();
+                   range.selectNodeContents(node);
+                   for (const r of range.getClientRects()) {
+                       if (r.width > 0 && r.height > 0) tops.add(Math.round(r.top));
+                   }
+               }
+               return [th.innerText.trim(), tops.size];
            }).filter(([text]) => text))"""
     )
 
