@@ -79,6 +79,9 @@ PAGE_CSS = """
 .arena-ranking .arena-image { cursor: pointer; }
 .arena-keys { font-size: 0.85em; opacity: 0.85; }
 .arena-status th { white-space: nowrap; word-break: normal; }
+#leaderboard-table table { font-size: 12.5px; }
+#leaderboard-table th, #leaderboard-table td { padding-left: 5px !important;
+                                               padding-right: 5px !important; }
 #leaderboard-table th, #leaderboard-table th * { white-space: nowrap !important;
                                                  word-break: keep-all !important; }
 #leaderboard-table td, #leaderboard-table td * { max-width: 16em; overflow: hidden;
