@@ -3,7 +3,6 @@ expiry, skips."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import secrets
@@ -37,6 +36,7 @@ from arena.models import (
 from arena.settings import Settings
 from generation.errors import GenerationError
 from generation.prompts import apply_safe_mode
+from metrics.file_hash import sha256_bytes
 from metrics.match_kinds import KINDS, TYPED_PROMPT_KIND, check_kind
 
 VOTER_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,100}$")
@@ -110,7 +110,7 @@ def register_voter(db: Database, external_id: str, settings: Settings,
 
 def prompt_hash(text: str) -> str:
     """The identity of a prompt's text: sha256 of the whitespace-normalised text."""
-    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+    return sha256_bytes(" ".join(text.split()).encode())
 
 
 def _request_generation(session: Session, settings: Settings, text: str, voter_id: int) -> str:
@@ -161,10 +161,7 @@ def issue_match(
     ``address``'s limits.
     """
     rng = rng or random.SystemRandom()
-    try:
-        check_kind(mode, "mode")
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    check_kind(mode, "mode")
     typed = (prompt or "").strip()
     if typed and not KINDS[mode].typed_prompts:
         raise UserError(f"a prompt can only be given for mode {TYPED_PROMPT_KIND!r}")

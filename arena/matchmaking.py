@@ -425,10 +425,7 @@ def choose(
     if kind not in SIZES:
         raise UserError(f"mode {kind!r} is not a match kind; expected fixed, free or ffa")
     settings = get_settings()
-    try:
-        chosen: Strategy = check_strategy(strategy or settings.matchmaking_strategy)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    chosen: Strategy = check_strategy(strategy or settings.matchmaking_strategy)
     state = _state(session)
     state.pool.refresh(session)
     need = SIZES[kind]

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from arena.errors import Conflict, NotFound, UserError
-from arena.hashing import sha256_path, short_hash
 from arena.models import (
     Checkpoint,
     Image,
@@ -21,6 +20,7 @@ from arena.models import (
     TrainingConfigRecord,
 )
 from arena.settings import Settings
+from metrics.file_hash import sha256_path, short_hash
 from training.config import TrainingConfig
 
 NAME_CHARS: int = Checkpoint.__table__.c.name.type.length
@@ -176,7 +176,8 @@ def add_checkpoint(
 ) -> Registered:
     """Record a checkpoint with its streamed sha256 (hashed here), linked to a registered config."""
     path, _, _, name = _checked_request(session, path, config_name, name, step)
-    return record_checkpoint(session, path, config_name, sha256_path(path), name, step)
+    digest = sha256_path(path, progress=True)
+    return record_checkpoint(session, path, config_name, digest, name, step)
 
 
 def get_checkpoint(session: Session, name: str) -> Checkpoint:

@@ -16,7 +16,7 @@ from arena.models import Vote, Voter, utcnow
 from arena.ratings import apply_vote_online
 from arena.settings import Settings
 from metrics.match_kinds import KINDS, check_winner, ranking_kinds
-from metrics.outcomes import InvalidVote, VoteRecord
+from metrics.outcomes import VoteRecord
 
 _INSERT_VOTE = insert(Vote)  # built once; a plain Core insert (the log is append-only)
 
@@ -52,11 +52,9 @@ class Reveal:
 
 
 def _parse_winner(mode: str, winner: Any) -> tuple[str, int | None]:
-    """What the match kind allows (:func:`metrics.match_kinds.check_winner`), as a UserError."""
-    try:
-        return check_winner(mode, winner)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    """What the match kind allows (:func:`metrics.match_kinds.check_winner`); an
+    :class:`~metrics.errors.InputError` names what is allowed."""
+    return check_winner(mode, winner)
 
 
 def record_vote(
@@ -88,15 +86,14 @@ def record_vote(
             else:
                 outcome, position = _parse_winner(match.kind, winner)
             now = utcnow()
-            try:  # the structural checks (positions exist, no repeats) live in one place
-                record = VoteRecord(
-                    participants=match.checkpoints,
-                    winner=position if outcome == "win" else (None if order else outcome),
-                    ranking=tuple(order) if order is not None else None,
-                    time=now.timestamp(),  # what a replay reads back from created_at
-                )
-            except InvalidVote as exc:
-                raise UserError(str(exc)) from None
+            # The structural checks (positions exist, no repeats) live in one place; their
+            # InvalidVote is an input error every surface answers as it is.
+            record = VoteRecord(
+                participants=match.checkpoints,
+                winner=position if outcome == "win" else (None if order else outcome),
+                ranking=tuple(order) if order is not None else None,
+                time=now.timestamp(),  # what a replay reads back from created_at
+            )
             vote_id = conn.execute(_INSERT_VOTE, {
                 "match_id": match.id, "voter_id": match.voter_id, "outcome": outcome,
                 "winner_position": position, "ranking": order, "created_at": now,

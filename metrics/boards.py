@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from metrics.errors import InputError
 from metrics.match_kinds import KINDS, MATCH_KINDS
 
 __all__ = ["CHARACTER_KIND", "OVERALL", "Board", "board_help", "board_name", "boards_for",
@@ -50,7 +51,7 @@ def board_help() -> str:
 
 
 def parse_board(name: str, what: str = "board") -> Board:
-    """The board called ``name``; else a ValueError naming the input and the choices."""
+    """The board called ``name``; else an InputError naming the input and the choices."""
     if name == OVERALL:
         return Board(None)
     if name in MATCH_KINDS:
@@ -58,7 +59,7 @@ def parse_board(name: str, what: str = "board") -> Board:
     prefix = f"{CHARACTER_KIND}/"
     if name.startswith(prefix) and name.removeprefix(prefix):
         return Board(CHARACTER_KIND, name.removeprefix(prefix))
-    raise ValueError(f"{what}: expected {', '.join(kind_boards())} or "
+    raise InputError(f"{what}: expected {', '.join(kind_boards())} or "
                      f"{CHARACTER_KIND}/<character>, got {name!r}")
 
 
@@ -66,7 +67,7 @@ def boards_for(kind: str, character: str | None = None) -> tuple[str, ...]:
     """Boards a vote counts on: its kind, ``fixed/<character>`` for a fixed vote with a
     character, and ``overall``."""
     if kind not in MATCH_KINDS:
-        raise ValueError(f"match kind: expected one of {', '.join(MATCH_KINDS)}, got {kind!r}")
+        raise InputError(f"match kind: expected one of {', '.join(MATCH_KINDS)}, got {kind!r}")
     if kind == CHARACTER_KIND and character:
         return (kind, board_name(kind, character), OVERALL)
     return (kind, OVERALL)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from metrics.errors import InputError
 from metrics.outcomes import BOTH_BAD, TIE
 
 __all__ = ["KINDS", "MATCH_KINDS", "MATCH_SIZES", "TYPED_PROMPT_KIND", "MatchKind",
@@ -84,14 +85,14 @@ MATCH_SIZES: dict[str, int] = {name: s.size for name, s in KINDS.items()}
 
 
 def check_kind(kind: str, what: str = "match kind") -> MatchKind:
-    """``kind`` if it is a match kind; else a ValueError naming the input and the choices."""
+    """``kind`` if it is a match kind; else an InputError naming the input and the choices."""
     if kind not in MATCH_KINDS:
-        raise ValueError(f"{what}: expected one of {', '.join(MATCH_KINDS)}, got {kind!r}")
+        raise InputError(f"{what}: expected one of {', '.join(MATCH_KINDS)}, got {kind!r}")
     return kind  # type: ignore[return-value]
 
 
 def spec(kind: str) -> MatchKindSpec:
-    """The registry entry of ``kind`` (a ValueError lists the kinds)."""
+    """The registry entry of ``kind`` (an InputError lists the kinds)."""
     return KINDS[check_kind(kind)]
 
 
@@ -102,7 +103,7 @@ def ranking_kinds() -> str:
 
 def check_winner(kind: str, winner: object) -> tuple[str, int | None]:
     """``(outcome, winner position)`` of a vote's ``winner`` on a match of ``kind``: a
-    position gives ``("win", position)``, an allowed answer ``(answer, None)``; a ValueError
+    position gives ``("win", position)``, an allowed answer ``(answer, None)``; an InputError
     says what this kind allows. Whether the position exists is the caller's check."""
     entry = spec(kind)
     if winner in (TIE, BOTH_BAD):
@@ -111,12 +112,12 @@ def check_winner(kind: str, winner: object) -> tuple[str, int | None]:
         if winner == TIE and entry.size == 2:
             allowed = [entry.position_label(p) for p in range(entry.size)]
             allowed += [repr(a) for a in entry.answers]
-            raise ValueError(f"a {entry.noun} has no draw; pick {', '.join(allowed[:-1])} or "
+            raise InputError(f"a {entry.noun} has no draw; pick {', '.join(allowed[:-1])} or "
                            f"{allowed[-1]}")
-        raise ValueError(f"winner {winner!r} is not allowed in a {entry.noun}")
+        raise InputError(f"winner {winner!r} is not allowed in a {entry.noun}")
     if isinstance(winner, str) and winner.strip().isdigit():
         winner = int(winner)
     if isinstance(winner, bool) or not isinstance(winner, int):
-        raise ValueError(f"winner must be a position, {TIE!r} or {BOTH_BAD!r}, got {winner!r}")
+        raise InputError(f"winner must be a position, {TIE!r} or {BOTH_BAD!r}, got {winner!r}")
     return "win", winner
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from metrics.errors import InputError
+
 __all__ = [
     "DEFAULT_SYSTEM",
     "ONLINE_SYSTEMS",
@@ -92,8 +94,8 @@ def system_help(simulated: bool = False) -> str:
 
 
 def check_system(name: str, what: str = "system") -> RatingSystem:
-    """The system called ``name``; else a ValueError naming the input and the choices."""
+    """The system called ``name``; else an InputError naming the input and the choices."""
     system = SYSTEMS.get(name)
     if system is None:
-        raise ValueError(f"{what}: expected one of {', '.join(SYSTEMS)}, got {name!r}")
+        raise InputError(f"{what}: expected one of {', '.join(SYSTEMS)}, got {name!r}")
     return system

@@ -47,6 +47,7 @@ import numpy as np
 
 from metrics.bradley_terry import fit_strengths
 from metrics.elo import EloParams
+from metrics.errors import InputError
 from metrics.match_kinds import KINDS, MATCH_SIZES, check_kind
 from metrics.outcomes import BOTH_BAD, TIE, VoteRecord, pairwise
 from metrics.pairing import PairingParams, Standing, Strategy, check_strategy, pick_checkpoints
@@ -87,9 +88,9 @@ class VoterModel:
         for name in ("lapse", "draw_rate", "both_bad_rate", "full_ranking"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"voter {name}: expected a probability in [0, 1], got {value!r}")
+                raise InputError(f"voter {name}: expected a probability in [0, 1], got {value!r}")
         if self.draw_rate + self.both_bad_rate > 1.0:
-            raise ValueError("voter draw_rate + both_bad_rate: expected at most 1")
+            raise InputError("voter draw_rate + both_bad_rate: expected at most 1")
 
 
 @dataclass(frozen=True)
@@ -115,27 +116,27 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
         if self.estimator not in ESTIMATORS:
-            raise ValueError(
+            raise InputError(
                 f"estimator: expected one of {', '.join(ESTIMATORS)}, got {self.estimator!r}"
             )
         if not self.kinds or any(w < 0 for w in self.kinds.values()) or not any(
             self.kinds.values()
         ):
-            raise ValueError(f"kinds: expected positive weights per match kind, got {self.kinds}")
+            raise InputError(f"kinds: expected positive weights per match kind, got {self.kinds}")
         for kind in self.kinds:
             check_kind(kind, "kinds")
         need = max(MATCH_SIZES[k] for k in self.kinds)
         if self.checkpoints < max(need + 1, self.top_k):
-            raise ValueError(
+            raise InputError(
                 f"checkpoints: expected at least {max(need + 1, self.top_k)}, "
                 f"got {self.checkpoints}"
             )
         if self.max_votes < 1:
-            raise ValueError(f"max_votes: expected a positive number, got {self.max_votes}")
+            raise InputError(f"max_votes: expected a positive number, got {self.max_votes}")
         if self.spread <= 0:
-            raise ValueError(f"spread: expected a positive number, got {self.spread}")
+            raise InputError(f"spread: expected a positive number, got {self.spread}")
         if self.grid_factor <= 1.0:
-            raise ValueError(f"grid_factor: expected a number above 1, got {self.grid_factor}")
+            raise InputError(f"grid_factor: expected a number above 1, got {self.grid_factor}")
 
     def describe(self) -> dict[str, Any]:
         """The configuration as plain data (for ``--json`` provenance)."""

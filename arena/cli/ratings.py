@@ -28,10 +28,9 @@ def show(
     if ctx.invoked_subcommand is not None:
         return
     from arena.errors import UserError
-    from arena.leaderboard.log import board_where
     from arena.leaderboard.rows import leaderboard
     from arena.leaderboard.view import board_choices
-    from arena.ratings import rating_parameters
+    from arena.ratings import board_where, rating_parameters
     from arena.settings import get_settings
 
     settings = get_settings()
@@ -65,7 +64,7 @@ def show(
 @app.command("recompute")
 def recompute_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Replay the whole vote log in order and rewrite every Elo and TrueSkill snapshot."""
-    from arena.ratings import recompute
+    from arena.leaderboard.fits import recompute
 
     db = open_database()
     replayed = recompute(db, progress=not as_json)

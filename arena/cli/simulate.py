@@ -89,18 +89,15 @@ def simulate(
 
     if quick:
         checkpoints, seeds = QUICK["checkpoints"], QUICK["seeds"]
-    try:
-        base = SimulationConfig(
-            checkpoints=checkpoints, spread=spread, estimator=rating,  # type: ignore[arg-type]
-            elo_k=elo_k, kinds=_kinds(kinds),
-            voter=VoterModel(lapse=lapse, draw_rate=draw_rate, both_bad_rate=both_bad_rate,
-                             full_ranking=full_ranking),
-            max_votes=max_votes, target_tau=target_tau, top_k=top_k,
-            newcomer_after=newcomer_after,
-        )
-        configs = {s: SimulationConfig(**{**base.__dict__, "strategy": s}) for s in strategies}
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    base = SimulationConfig(
+        checkpoints=checkpoints, spread=spread, estimator=rating,  # type: ignore[arg-type]
+        elo_k=elo_k, kinds=_kinds(kinds),
+        voter=VoterModel(lapse=lapse, draw_rate=draw_rate, both_bad_rate=both_bad_rate,
+                         full_ranking=full_ranking),
+        max_votes=max_votes, target_tau=target_tau, top_k=top_k,
+        newcomer_after=newcomer_after,
+    )
+    configs = {s: SimulationConfig(**{**base.__dict__, "strategy": s}) for s in strategies}
     if seeds < 1:
         raise UserError(f"--seeds: expected at least 1, got {seeds}")
     if benchmark:

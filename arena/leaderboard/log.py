@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.errors import UserError
 from arena.leaderboard import store as board_store
 from arena.models import Match, MatchImage, Prompt, Vote
-from metrics.boards import boards_for, parse_board
+from arena.ratings import board_where, record_from
+from metrics.boards import boards_for
 from metrics.bradley_terry import Ballot
 from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
 from metrics.outcomes import VoteRecord, pairwise
@@ -39,11 +39,9 @@ __all__ = [
     "BoardLog",
     "EloPoint",
     "board_log",
-    "board_where",
     "clear_cache",
     "log_parameters",
     "read_after",
-    "record_from",
     "store_log",
     "stored_log",
 ]
@@ -52,29 +50,6 @@ MAX_POINTS = 400
 STATE_LAYOUT = 2  # of BoardLog.to_state; a change of layout gets a new number
 _CACHE_SIZE = 64
 _BATCH = 20_000
-
-
-def record_from(outcome: str, winner_position: int | None, ranking: list[int] | None,
-                participants: list[int], time: float) -> VoteRecord:
-    """The rating systems' view of a stored vote's columns (participants by shown position)."""
-    if outcome == "ranking":
-        return VoteRecord(tuple(participants), ranking=tuple(ranking or ()), time=time)
-    if outcome == "win":
-        return VoteRecord(tuple(participants), winner=winner_position, time=time)
-    return VoteRecord(tuple(participants), winner=outcome, time=time)  # type: ignore[arg-type]
-
-
-def board_where(board: str) -> list[Any]:
-    """SQL conditions (on ``Match`` and ``Prompt``) selecting the votes of ``board``; a
-    UserError names a board that does not exist (:mod:`metrics.boards` parses it)."""
-    try:
-        parsed = parse_board(board)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    where: list[Any] = [] if parsed.kind is None else [Match.kind == parsed.kind]
-    if parsed.character is not None:
-        where.append(Prompt.character == parsed.character)
-    return where
 
 
 @dataclass(frozen=True)

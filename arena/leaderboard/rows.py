@@ -24,10 +24,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.errors import UserError
+from arena.errors import StaleRatings
+from arena.leaderboard.fits import bt_rows
 from arena.leaderboard.log import board_where
 from arena.models import Checkpoint, MetricScore, RatingSnapshot, TrainingConfigRecord
-from arena.ratings import StaleRatings, bt_rows, snapshot_rows
+from arena.ratings import snapshot_rows
 from arena.settings import Settings, get_settings
 from metrics.boards import OVERALL, parse_board
 from metrics.elo import time_weighted_average
@@ -54,11 +55,8 @@ class BoardRows:
 
 
 def system_for(name: str) -> RatingSystem:
-    """The registry entry of ``name``; a UserError lists the valid systems."""
-    try:
-        return check_system(name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    """The registry entry of ``name``; an InputError lists the valid systems."""
+    return check_system(name)
 
 
 def rank_rows(rows: list[dict[str, Any]], has_intervals: bool) -> None:
@@ -123,7 +121,7 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
                settings: Settings | None = None, wait: bool = True) -> BoardRows:
     """The rows of ``board`` in ``system`` (read-only). A UserError names an unknown board or
     system. Bradley-Terry: the newest fit, unless ``wait=False`` (the dashboard), which takes
-    the fit at hand and refits in the background (:func:`arena.ratings.bt_rows`)."""
+    the fit at hand and refits in the background (:func:`arena.leaderboard.fits.bt_rows`)."""
     s = settings or get_settings()
     chosen = system_for(system)
     board_where(board)
@@ -196,7 +194,7 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
 def leaderboard(session: Session, board: str = OVERALL, system: str = DEFAULT_SYSTEM,
                 settings: Settings | None = None) -> list[dict[str, Any]]:
     """:func:`board_rows`' rows for the API, ``arena ratings`` and the hooks:
-    :class:`arena.ratings.StaleRatings` when the system's snapshots are stale."""
+    :class:`arena.errors.StaleRatings` when the system's snapshots are stale."""
     found = board_rows(session, board, system, settings)
     if found.stale is not None:
         raise StaleRatings(found.stale)

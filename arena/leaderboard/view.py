@@ -20,10 +20,11 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena.leaderboard.fits import BT_REFIT_SECONDS
 from arena.leaderboard.log import BoardLog, board_log
 from arena.leaderboard.rows import board_rows, latest_scores
 from arena.models import Checkpoint, Prompt, RatingSnapshot, TrainingConfigRecord
-from arena.ratings import BT_REFIT_SECONDS, rating_config, rating_parameters
+from arena.ratings import rating_config, rating_parameters
 from arena.settings import Settings, get_settings
 from metrics.boards import CHARACTER_KIND, OVERALL, board_name, kind_boards, parse_board
 from metrics.elo import time_weighted_average

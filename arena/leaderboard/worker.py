@@ -73,10 +73,11 @@ def refresh(db: Database, settings: Settings, state: Refresher,
     also loads each board's Bradley-Terry fit, later ones leave refits to views), then store
     the aggregate of each board that gained ``STORE_EVERY`` settled votes since last stored,
     with its Bradley-Terry fit. ``now``: the monotonic time (tests pass their own)."""
+    from arena.leaderboard.fits import bt_rows, fit_bt_rows, refit_pool, store_fit
     from arena.leaderboard.log import BoardLog, board_log, read_after, store_log, stored_log
     from arena.leaderboard.view import board_choices
     from arena.models import Vote
-    from arena.ratings import bt_rows, fit_bt_rows, rating_config, refit_pool, store_fit
+    from arena.ratings import rating_config
 
     config = rating_config(settings)
     first = not state.seen

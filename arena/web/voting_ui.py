@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from arena.db import Database
-from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
+from arena.errors import Conflict, Forbidden, Gone, InputError, NotFound, UserError
 from arena.identity import client_address, verify_voter_id
 from arena.matches import IssuedMatch, issue_match, skip_match
 from arena.settings import Settings
@@ -268,7 +268,7 @@ class MatchPanel:
             voter, address = requester(self.settings, request)
             issued = issue_match(self.db, self.settings, voter, self.mode, prompt,
                                  address=address)
-        except UserError as exc:
+        except InputError as exc:
             return self._unavailable(str(exc))
         return self._shown(issued, votes_cast(self.db, voter))
 
@@ -301,7 +301,7 @@ class MatchPanel:
             voter, address = requester(self.settings, request)
             reveal = record_vote(self.db, self.settings, current.token, voter,
                                  winner=winner, ranking=ranking, address=address)
-        except UserError as exc:
+        except InputError as exc:  # the service's refusals and a vote the kind forbids
             if isinstance(exc, FINAL_REFUSALS):
                 return {**self._controls(voting=False), self.status: f"⚠️ {exc}",
                         self.state: Current(current.token, current.names, open=False)}
@@ -360,7 +360,7 @@ class MatchPanel:
                 voter, address = requester(self.settings, request)
                 with suppress(*FINAL_REFUSALS):
                     skip_match(self.db, self.settings, current.token, voter, address)
-            except UserError as exc:  # over the skip limit, or no voter cookie
+            except InputError as exc:  # over the skip limit, or no voter cookie
                 return {self.status: f"⚠️ {exc}"}
         return self.issue(request)
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from arena.cli.main import app
 from arena.db import Database
-from arena.errors import UserError
+from arena.errors import InputError, UserError
+from arena.leaderboard.fits import recompute
 from arena.leaderboard.rows import leaderboard
 from arena.models import (
     Checkpoint,
@@ -31,7 +32,6 @@ from arena.models import (
     Voter,
     utcnow,
 )
-from arena.ratings import recompute
 from arena.settings import Settings
 from arena.votes import record_vote
 from metrics.boards import boards_for
@@ -259,9 +259,9 @@ def test_leaderboard_refusals(db: Database) -> None:
     _sample_log(world)
     with db.session() as s:
         default = leaderboard(s, "overall", "elo", SETTINGS)
-        with pytest.raises(UserError, match="board: expected"):
+        with pytest.raises(InputError, match="board: expected"):
             leaderboard(s, "weekly", "elo", SETTINGS)
-        with pytest.raises(UserError, match="system: expected"):
+        with pytest.raises(InputError, match="system: expected"):
             leaderboard(s, "overall", "glicko", SETTINGS)
         with pytest.raises(UserError, match="arena ratings recompute"):
             leaderboard(s, "overall", "elo", Settings(votes_per_minute=0, elo_k=16.0))

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from arena.cli.main import app
 from arena.db import Database
 from arena.demo.voters import simulate_votes
-from arena.errors import UserError
+from arena.errors import InputError
 from arena.leaderboard.report import write_report
 from arena.leaderboard.rows import board_rows, rank_rows
 from arena.leaderboard.view import board_choices, load_view, table_frame
@@ -174,7 +174,7 @@ def test_rank_rule_shares_ranks_only_where_intervals_overlap() -> None:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_unknown_system_or_board_lists_the_valid_ones(voted: Database, tmp_path: Path) -> None:
-    with voted.session(readonly=True) as s, pytest.raises(UserError) as error:
+    with voted.session(readonly=True) as s, pytest.raises(InputError) as error:
         board_rows(s, "overall", "glicko")
     assert str(error.value) == (
         "system: expected one of bt, elo, tw_elo, trueskill, got 'glicko'")

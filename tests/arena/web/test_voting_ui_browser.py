@@ -18,13 +18,13 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from arena.db import Database
-from arena.hashing import sha256_bytes
 from arena.image_store import original_path, served_path
 from arena.models import GenerationRequest, Image, Match, Vote, Voter
 from arena.pool import import_records
 from arena.settings import Settings
 from arena.web.app import create_app
 from generation.parameters import ImageParameters, png_bytes
+from metrics.file_hash import sha256_bytes
 from tests.support.pool import PoolFixture, Recorder, build_pool, leaked, serve
 
 pytestmark = pytest.mark.browser
