@@ -21,7 +21,7 @@ from scipy.stats import kendalltau
 
 from arena.db import Database
 from arena.demo.prepare import demo_settings, prepare_demo
-from arena.ratings import leaderboard
+from arena.leaderboard.rows import leaderboard
 from tests.support.api_client import make_client, new_voter
 from training.presets import PRESET_NAMES
 
