@@ -50,8 +50,12 @@ def require_existing(url: str) -> None:
     from pathlib import Path
 
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL at all: the connection says so in one line
+        return
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return
     path = Path(parsed.database)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -22,6 +23,14 @@ def _settings_to_serve(demo: bool):  # type: ignore[no-untyped-def]
     from arena.settings import get_settings
 
     settings = demo_settings() if demo else get_settings()
+    found_demo = (Path.cwd() / "arena-demo").resolve()
+    if not demo and not os.environ.get("ARENA_HOME") and not os.environ.get(
+            "ARENA_DATABASE_URL") and settings.home.resolve() == found_demo:
+        # Other commands read the demo found here; serving it is asked for explicitly.
+        raise UserError(
+            f"no arena database at {Path('arena-data', 'arena.db')}: the arena found here is "
+            f"the demo ({found_demo}); serve it with `arena serve --demo`, or set ARENA_HOME"
+        )
     url = make_url(settings.url)
     if url.get_backend_name() == "sqlite" and not os.path.exists(url.database or ""):
         if demo:

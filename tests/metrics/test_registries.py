@@ -48,8 +48,8 @@ def test_rating_systems_table() -> None:
     assert system_help() == "bt, elo, tw_elo or trueskill."
     assert {n for n, s in SYSTEMS.items() if s.has_intervals} == {"trueskill", "bt"}
     assert SYSTEMS["tw_elo"].parameters == "elo"
-    assert system_help(simulated=True) == "elo, trueskill or bt."
-    assert ESTIMATORS == ("elo", "trueskill", "bt")
+    assert system_help(simulated=True) == "bt, elo or trueskill."
+    assert ESTIMATORS == ("bt", "elo", "trueskill")
     with pytest.raises(ValueError) as error:
         check_system("glicko")
     assert str(error.value) == "system: expected one of bt, elo, tw_elo, trueskill, got 'glicko'"

@@ -15,6 +15,7 @@ from arena.cli.main import app
 from arena.cli.serve import _settings_to_serve
 from arena.db import Database
 from arena.demo.prepare import DEMO_NOTE
+from arena.errors import UserError
 from arena.image_store import original_path
 from arena.jobs.worker import run_worker
 from arena.matches import issue_match
@@ -73,8 +74,9 @@ def test_demo_then_the_cli_and_a_typed_prompt(
     assert ratings.exit_code == 0, ratings.output
     assert len(json.loads(ratings.output)["rows"]) == 4
     assert not (tmp_path / "arena-data").exists()
-    # ... and `arena serve` serves it.
-    assert _settings_to_serve(demo=False).home == home
+    # ... while `arena serve` serves the demo only when asked (--demo).
+    with pytest.raises(UserError, match="arena serve --demo"):
+        _settings_to_serve(demo=False)
     assert _settings_to_serve(demo=True).home == home
 
     # A typed prompt is queued, and a worker renders it at demo size with nothing set:

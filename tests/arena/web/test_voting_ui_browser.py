@@ -213,6 +213,10 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
 
         # Leaderboard: the voted checkpoints with their games and configs.
         board = open_tab(page, "Leaderboard", "tab-leaderboard")
+        expect(board.locator("#leaderboard-status")).to_contain_text("overall · Bradley-Terry")
+        # Elo (online: every vote is in already) is one click away.
+        board.get_by_label("Elo", exact=True).check()
+        expect(board.locator("#leaderboard-status")).to_contain_text("overall · Elo")
         table = page.locator("#leaderboard-table")
         expect(table).to_contain_text(pool.checkpoints[0].name)
         page.screenshot(path=shots / "leaderboard.png", full_page=True)
