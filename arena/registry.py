@@ -22,26 +22,8 @@ from arena.models import (
 from arena.settings import Settings
 from metrics.file_hash import sha256_path, short_hash
 from training.config import TrainingConfig
-from training.presets import PRESET_NAMES
 
 NAME_CHARS: int = Checkpoint.__table__.c.name.type.length
-
-DEMO_NOTE = (
-    "The demo checkpoints are tiny models with random weights, so their 64x64 images look "
-    "like noise; register real ones with `arena registry add-checkpoint MODEL.safetensors "
-    "--config NAME` and render them with `arena generate`."
-)
-
-# The demo's checkpoints: one per published config, named so nobody takes them for real ones.
-DEMO_NAMES = frozenset(f"demo-{name}" for name in PRESET_NAMES)
-
-
-def serves_demo(session: Session) -> bool:
-    """True when the arena behind ``session`` holds the demo's random-weight checkpoints."""
-    return session.scalar(
-        select(Checkpoint.id).where(Checkpoint.name.in_(DEMO_NAMES)).limit(1)
-    ) is not None
-
 
 @dataclass(frozen=True)
 class Registered:

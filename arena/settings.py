@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from metrics.pairing import Strategy
+
+# A demo arena's home holds this file (written by `arena demo`): the notice its pages show and
+# the prompt set its typed prompts are rendered with. The service reads it; it never imports
+# the demo.
+DEMO_MARKER = "demo.json"
+# Where the CLI looks for an arena when ARENA_HOME is not set: the working folder itself,
+# then these folders inside it (the default home, the demo's home).
+ARENA_FOLDERS = ("arena-data", "arena-demo")
+
+
+def find_arena(folder: Path) -> Path | None:
+    """The arena home in or under ``folder`` (one holding ``arena.db``), if there is one."""
+    for candidate in (folder, *(folder / name for name in ARENA_FOLDERS)):
+        if (candidate / "arena.db").is_file():
+            return candidate
+    return None
+
+
+def read_demo_marker(home: Path) -> dict[str, str]:
+    """The demo marker of the arena at ``home`` ({} when it is not a demo arena)."""
+    try:
+        data = json.loads((home / DEMO_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 class Settings(BaseSettings):
@@ -114,6 +140,22 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _find_home(self) -> Settings:
+        """Without ARENA_HOME or a database URL, the arena in or under the working folder
+        (:func:`find_arena`); a demo arena's prompt set unless ARENA_PROMPT_SETS is set."""
+        if "home" not in self.model_fields_set and not self.database_url:
+            self.home = find_arena(Path.cwd()) or self.home
+        marker = read_demo_marker(self.home)
+        if "prompt_sets" not in self.model_fields_set and marker.get("prompt_sets"):
+            self.prompt_sets = marker["prompt_sets"]
+        return self
+
+    @property
+    def demo_note(self) -> str | None:
+        """The notice of a demo arena (from its marker), or None for any other arena."""
+        return read_demo_marker(self.home).get("note") or None
 
     @property
     def prompt_set_names(self) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from arena.db import Database
@@ -13,7 +13,7 @@ from arena.decisions import voter_excluded
 from arena.errors import Conflict, UserError
 from arena.limits import charge
 from arena.matches import load_match_for
-from arena.models import Vote, utcnow
+from arena.models import Vote, Voter, utcnow
 from arena.ratings import apply_vote_online
 from arena.settings import Settings
 from metrics.match_kinds import KINDS, check_winner, ranking_kinds
@@ -115,3 +115,12 @@ def record_vote(
     except IntegrityError as exc:
         # Two requests raced past the checks: the unique constraint keeps the first vote.
         raise Conflict("this match has already been voted on") from exc
+
+
+def votes_cast(db: Database, voter_external_id: str) -> int:
+    """How many votes the voter (by its external id) has cast; 0 for a voter not seen yet."""
+    with db.connection(readonly=True) as conn:
+        return int(conn.scalar(
+            select(func.count(Vote.id)).join(Voter, Voter.id == Vote.voter_id)
+            .where(Voter.external_id == voter_external_id)
+        ) or 0)

@@ -295,9 +295,14 @@ def _load_diffusers(spec: CheckpointSpec, dtype: torch.dtype) -> StableDiffusion
 def load_pipeline(spec: CheckpointSpec, runtime: Runtime | None = None) -> LoadedPipeline:
     """Load ``spec`` as ``runtime`` says (by default: auto device and dtype, no compile).
 
+    A painter checkpoint (the demo's, :mod:`generation.painter`) loads as a painter.
     Raises ``GenerationError`` with a one-line message for a missing or unreadable
     checkpoint, a config folder that does not fit it, or a LoRA that does not apply.
     """
+    from generation.painter import is_painter_file, load_painter
+
+    if is_painter_file(spec.path):  # the demo's stand-in checkpoint: no torch, no config
+        return load_painter(spec)  # type: ignore[return-value]
     import torch
 
     runtime = runtime or Runtime()

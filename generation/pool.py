@@ -437,7 +437,7 @@ def generate_pool(
         raise GenerationError(f"batch size: expected an integer >= 1, got {batch_size}")
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST_NAME
-    preloaded = checkpoint if isinstance(checkpoint, LoadedPipeline) else None
+    preloaded = None if isinstance(checkpoint, CheckpointSpec) else checkpoint
     spec = preloaded.spec if preloaded else checkpoint
     if preloaded is not None and runtime is not None:
         raise ValueError("a loaded pipeline already has its runtime")

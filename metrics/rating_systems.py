@@ -33,12 +33,13 @@ class RatingSystem:
     """One rating system as the leaderboard shows it.
 
     ``source``: what fills the ``rating`` column (``elo``: the Elo snapshot; ``tw_elo``: the
-    time-weighted average of the Elo snapshot; ``trueskill``: mu - 3 sigma of the TrueSkill
+    time-weighted average of the Elo snapshot; ``trueskill``: mu of the TrueSkill
     snapshot; ``bt``: the Bradley-Terry fit of the board's log). ``online``: updated in the
     vote's transaction (stored as snapshots of this name) rather than fitted when read.
     ``parameters``: the system whose stored parameters produce the numbers.
     ``sort``: what the rows are sorted by, best first (for provenance). ``simulated``: the
-    convergence simulator (:mod:`metrics.simulate`) can rank by it.
+    convergence simulator (:mod:`metrics.simulate`) can rank by it. ``note``: what the
+    system is, in one line, where a board offers it.
     """
 
     name: str
@@ -49,31 +50,46 @@ class RatingSystem:
     parameters: str
     sort: str
     simulated: bool = False
+    note: str = ""
 
 
 SYSTEMS: dict[str, RatingSystem] = {
     s.name: s
     for s in (
-        RatingSystem("elo", "Elo", "elo", has_intervals=False, online=True, parameters="elo",
-                     sort="Elo rating", simulated=True),
-        RatingSystem("tw_elo", "Time-weighted Elo", "tw_elo", has_intervals=False, online=False,
-                     parameters="elo", sort="time-weighted average of the Elo rating"),
-        RatingSystem("trueskill", "TrueSkill", "trueskill", has_intervals=True, online=True,
-                     parameters="trueskill", sort="mu - 3 sigma", simulated=True),
         RatingSystem("bt", "Bradley-Terry", "bt", has_intervals=True, online=False,
                      parameters="bt", sort="Bradley-Terry rating (bootstrap intervals)",
-                     simulated=True),
+                     simulated=True,
+                     note="Bradley-Terry: a fit of every vote on the board, independent of "
+                          "their order, with 95% bootstrap intervals (the public arenas' "
+                          "choice); checkpoints whose intervals overlap share a rank."),
+        RatingSystem("elo", "Elo", "elo", has_intervals=False, online=True, parameters="elo",
+                     sort="Elo rating", simulated=True,
+                     note="Elo: updated online after each vote, so it depends on the votes' "
+                          "order and moves with the latest ones; no interval."),
+        RatingSystem("tw_elo", "Time-weighted Elo", "tw_elo", has_intervals=False, online=False,
+                     parameters="elo", sort="time-weighted average of the Elo rating",
+                     note="Time-weighted Elo: each Elo rating weighted by the time it was held "
+                          "between votes, up to the board's last vote (the report's "
+                          "character board); no interval."),
+        RatingSystem("trueskill", "TrueSkill", "trueskill", has_intervals=True, online=True,
+                     parameters="trueskill", sort="mu (interval mu +- 1.96 sigma)",
+                     simulated=True,
+                     note="TrueSkill: online, its rating mu with the 95% interval "
+                          "mu ± 1.96 σ; the conservative mu − 3σ has its own column."),
         RatingSystem("robust", "Robust Bradley-Terry", "robust", has_intervals=True,
                      online=False, parameters="robust",
                      sort="reliability-weighted, position-aware Bradley-Terry rating without "
                           "flagged voters (intervals resampled by voter; metrics/robust.py)",
-                     simulated=True),
+                     simulated=True,
+                     note="Robust Bradley-Terry: votes weighted by each voter's fitted "
+                          "reliability, flagged voters left out, shown position modelled; "
+                          "95% intervals resampled by voter."),
     )
 }
 # The systems stored as snapshots and updated per vote.
 ONLINE_SYSTEMS: tuple[str, ...] = tuple(name for name, s in SYSTEMS.items() if s.online)
 # What the API, `arena ratings`, the hooks and the dashboard show unless asked otherwise.
-DEFAULT_SYSTEM = "elo"
+DEFAULT_SYSTEM = "bt"
 # What `arena report` and `arena export leaderboard` show unless asked otherwise.
 REPORT_SYSTEM = "bt"
 

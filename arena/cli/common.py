@@ -34,6 +34,8 @@ def new_app(help_text: str) -> typer.Typer:
         no_args_is_help=True,
         pretty_exceptions_show_locals=False,
         add_completion=False,
+        # Plain help: Typer's rich panels print a type such as "<bool>" beside every flag.
+        rich_markup_mode=None,
     )
 
 
@@ -42,12 +44,40 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def require_existing(url: str) -> None:
+    """A SQLite database file that does not exist is an error naming where arenas are (a
+    connection would create an empty file there); other backends pass."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL at all: the connection says so in one line
+        return
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    path = Path(parsed.database)
+    if path.is_file():
+        return
+    raise UserError(
+        f"no arena database at {path}: run this inside an arena folder (one holding arena.db, "
+        "or ./arena-data or ./arena-demo), set ARENA_HOME to one, create one with "
+        "`arena db upgrade`, or build the demo with `arena demo`"
+    )
+
+
 def open_database(settings=None):  # type: ignore[no-untyped-def]
-    """The configured database (or ``settings``'), checked reachable and migrated to head."""
+    """The configured database (or ``settings``'), checked to exist (never created here),
+    reachable and migrated to head."""
     from arena.db import Database
     from arena.migrate import current_revision, head_revision
+    from arena.settings import Settings, get_settings
 
-    db = Database.from_settings(settings)
+    resolved = settings if isinstance(settings, Settings) else get_settings()
+    require_existing(resolved.url)
+    db = Database(resolved.url)
     db.check()
     if current_revision(db.engine) != head_revision():
         raise UserError(

@@ -25,9 +25,12 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
 @app.command()
 def current() -> None:
     """Print the schema revision of the configured database."""
+    from arena.cli.common import require_existing
     from arena.db import Database
     from arena.migrate import current_revision, head_revision
+    from arena.settings import get_settings
 
+    require_existing(get_settings().url)
     db = Database.from_settings()
     db.check()
     typer.echo(f"current: {current_revision(db.engine) or '(empty)'}  head: {head_revision()}")

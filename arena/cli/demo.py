@@ -1,10 +1,15 @@
-"""`arena demo`: prepare the offline demo arena and serve it."""
+"""`arena demo`: prepare the offline demo arena and serve it, with a worker for typed prompts."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import threading
 
 import typer
+
+# How often the demo's own worker looks for typed prompts to render (seconds).
+DEMO_POLL_SECONDS = 0.5
 
 
 def demo(
@@ -18,11 +23,13 @@ def demo(
     ),
 ) -> None:
     """Build a demo arena under ./arena-demo (or ARENA_HOME) offline, then serve it."""
-    from arena.demo.prepare import demo_settings, prepare_demo
-    from arena.registry import DEMO_NOTE
+    from arena.cli.serve import STOP_SECONDS, check_port, run_server
+    from arena.demo.prepare import DEMO_NOTE, demo_settings, prepare_demo
 
-    settings = demo_settings()
-    summary = prepare_demo(settings, votes=votes)
+    if not no_serve:
+        check_port(host, port)
+    summary = prepare_demo(demo_settings(), votes=votes)
+    settings = demo_settings()  # now with the demo's marker (its prompt set) in force
     typer.echo(
         f"demo arena ready in {summary.home}: {len(summary.checkpoints)} demo checkpoints "
         f"({', '.join(summary.checkpoints)}), {summary.images} images "
@@ -30,15 +37,32 @@ def demo(
         f"({summary.votes_cast} new from simulated voters)"
     )
     typer.echo(DEMO_NOTE)
+    home = shlex.quote(str(summary.home))
+    typer.echo(f"use it from the CLI with: export ARENA_HOME={home}  (then e.g. arena ratings)")
     if no_serve:
-        typer.echo(f"serve it with: arena serve --demo  (or ARENA_HOME={summary.home} arena serve)")
+        typer.echo(f"serve it with: ARENA_HOME={home} arena serve")
         return
-    import uvicorn
-
+    from arena.db import Database
+    from arena.jobs.worker import run_worker
     from arena.web.app import create_app
 
     os.environ["ARENA_HOME"] = str(settings.home)
-    typer.echo(f"Illustrious Arena demo on http://{host}:{port}")
-    # Client addresses (rate-limit keys) come from the connection, not X-Forwarded-For.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
-                proxy_headers=False)
+    db = Database(settings.url)
+    stop = threading.Event()
+    # Typed prompts become generate jobs; the demo renders them itself, within seconds.
+    worker = threading.Thread(
+        target=run_worker, name="demo-worker", daemon=True,
+        args=(db, settings.model_copy(update={"worker_poll_seconds": DEMO_POLL_SECONDS})),
+        kwargs={"kinds": ["generate"], "device": "cpu", "stop": stop,
+                "echo": lambda line: typer.echo(f"demo worker: {line}")},
+    )
+    worker.start()
+    typer.echo(f"Illustrious Arena demo on http://{host}:{port}  (typed prompts rendered here)")
+    try:
+        # Client addresses (rate-limit keys) come from the connection, not X-Forwarded-For.
+        run_server(create_app(settings, db), host=host, port=port, log_level="warning",
+                   proxy_headers=False, timeout_graceful_shutdown=STOP_SECONDS)
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+        db.dispose()

@@ -4,6 +4,10 @@ asked with ``--demo``)."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -19,6 +23,14 @@ def _settings_to_serve(demo: bool):  # type: ignore[no-untyped-def]
     from arena.settings import get_settings
 
     settings = demo_settings() if demo else get_settings()
+    found_demo = (Path.cwd() / "arena-demo").resolve()
+    if not demo and not os.environ.get("ARENA_HOME") and not os.environ.get(
+            "ARENA_DATABASE_URL") and settings.home.resolve() == found_demo:
+        # Other commands read the demo found here; serving it is asked for explicitly.
+        raise UserError(
+            f"no arena database at {Path('arena-data', 'arena.db')}: the arena found here is "
+            f"the demo ({found_demo}); serve it with `arena serve --demo`, or set ARENA_HOME"
+        )
     url = make_url(settings.url)
     if url.get_backend_name() == "sqlite" and not os.path.exists(url.database or ""):
         if demo:
@@ -30,6 +42,47 @@ def _settings_to_serve(demo: bool):  # type: ignore[no-untyped-def]
             "create one with `arena db upgrade`; for the demo use `arena serve --demo`"
         )
     return settings
+
+
+STOP_SECONDS = 2
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_server(app: Any, **options: Any) -> None:
+    """``uvicorn.run``, then stop every helper process the server started. uvicorn re-raises
+    a SIGTERM once it has shut down; with the default handler that would end this process
+    on the spot, skipping ``atexit``, so here a SIGTERM ends it like Ctrl-C does."""
+    import uvicorn
+
+    from arena.leaderboard.worker import close_workers
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        uvicorn.run(app, **options)
+    finally:
+        close_workers()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, before any banner, a port this host cannot listen on (one already in use)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UserError(f"--host {host!r}: cannot resolve it ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UserError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): another server may be "
+                "running there; choose another with --port"
+            ) from None
 
 
 def serve(
@@ -44,12 +97,12 @@ def serve(
     ),
 ) -> None:
     """Serve the voting UI (Gradio) and the JSON API (/api/v1) with uvicorn."""
-    import uvicorn
     from sqlalchemy.engine import make_url
 
     from arena.web.app import create_app
 
     settings = _settings_to_serve(demo)
+    check_port(host, port)
     db = open_database(settings)
     shown = make_url(settings.url).render_as_string(hide_password=True)
     typer.echo(f"database: {shown}")
@@ -65,12 +118,15 @@ def serve(
     typer.echo(f"Illustrious Arena on http://{host}:{port}  (API: /api/v1, docs: /docs)")
     # Client addresses come from the connection, or from ARENA_TRUSTED_PROXY_HEADER alone:
     # uvicorn's own X-Forwarded-For handling would let a local client pick its address.
-    options = {"host": host, "port": port, "log_level": "warning", "proxy_headers": False}
+    # Open browser pages keep event streams open: a stop waits for them at most
+    # STOP_SECONDS, so every process the server started has ended within 5 s of a SIGTERM.
+    options = {"host": host, "port": port, "log_level": "warning", "proxy_headers": False,
+               "timeout_graceful_shutdown": STOP_SECONDS}
     if workers == 1:
-        uvicorn.run(create_app(settings, db), **options)
+        run_server(create_app(settings, db), **options)
         return
     db.dispose()
     # Worker processes build the app from the environment: pin it to what was chosen here.
     os.environ["ARENA_HOME"] = str(settings.home)
     os.environ["ARENA_DATABASE_URL"] = settings.url
-    uvicorn.run("arena.web.app:create_app", factory=True, workers=workers, **options)
+    run_server("arena.web.app:create_app", factory=True, workers=workers, **options)

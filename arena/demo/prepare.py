@@ -1,10 +1,12 @@
 """`arena demo`: a complete arena from nothing, offline — configs, checkpoints, pool.
 
-The four published Illustrious configs are registered, each with one demo checkpoint: a tiny
-SDXL model with its own random weights (clearly named ``demo-...``), written as a single
-``.safetensors`` file and loaded through the same ``from_single_file`` path as a user's
-checkpoint. The pool is rendered by the real generation path (64x64, three steps) and
-imported like any other pool. Rerunning the demo reuses everything already there.
+The four published Illustrious configs are registered, each with one demo checkpoint (named
+``demo-...``): a procedural painter (:mod:`generation.painter`) whose pictures follow the
+prompt and seed and are drawn more cleanly the later the config, stored as a ``.safetensors``
+file and loaded by the same ``load_pipeline`` as a user's checkpoint. The pool is rendered
+by the real generation path at demo size and imported like any other pool. The arena's home
+gets a demo marker (:data:`arena.settings.DEMO_MARKER`): the notice its pages show, and the
+demo prompt set typed prompts are rendered with. Rerunning the demo reuses everything there.
 
 Simulated voters (:mod:`arena.demo.voters`) then vote through the real match and vote
 path until the demo holds the number of votes asked for, so a newcomer's first leaderboard
@@ -13,22 +15,29 @@ and figures are populated, with the published configs' order as the hidden truth
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import select
 
 from arena.db import Database
 from arena.errors import UserError
 from arena.migrate import upgrade
 from arena.registry import add_checkpoint, add_config
-from arena.settings import Settings
+from arena.settings import DEMO_MARKER, Settings
 from training.presets import PRESET_NAMES, load_preset
 
 DEFAULT_DEMO_HOME = Path("./arena-demo")
-DEMO_SEEDS = (0, 1)
+DEMO_SEEDS = (0, 1, 2)
 DEFAULT_DEMO_VOTES = 300
+DEMO_PROMPTS = "demo-prompts.yaml"
+DEMO_NOTE = (
+    "Demo arena: the four checkpoints are procedural painters standing in for the published "
+    "Illustrious configs (later configs draw cleaner pictures), not real models. Register "
+    "real ones with `arena registry add-checkpoint MODEL.safetensors --config NAME`."
+)
+
+
 @dataclass(frozen=True)
 class DemoSummary:
     """What the demo prepared."""
@@ -68,7 +77,7 @@ def prepare_demo(settings: Settings, progress: bool = True,
     db = Database(settings.url)
     try:
         presets = [load_preset(name) for name in PRESET_NAMES]
-        names = [f"demo-{p.name}" for p in presets]  # DEMO_NAMES, in preset order
+        names = [f"demo-{p.name}" for p in presets]  # oldest (worst painter) first
         checkpoints = write_demo_checkpoints(settings.home / "checkpoints", names)
         with db.session() as session:
             for preset, checkpoint in zip(presets, checkpoints, strict=True):
@@ -76,9 +85,9 @@ def prepare_demo(settings: Settings, progress: bool = True,
                 add_checkpoint(session, checkpoint.path, preset.name, name=checkpoint.name,
                                step=preset.steps)
         folder = settings.home / "demo-pool"
-        reports = render_demo_pool(
-            checkpoints, folder, demo_prompt_set(DEMO_SEEDS), progress=progress
-        )
+        prompt_set = demo_prompt_set(DEMO_SEEDS)
+        reports = render_demo_pool(checkpoints, folder, prompt_set, progress=progress)
+        _write_marker(settings.home, prompt_set)
         rows = [row for report in reports for row in report.rows]
         from arena.pool import import_records
 
@@ -100,10 +109,35 @@ def prepare_demo(settings: Settings, progress: bool = True,
         db.dispose()
 
 
+def _write_marker(home: Path, prompt_set: object) -> None:
+    """The demo's prompt set as YAML (what typed prompts are rendered with) and the marker
+    naming it with the demo's notice."""
+    import yaml
+
+    from generation.prompt_sets import PromptSet
+
+    assert isinstance(prompt_set, PromptSet)
+    base = prompt_set.settings
+    data: dict[str, object] = {
+        "name": prompt_set.name, "safe": prompt_set.safe, "seeds": list(prompt_set.seeds),
+        "negative_prompt": base.negative_prompt, "width": base.width, "height": base.height,
+        "steps": base.steps, "cfg": base.cfg, "sampler": base.sampler,
+    }
+    for kind in ("fixed", "free", "ffa"):
+        data[kind] = [
+            {"prompt": e.prompt, "character": e.character} if e.character else e.prompt
+            for e in prompt_set.entries if e.kind == kind
+        ]
+    prompts = home / DEMO_PROMPTS
+    prompts.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    marker = {"note": DEMO_NOTE, "prompt_sets": str(prompts.resolve())}
+    (home / DEMO_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
 def _top_up_votes(db: Database, settings: Settings, votes: int,
                   progress: bool) -> tuple[int, int]:
     """Simulated votes until the demo holds ``votes``; returns (cast now, total)."""
-    from sqlalchemy import func
+    from sqlalchemy import func, select
     from tqdm import tqdm
 
     from arena.demo.voters import simulate_votes

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from arena.leaderboard.view import KNOBS, BoardView
+from arena.leaderboard.view import KNOBS, MIN_CORRELATION_CHECKPOINTS, MISSING, BoardView
 from metrics.rating_systems import SYSTEMS
 
 __all__ = [
@@ -151,12 +151,17 @@ def _pair_figure(view: BoardView, key: str) -> Figure:
     names = _names(view, ids)
     trace: dict[str, Any] = {"type": "heatmap", "x": names, "y": names,
                              "texttemplate": "%{text}"}
+    # A checkpoint never plays itself: the diagonal stays blank (not the darkest cell).
     if key == "games":
-        trace.update(z=[[float(g) for g in row] for row in games], colorscale="Blues",
-                     text=[[str(g) if g else "" for g in row] for row in games])
+        z_games = [[None if i == j else float(g) for j, g in enumerate(row)]
+                   for i, row in enumerate(games)]
+        trace.update(z=z_games, colorscale="Blues",
+                     text=[["" if i == j or not g else str(g) for j, g in enumerate(row)]
+                           for i, row in enumerate(games)])
     else:
-        z = [[w / g if g else None for w, g in zip(wr, gr, strict=True)]
-             for wr, gr in zip(wins, games, strict=True)]
+        z = [[None if i == j or not g else w / g
+              for j, (w, g) in enumerate(zip(wr, gr, strict=True))]
+             for i, (wr, gr) in enumerate(zip(wins, games, strict=True))]
         trace.update(z=z, colorscale="RdBu", zmin=0, zmax=1,
                      text=[["" if v is None else f"{v:.0%}" for v in row] for row in z])
     return _figure([trace], title, yaxis={"autorange": "reversed"})
@@ -195,8 +200,12 @@ def character_figure(view: BoardView) -> Figure:
     characters = list(view.character_board)
     traces = [{"type": "bar", "x": characters, "name": view.checkpoints[c].name,
                "y": [view.character_board[ch].get(c) for ch in characters]} for c in ids]
+    # Bars start near the data (Elo has no natural zero), so differences stay visible.
+    values = [v for ratings in view.character_board.values() for v in ratings.values()]
+    pad = max(10.0, 0.15 * (max(values) - min(values)))
     return _figure(traces, title, barmode="group",
-                   yaxis={"title": {"text": "time-weighted Elo"}})
+                   yaxis={"title": {"text": "time-weighted Elo"},
+                          "range": [min(values) - pad, max(values) + pad]})
 
 
 def knob_figure(view: BoardView, knob: str = "checkpoint_step") -> Figure:
@@ -212,8 +221,9 @@ def knob_figure(view: BoardView, knob: str = "checkpoint_step") -> Figure:
              "text": [r["config"] for _, r in points], "textposition": "top center",
              "customdata": [r["checkpoint"] for _, r in points],
              "hovertemplate": "%{customdata} (%{text}): %{y:.1f} at %{x}<extra></extra>"}
-    log_axis = knob in ("dataset_size", "unet_lr", "text_encoder_lr", "steps",
-                        "checkpoint_step") and all(x > 0 for x, _ in points)
+    # Steps read best on a linear axis; sizes and learning rates span decades.
+    log_axis = knob in ("dataset_size", "unet_lr", "text_encoder_lr") and all(
+        x > 0 for x, _ in points)
     xaxis: dict[str, Any] = {"title": {"text": label}}
     if log_axis:
         xaxis["type"] = "log"
@@ -242,15 +252,22 @@ def position_figure(view: BoardView) -> Figure:
 
 
 def _interval(lower: float | None, upper: float | None) -> str:
-    return "—" if lower is None or upper is None else f"{lower:+.2f} – {upper:+.2f}"
+    return MISSING if lower is None or upper is None else f"{lower:+.2f} – {upper:+.2f}"
+
+
+def _rho(correlation: Any) -> tuple[Any, str]:
+    """rho and its interval as shown: nothing from fewer than 5 checkpoints."""
+    if correlation.n < MIN_CORRELATION_CHECKPOINTS:
+        return f"too few checkpoints (< {MIN_CORRELATION_CHECKPOINTS})", MISSING
+    if correlation.rho is None:
+        return MISSING, MISSING
+    return round(correlation.rho, 3), _interval(correlation.lower, correlation.upper)
 
 
 def knob_frame(view: BoardView) -> pd.DataFrame:
     """How strongly each knob tracks the rating across checkpoints."""
     return pd.DataFrame(
-        [(k.label, None if k.correlation.rho is None else round(k.correlation.rho, 3),
-          _interval(k.correlation.lower, k.correlation.upper), k.correlation.n)
-         for k in view.knobs],
+        [(k.label, *_rho(k.correlation), k.correlation.n) for k in view.knobs],
         columns=["Training knob", "Spearman rho", "95% interval", "Checkpoints"],
     )
 
@@ -258,8 +275,7 @@ def knob_frame(view: BoardView) -> pd.DataFrame:
 def agreement_frame(view: BoardView) -> pd.DataFrame:
     """Per character: does the CCIP score order checkpoints as the human board does?"""
     return pd.DataFrame(
-        [(character, None if c.rho is None else round(c.rho, 3), _interval(c.lower, c.upper),
-          c.n) for character, c in view.agreement.items()],
+        [(character, *_rho(c), c.n) for character, c in view.agreement.items()],
         columns=["Character", "Spearman rho (CCIP vs time-weighted Elo)", "95% interval",
                  "Checkpoints"],
     )
@@ -273,7 +289,7 @@ def position_frame(view: BoardView) -> pd.DataFrame:
                                                          strict=True)):
             label = "AB"[i] if len(bias.wins) == 2 else str(i + 1)
             rows.append((kind, label, wins, round(share, 3), f"{lo:.2f} – {hi:.2f}",
-                         None if bias.p_value is None else float(f"{bias.p_value:.3g}")))
+                         MISSING if bias.p_value is None else float(f"{bias.p_value:.3g}")))
     return pd.DataFrame(rows, columns=["Match kind", "Position", "Wins", "Share",
                                        "95% interval", "p (no bias)"])
 

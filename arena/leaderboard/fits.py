@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import multiprocessing.pool
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -220,7 +221,11 @@ def refit_pool() -> multiprocessing.pool.Pool:
     process."""
     with _BT_GUARD:
         if not _POOL:
-            pool = multiprocessing.get_context("spawn").Pool(1)
+            from arena.lifeline import exit_with_parent
+
+            # It ends with this process even when that one is killed (no atexit then).
+            pool = multiprocessing.get_context("spawn").Pool(
+                1, initializer=exit_with_parent, initargs=(os.getpid(),))
             atexit.register(pool.terminate)  # before interpreter teardown, not in __del__
             _POOL.append(pool)
         return _POOL[0]

@@ -20,9 +20,9 @@ import pandas as pd
 from arena.db import Database
 from arena.leaderboard.figures import agreement_frame, all_figures, knob_frame, position_frame
 from arena.leaderboard.view import BoardView, board_choices, load_view, table_frame
-from arena.registry import DEMO_NAMES, DEMO_NOTE
 from arena.settings import Settings
 from metrics.pairing import STRATEGY_NOTES
+from metrics.rating_systems import SYSTEMS
 
 __all__ = ["RENDER_SECONDS", "Rendered", "render", "status_text"]
 
@@ -31,17 +31,16 @@ def status_text(view: BoardView) -> str:
     """The line above the table: what is shown, how matches are chosen, and any warning."""
     games = sum(r["games"] for r in view.rows)
     lines = [
-        f"**{view.label}** · {view.log.votes} votes on this board (up to vote "
-        f"#{view.log.last_vote_id}) · matchmaking: {view.strategy} "
-        f"({STRATEGY_NOTES.get(view.strategy, 'see metrics/pairing.py')})"
+        f"**{view.label}** · every row covers this board's votes up to #{view.covers} · "
+        f"matchmaking: {view.strategy} "
+        f"({STRATEGY_NOTES.get(view.strategy, 'see metrics/pairing.py')})",
+        SYSTEMS[view.system].note,
     ]
     if not view.log.votes:
         lines.append("No votes on this board yet.")
     elif not games and not view.notices:
         lines.append("No rated games on this board yet.")
     lines += [f"⚠️ {notice}" for notice in view.notices]
-    if DEMO_NAMES & {info.name for info in view.checkpoints.values()}:
-        lines.append(DEMO_NOTE)
     return "\n\n".join(lines)
 
 

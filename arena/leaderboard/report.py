@@ -8,6 +8,7 @@ The file embeds plotly.js once and every figure's data, so it opens offline in a
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,18 +41,35 @@ section { border-top: 2px solid #ddd; margin-top: 2em; }
 """
 
 
+def _inline(text: str) -> str:
+    """The dashboard's inline Markdown (``**bold**``, ```code```) as escaped HTML."""
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
 def _markdown_line(text: str) -> str:
-    """The dashboard's status lines (bold markers aside) as HTML paragraphs."""
+    """The dashboard's status lines as HTML paragraphs (no Markdown left showing)."""
     out = []
     for line in text.split("\n\n"):
-        escaped = html.escape(line).replace("**", "")
         cls = ' class="notice"' if line.startswith("⚠️") else ""
-        out.append(f"<p{cls}>{escaped}</p>")
+        out.append(f"<p{cls}>{_inline(line)}</p>")
     return "\n".join(out)
 
 
+def _anchor(view: BoardView) -> str:
+    return "board-" + html.escape(view.board)
+
+
+def _contents(views: Sequence[BoardView]) -> str:
+    """The list of boards at the top, each linking to its section."""
+    items = "".join(f'<li><a href="#{_anchor(v)}">{html.escape(v.label)}</a></li>'
+                    for v in views)
+    return f'<nav id="contents"><h2>Contents</h2><ul>{items}</ul></nav>'
+
+
 def _section(view: BoardView, knob: str, first: bool, robust: BoardView | None = None) -> str:
-    parts = [f'<section id="board-{html.escape(view.board)}">',
+    parts = [f'<section id="{_anchor(view)}">',
              f"<h2>{html.escape(view.label)}</h2>", _markdown_line(status_text(view)),
              table_frame(view).to_html(index=False, na_rep="—", classes="leaderboard")]
     for key, figure in all_figures(view, knob).items():
@@ -85,7 +103,8 @@ def render_report(views: Sequence[BoardView], knob: str = "checkpoint_step",
         f"<style>{_STYLE}</style></head><body>"
         f"<h1>Illustrious Arena report</h1><p>Generated {when}. Systems: "
         f"{html.escape(', '.join(s.label for s in SYSTEMS.values()))}. Opens offline: "
-        "everything is in this file.</p>" + "\n".join(body) + "</body></html>\n"
+        f"everything is in this file.</p>{_contents(views)}" + "\n".join(body)
+        + "</body></html>\n"
     )
 
 

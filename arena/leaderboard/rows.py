@@ -173,7 +173,7 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
             elif chosen.source == "tw_elo":
                 rating = tw
             else:
-                rating = conservative
+                rating = mu  # inside its own interval; mu - 3 sigma is its own column
                 lower, upper = mu - Z95 * sigma, mu + Z95 * sigma  # type: ignore[operator]
         games, wins, draws, losses = (int(n) for n in counts)
         name, config, step = labels[cid]

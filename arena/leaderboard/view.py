@@ -40,6 +40,8 @@ from metrics.rating_systems import DEFAULT_SYSTEM, SYSTEMS
 
 __all__ = [
     "KNOBS",
+    "MIN_CORRELATION_CHECKPOINTS",
+    "MISSING",
     "TABLE_COLUMNS",
     "BoardView",
     "KnobCorrelation",
@@ -60,6 +62,11 @@ KNOBS = {
     "resolution": "Resolution (px)",
     "checkpoint_step": "Step of the checkpoint",
 }
+# What a table shows where a value is missing (a system without intervals, a score not
+# computed yet).
+MISSING = "—"
+# Below this many checkpoints a rank correlation and its interval say nothing: not shown.
+MIN_CORRELATION_CHECKPOINTS = 5
 TABLE_COLUMNS = ("Rank", "Checkpoint", "Training config", "Step", "Rating", "95% lower",
                  "95% upper", "TrueSkill mu", "TrueSkill sigma", "mu - 3 sigma",
                  "Time-weighted Elo", "Games", "Win rate", "CCIP score", "CLIP score")
@@ -103,6 +110,13 @@ class BoardView:
     position: dict[str, PositionBias] = field(default_factory=dict)
     # The robust board: what it discounted and its fitted position terms.
     robust: dict[str, Any] | None = None
+
+    @property
+    def covers(self) -> int:
+        """The newest vote every row of the view accounts for (a Bradley-Terry fit may lag
+        the log: then the whole row is the fit's)."""
+        fitted = [r["fit_vote_id"] for r in self.rows if r.get("fit_vote_id") is not None]
+        return fitted[0] if fitted else self.log.last_vote_id
 
     @property
     def label(self) -> str:
@@ -183,6 +197,9 @@ def load_view(session: Session, board: str = OVERALL, system: str = DEFAULT_SYST
     log = board_log(session, board, rating_config(s))
     fitted = [r["fit_vote_id"] for r in found.rows if r["fit_vote_id"] is not None]
     if fitted and fitted[0] < log.last_vote_id:
+        # One moment per row: the other systems' snapshots already count the newer votes.
+        for row in found.rows:
+            row.update(mu=None, sigma=None, conservative=None, time_weighted=None)
         notices.append(
             f"Bradley-Terry as fitted on this board's votes up to #{fitted[0]}; "
             f"newer votes (up to #{log.last_vote_id}) join at the next refit, which runs "
@@ -229,7 +246,8 @@ def _robust_notices(session: Session, view: BoardView, settings: Settings, wait:
 
 
 def knob_correlations(view: BoardView) -> list[KnobCorrelation]:
-    """Spearman's rho between each numeric knob and the rating, over the board's rows."""
+    """Spearman's rho between each numeric knob and the rating, over the board's rows (shown
+    from :data:`MIN_CORRELATION_CHECKPOINTS` checkpoints on)."""
     out = []
     for knob, label in KNOBS.items():
         pairs = [(view.checkpoints[r["checkpoint_id"]].knobs[knob], r["rating"])
@@ -240,15 +258,16 @@ def knob_correlations(view: BoardView) -> list[KnobCorrelation]:
     return out
 
 
-def _num(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(float(value), digits)
+def _num(value: float | None, digits: int) -> float | str:
+    return MISSING if value is None else round(float(value), digits)
 
 
 def table_frame(view: BoardView) -> pd.DataFrame:
     """The leaderboard table exactly as shown (and as downloaded as CSV)."""
     table = [
         (
-            int(r["rank"]), r["checkpoint"], r["config"], r["step"],
+            int(r["rank"]), r["checkpoint"], r["config"],
+            MISSING if r["step"] is None else int(r["step"]),
             _num(r["rating"], 1), _num(r["lower"], 1), _num(r["upper"], 1),
             _num(r["mu"], 2), _num(r["sigma"], 2), _num(r["conservative"], 2),
             _num(r["time_weighted"], 1), r["games"], _num(r["win_rate"], 3),
@@ -256,5 +275,4 @@ def table_frame(view: BoardView) -> pd.DataFrame:
         )
         for r in view.rows
     ]
-    frame = pd.DataFrame(table, columns=list(TABLE_COLUMNS))
-    return frame.astype({"Step": "Int64"})
+    return pd.DataFrame(table, columns=list(TABLE_COLUMNS))

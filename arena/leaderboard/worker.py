@@ -43,6 +43,7 @@ __all__ = ["NICE", "REFRESH_SECONDS", "STORE_EVERY", "Refresher", "close_workers
 NICE = 10  # the worker's CPU priority below the server's: votes first
 REFRESH_SECONDS = 15.0
 STORE_EVERY = 2_000  # settled votes on a board between two stored aggregates
+CLOSE_SECONDS = 2.0  # how long a stopping server waits for its worker before killing it
 _MAX_WORKERS = 4  # live worker processes (one per database a process serves; tests use more)
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,10 @@ _SETTINGS: list[Settings] = []
 _BACKGROUND: list[threading.Thread] = []
 
 
-def _start(url: str, settings: Settings) -> None:
+def _start(url: str, settings: Settings, server: int) -> None:
+    from arena.lifeline import exit_with_parent
+
+    exit_with_parent(server)  # a killed server leaves no worker behind
     with contextlib.suppress(OSError):  # not permitted: same priority, still its own lock
         os.nice(NICE)
     # What the first view would otherwise load (seconds on a small machine): the render
@@ -168,7 +172,7 @@ class BoardWorker:
     """The worker process serving one database's leaderboard views."""
 
     def __init__(self, url: str, settings: Settings) -> None:
-        self._args = (url, settings)
+        self._args = (url, settings, os.getpid())
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -193,9 +197,18 @@ class BoardWorker:
         """Wait until the worker runs; its process id."""
         return self._pool.submit(_ping).result()
 
-    def close(self) -> None:
-        """Stop the worker process."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """Stop the worker process: asked to end, then killed if it has not within
+        ``timeout`` seconds (a render or a refit in progress is not waited for)."""
+        # The executor's own processes: shutdown() has no timeout to bound the wait with.
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
 
 
 _WORKERS: dict[tuple[str, str], BoardWorker] = {}

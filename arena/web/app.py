@@ -10,12 +10,6 @@ from arena.db import Database
 from arena.settings import Settings, get_settings
 from arena.web import admin_api, http, voting_api
 
-# Images fill their panel whatever their size (the demo's are 64x64), kept sharp when enlarged.
-PANEL_CSS = (
-    ".arena-image img { width: 100%; height: 100%; object-fit: contain; "
-    "image-rendering: pixelated; }"
-)
-
 
 def create_app(
     settings: Settings | None = None, db: Database | None = None, ui: bool = True
@@ -37,7 +31,7 @@ def create_app(
     if ui:
         import gradio as gr
 
-        from arena.web.voting_ui import build_ui
+        from arena.web.voting_ui import PAGE_CSS, PAGE_HEAD, SHORTCUTS_JS, build_ui
 
         blocks = build_ui(db, settings)
         # No allowed_paths: images reach the page only through the API's per-match names,
@@ -51,6 +45,8 @@ def create_app(
             run_history=False,
             show_error=False,
             ssr_mode=False,
-            css=PANEL_CSS,
+            css=PAGE_CSS,
+            js=SHORTCUTS_JS,
+            head=PAGE_HEAD,
         )
     return app

@@ -77,7 +77,7 @@ def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None
         refresh = gr.Button("Refresh", scale=1)
     status = gr.Markdown("", elem_id="leaderboard-status")
     table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, label="Leaderboard",
-                         wrap=True, elem_id="leaderboard-table")
+                         wrap=False, elem_id="leaderboard-table")
     download = gr.DownloadButton("Download CSV", value=None, elem_id="leaderboard-csv")
     gr.Markdown("Select a row to see the training config that produced the checkpoint. "
                 "Ranks that share a number have overlapping 95% intervals.")

@@ -22,19 +22,24 @@ from arena.db import Database
 from arena.errors import Conflict, Forbidden, Gone, InputError, NotFound, UserError
 from arena.identity import client_address, verify_voter_id
 from arena.matches import IssuedMatch, issue_match, skip_match
-from arena.registry import DEMO_NOTE, serves_demo
 from arena.settings import Settings
-from arena.votes import Reveal, record_vote
+from arena.votes import Reveal, record_vote, votes_cast
 from arena.web.dashboard import build_leaderboard_tab
 from arena.web.http import VOTER_COOKIE
 from arena.web.voting_api import image_url
+from arena.web.voting_assets import KEY_HELP, PAGE_CSS, PAGE_HEAD, SHORTCUTS_JS
 from metrics.match_kinds import KINDS, MATCH_KINDS
 
-__all__ = ["build_ui", "requester", "voter_from_request"]
+__all__ = ["PAGE_CSS", "PAGE_HEAD", "SHORTCUTS_JS", "build_ui", "requester", "voter_from_request"]
 
 # What a voter may answer, and how many images a match shows, come from the match kinds'
 # registry (:data:`metrics.match_kinds.KINDS`).
-PLACES = ("1st (best)", "2nd", "3rd", "4th")
+PLACES = ("1st", "2nd", "3rd", "4th")
+# Why the free-prompt duel offers no draw, said under its buttons.
+NO_DRAW_NOTE = (
+    "No draw here: a free-prompt duel asks which image follows the prompt better (the "
+    "report's format). If neither does, press **Both bad**."
+)
 # Refusals after which the match cannot be voted on any more: the voter needs a new one.
 FINAL_REFUSALS = (Conflict, Gone, NotFound, Forbidden)
 
@@ -89,23 +94,43 @@ def _escape(text: str) -> str:
     return "".join("\\" + c if c in "\\`*_[]<>|~" else c for c in text)
 
 
-def reveal_markdown(reveal: Reveal, picked: list[int]) -> str:
-    """The reveal: which checkpoint and training config made each image, and the vote count."""
+def your_vote(reveal: Reveal, winner: int | str | None,
+              ranking: list[int] | None) -> dict[int, str]:
+    """What the voter said about each position: its place in a ranking, or the pick."""
+    if ranking:
+        return {position: PLACES[place] for place, position in enumerate(ranking)}
+    if isinstance(winner, int):
+        return {winner: "✔ your pick"}
+    said = {"tie": "draw", "both_bad": "both bad"}.get(str(winner), "")
+    return {image.position: said for image in reveal.images} if said else {}
+
+
+def reveal_markdown(reveal: Reveal, winner: int | str | None = None,
+                    ranking: list[int] | None = None) -> str:
+    """The reveal: your vote, and which checkpoint and training config made each image (in
+    the order you ranked them, when you ranked), and the vote count."""
+    said = your_vote(reveal, winner, ranking)
+    images = sorted(reveal.images, key=lambda i: ranking.index(i.position)) if ranking \
+        else reveal.images
     lines = [
         "### Revealed",
         "",
-        "| Image | Checkpoint | Training config |",
-        "|---|---|---|",
+        "| Image | Your vote | Checkpoint | Training config |",
+        "|---|---|---|---|",
     ]
-    for image in reveal.images:
-        mark = " ✔ your pick" if image.position in picked else ""
+    for image in images:
         lines.append(
-            f"| {position_label(reveal.mode, image.position)}{mark} | "
+            f"| {position_label(reveal.mode, image.position)} | {said.get(image.position, '')} | "
             f"{_escape(image.checkpoint)} | {_escape(image.config)} |"
         )
     plural = "" if reveal.votes_cast == 1 else "s"
     lines += ["", f"You have cast **{reveal.votes_cast}** vote{plural}. Thank you!"]
     return "\n".join(lines)
+
+
+def count_line(count: int) -> str:
+    """The voter's vote count, as each match shows it."""
+    return f"You have cast **{count}** vote{'' if count == 1 else 's'}."
 
 
 class MatchPanel:
@@ -116,10 +141,11 @@ class MatchPanel:
         self.kind = KINDS[mode]
         self.size = self.kind.size
         self.state = gr.State(None)
-        self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=6)
+        self.picks = gr.State([])  # four-way: positions clicked so far, best first
+        self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=1, max_lines=6)
         self.images: list[gr.HTML] = []
         self.choices: list[tuple[gr.Button, str, int | str]] = []
-        self.ranks: list[gr.Dropdown] = []
+        self.pick_buttons: list[gr.Button] = []
         self.own_prompt: gr.Textbox | None = None
         if self.kind.rankings:
             self._four_way_layout()
@@ -127,8 +153,10 @@ class MatchPanel:
             self._duel_layout()
         self.status = gr.Markdown("Loading a match…", elem_classes=["arena-status"])
         with gr.Row():
-            self.next = gr.Button("Next match", variant="primary", visible=False)
-            self.skip = gr.Button("Skip", variant="secondary")
+            self.next = gr.Button("Next match", variant="primary", visible=False,
+                                  elem_id=f"{mode}-next")
+            self.skip = gr.Button("Skip", variant="secondary", elem_id=f"{mode}-skip")
+        gr.Markdown(KEY_HELP[mode], elem_classes=["arena-keys"])
         if self.kind.typed_prompts:
             with gr.Row(equal_height=True):
                 self.own_prompt = gr.Textbox(
@@ -141,42 +169,42 @@ class MatchPanel:
         self._wire()
 
     def _image(self, position: int) -> gr.HTML:
-        image = gr.HTML("", elem_classes=["arena-image"], min_height=160)
+        image = gr.HTML("", elem_classes=["arena-image"], min_height=160,
+                        elem_id=f"{self.mode}-image-{position}")
         self.images.append(image)
         return image
 
     def _duel_layout(self) -> None:
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, elem_classes=["arena-images"]):
             for position in range(self.size):
                 self._image(position)
         with gr.Row():
             for label, key, winner in self.kind.buttons:
-                self.choices.append((gr.Button(label, interactive=False), key, winner))
+                button = gr.Button(label, interactive=False, elem_id=f"{self.mode}-vote-{key}")
+                self.choices.append((button, key, winner))
+        if not self.kind.ties:
+            gr.Markdown(NO_DRAW_NOTE, elem_classes=["arena-keys"])
 
     def _four_way_layout(self) -> None:
-        gr.Markdown("Click **Best** under the image you like most, or rank all four below.")
-        with gr.Row(equal_height=True):
-            for position, (label, key, winner) in enumerate(self.kind.buttons):
+        gr.Markdown("Click the images from best to worst (three are enough: the last is "
+                    "implied), then **Submit**; or click one and submit it as the best.")
+        with gr.Row(equal_height=True, elem_classes=["arena-grid-images"]):
+            for position in range(self.size):
                 with gr.Column(min_width=160):
                     self._image(position)
-                    self.choices.append((gr.Button(label, interactive=False), key, winner))
-        with gr.Row(equal_height=True):
-            for place in PLACES[:self.size]:
-                self.ranks.append(
-                    gr.Dropdown(
-                        choices=[position_label(self.mode, p) for p in range(self.size)],
-                        value=None,
-                        label=place,
-                        interactive=True,  # only "Submit full ranking" follows the match
-                        min_width=100,
-                    )
-                )
-            self.rank = gr.Button("Submit full ranking", interactive=False, min_width=120)
+                    self.pick_buttons.append(gr.Button(
+                        f"Rank {position_label(self.mode, position)}", interactive=False,
+                        size="sm", elem_id=f"{self.mode}-pick-{position}"))
+        with gr.Row():
+            self.undo = gr.Button("Undo", interactive=False, elem_id=f"{self.mode}-undo")
+            self.submit = gr.Button("Submit", variant="primary", interactive=False,
+                                    elem_id=f"{self.mode}-submit")
 
     @property
     def outputs(self) -> list[gr.components.Component]:
         """Every component a handler may update."""
-        extra = [*self.ranks, self.rank] if self.kind.rankings else []
+        extra = [self.picks, *self.pick_buttons, self.undo, self.submit] \
+            if self.kind.rankings else []
         return [self.state, self.prompt, *self.images, self.status,
                 *(b for b, _, _ in self.choices), self.next, self.skip, *extra]
 
@@ -186,10 +214,33 @@ class MatchPanel:
         updates[self.next] = gr.update(visible=not voting)
         updates[self.skip] = gr.update(interactive=voting)
         if self.kind.rankings:
-            updates[self.rank] = gr.update(interactive=voting)
+            updates |= self._ranking([], voting)
         return updates
 
-    def _shown(self, issued: IssuedMatch) -> dict[Any, Any]:
+    def _ranking(self, picks: list[int], voting: bool = True) -> dict[Any, Any]:
+        """The four-way controls for ``picks`` (positions clicked, best first): each image's
+        button shows its place once ranked; Undo and Submit say what they would do."""
+        order = picks + [p for p in range(self.size) if p not in picks] \
+            if len(picks) >= self.size - 1 else picks
+        updates: dict[Any, Any] = {self.picks: list(picks)}
+        for position, button in enumerate(self.pick_buttons):
+            label = position_label(self.mode, position)
+            if position in order:
+                updates[button] = gr.update(value=f"{PLACES[order.index(position)]}: {label}",
+                                            interactive=False)
+            else:
+                updates[button] = gr.update(value=f"Rank {label}", interactive=voting)
+        updates[self.undo] = gr.update(interactive=voting and bool(picks))
+        if len(order) == self.size:
+            text = "Submit ranking " + " > ".join(position_label(self.mode, p) for p in order)
+        elif picks:
+            text = f"Submit {position_label(self.mode, picks[0])} as the best"
+        else:
+            text = "Submit"
+        updates[self.submit] = gr.update(value=text, interactive=voting and bool(picks))
+        return updates
+
+    def _shown(self, issued: IssuedMatch, count: int) -> dict[Any, Any]:
         updates = self._controls(voting=True)
         names = tuple(shown.name for shown in issued.images)
         updates[self.state] = Current(issued.token, names)
@@ -198,9 +249,8 @@ class MatchPanel:
             updates[image] = image_html(image_url(shown.name),
                                         position_label(self.mode, shown.position))
         how = "Pick the best image." if self.kind.rankings else "Which image is better?"
+        how = f"{how} {count_line(count)}"
         updates[self.status] = f"ℹ️ {issued.notice}\n\n{how}" if issued.notice else how
-        if self.kind.rankings:
-            updates |= {d: gr.update(value=None) for d in self.ranks}
         return updates
 
     def _unavailable(self, message: str) -> dict[Any, Any]:
@@ -220,19 +270,25 @@ class MatchPanel:
                                  address=address)
         except InputError as exc:
             return self._unavailable(str(exc))
-        return self._shown(issued)
+        return self._shown(issued, votes_cast(self.db, voter))
 
-    def _revealed(self, current: Current, reveal: Reveal, picked: list[int]) -> dict[Any, Any]:
+    def _revealed(self, current: Current, reveal: Reveal, winner: int | str | None,
+                  ranking: list[int] | None) -> dict[Any, Any]:
         updates = self._controls(voting=False)
         updates[self.state] = Current(current.token, current.names, open=False)
         by_position = {image.position: image for image in reveal.images}
+        said = your_vote(reveal, winner, ranking)
         for position, image in enumerate(self.images):
             shown = by_position[position]
+            mark = f" · {said[position]}" if said.get(position) else ""
             updates[image] = image_html(
                 image_url(current.names[position]),
-                f"{position_label(self.mode, position)}: {shown.checkpoint} ({shown.config})",
+                f"{position_label(self.mode, position)}{mark}: {shown.checkpoint} "
+                f"({shown.config})",
             )
-        updates[self.status] = reveal_markdown(reveal, picked)
+        if self.kind.rankings and ranking:
+            updates |= self._ranking(ranking, voting=False)
+        updates[self.status] = reveal_markdown(reveal, winner, ranking)
         return updates
 
     def _vote(
@@ -250,8 +306,7 @@ class MatchPanel:
                 return {**self._controls(voting=False), self.status: f"⚠️ {exc}",
                         self.state: Current(current.token, current.names, open=False)}
             return {self.status: f"⚠️ {exc}"}
-        picked = ranking[:1] if ranking else [winner] if isinstance(winner, int) else []
-        return self._revealed(current, reveal, picked)
+        return self._revealed(current, reveal, winner, ranking)
 
     def _voter(
         self, winner: int | str
@@ -261,14 +316,31 @@ class MatchPanel:
 
         return vote
 
-    def _ranked(self, first: str | None, second: str | None, third: str | None,
-                fourth: str | None, current: Current | None,
-                request: gr.Request) -> dict[Any, Any]:
-        places = [first, second, third, fourth]
-        if any(p is None for p in places) or len(set(places)) != self.size:
-            return {self.status: "⚠️ To rank, give each of the four images exactly one place."}
-        labels = [position_label(self.mode, p) for p in range(self.size)]
-        return self._vote(current, None, [labels.index(p) for p in places], request)
+    def _picker(self, position: int) -> Callable[[list[int], Current | None], dict[Any, Any]]:
+        def pick(picks: list[int], current: Current | None) -> dict[Any, Any]:
+            if current is None or not current.open:
+                return {self.status: "⚠️ There is no open match here: press **Next match**."}
+            if position in picks or len(picks) >= self.size - 1:
+                return gr.skip()
+            return self._ranking([*picks, position])
+
+        return pick
+
+    def undo_pick(self, picks: list[int], current: Current | None) -> dict[Any, Any]:
+        """Take back the last image clicked."""
+        if current is None or not current.open or not picks:
+            return gr.skip()
+        return self._ranking(picks[:-1])
+
+    def submit_ranking(self, picks: list[int], current: Current | None,
+                       request: gr.Request) -> dict[Any, Any]:
+        """Vote the images clicked: a full ranking from three on, else the first as best."""
+        if not picks:
+            return {self.status: "⚠️ Click the images from best to worst first."}
+        if len(picks) >= self.size - 1:
+            ranking = picks + [p for p in range(self.size) if p not in picks]
+            return self._vote(current, None, ranking, request)
+        return self._vote(current, picks[0], None, request)
 
     def ensure(self, current: Current | None, request: gr.Request) -> dict[Any, Any]:
         """On opening the tab: issue a match unless one is already showing."""
@@ -305,8 +377,14 @@ class MatchPanel:
         self.skip.click(self.skip_then_next, inputs=[self.state], outputs=outputs,
                         api_name=f"{mode}_skip")
         if self.kind.rankings:
-            self.rank.click(self._ranked, inputs=[*self.ranks, self.state], outputs=outputs,
-                            api_name=f"{mode}_rank")
+            ranking = [self.picks, *self.pick_buttons, self.undo, self.submit, self.status]
+            for position, button in enumerate(self.pick_buttons):
+                button.click(self._picker(position), inputs=[self.picks, self.state],
+                             outputs=ranking, api_name=f"{mode}_pick_{position + 1}")
+            self.undo.click(self.undo_pick, inputs=[self.picks, self.state], outputs=ranking,
+                            api_name=f"{mode}_undo")
+            self.submit.click(self.submit_ranking, inputs=[self.picks, self.state],
+                              outputs=outputs, api_name=f"{mode}_submit")
         if self.own_prompt is not None:
             self.use_prompt.click(self.with_prompt, inputs=[self.own_prompt], outputs=outputs,
                                   api_name="free_prompt")
@@ -324,14 +402,18 @@ def build_ui(db: Database, settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Illustrious Arena", analytics_enabled=False) as blocks:
         gr.Markdown(
             "# Illustrious Arena\n"
-            "Images from anonymous anime checkpoints. Vote for the one you prefer: the "
-            "checkpoints and their training configs are revealed after your vote."
+            "Vote for the image you prefer; the anonymous checkpoints and their training "
+            "configs are revealed after your vote.",
+            elem_classes=["arena-header"],
         )
-        demo_note = gr.Markdown(visible=False, elem_id="demo-note")
+        demo_note = gr.HTML(visible=False, elem_id="demo-note")
         with gr.Tabs():
             panels = {}
             for mode, kind in KINDS.items():
-                with gr.Tab(kind.label, id=mode, elem_id=f"tab-{mode}") as tab:
+                with gr.Tab(kind.label, id=mode, elem_id=f"tab-{mode}") as tab, gr.Column(
+                    elem_classes=["arena-panel", f"arena-panel-{mode}",
+                                  "arena-ranking" if kind.rankings else "arena-duel"]
+                ):
                     panels[mode] = panel = MatchPanel(db, settings, mode)
                 if mode != MATCH_KINDS[0]:  # the first tab gets its match on page load instead
                     tab.select(panel.ensure, inputs=[panel.state], outputs=panel.outputs,
@@ -341,13 +423,18 @@ def build_ui(db: Database, settings: Settings) -> gr.Blocks:
         first = panels[MATCH_KINDS[0]]
         blocks.load(first.ensure, inputs=[first.state], outputs=first.outputs,
                     api_visibility="private")
-        blocks.load(lambda: demo_note_update(db), outputs=demo_note, api_visibility="private")
+        blocks.load(lambda: demo_note_update(settings), outputs=demo_note,
+                    api_visibility="private")
     return blocks
 
 
-def demo_note_update(db: Database) -> dict[str, Any]:
-    """On page load: one line saying why the demo's images look like noise, shown only while
-    the arena holds the demo's random-weight checkpoints (names no checkpoint)."""
-    with db.session(readonly=True) as session:
-        shown = serves_demo(session)
-    return gr.update(value=DEMO_NOTE if shown else "", visible=shown)
+def demo_note_update(settings: Settings) -> dict[str, Any]:
+    """On page load: the demo's one notice, shown only in a demo arena (its home carries the
+    demo marker, :data:`arena.settings.DEMO_MARKER`), folded to one line; it names no
+    checkpoint."""
+    note = settings.demo_note
+    if not note:
+        return gr.update(value="", visible=False)
+    head = html.escape(note.split(":", 1)[0]) if ":" in note else "Demo arena"
+    return gr.update(value=f"<details><summary>ℹ️ {head} (what this means)</summary>"
+                           f"{html.escape(note)}</details>", visible=True)

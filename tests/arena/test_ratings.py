@@ -237,7 +237,9 @@ def test_leaderboards(db: Database) -> None:
     assert {r["config"] for r in elo + ts + bt} == {"cfg-a"}
     assert {r["checkpoint"] for r in elo} == {f"ckpt-{i}" for i in range(CHECKPOINTS)}
     assert all(r["lower"] is None and r["time_weighted"] is not None for r in elo)
-    assert all(r["rating"] == pytest.approx(r["mu"] - 3 * r["sigma"]) for r in ts)
+    # TrueSkill's rating is mu, inside its own interval; mu - 3 sigma is its own column.
+    assert all(r["rating"] == r["mu"] and r["lower"] <= r["rating"] <= r["upper"] for r in ts)
+    assert all(r["conservative"] == pytest.approx(r["mu"] - 3 * r["sigma"]) for r in ts)
     assert [r["rating"] for r in ts] == sorted((r["rating"] for r in ts), reverse=True)
     assert all(r["lower"] <= r["rating"] <= r["upper"] and r["rank"] >= 1 for r in bt)
     assert sum(r["rating"] for r in bt) == pytest.approx(1000.0 * len(bt))
@@ -284,7 +286,7 @@ def test_cli_json_matches_package_and_recompute(arena_env: Database) -> None:
     result = runner.invoke(app, ["ratings", "--system", "trueskill", "--json"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
-    assert shown["parameters"]["sort"] == "mu - 3 sigma"
+    assert shown["parameters"]["sort"] == "mu (interval mu +- 1.96 sigma)"
     package = TrueSkillModel(engine="package")
     ratings: dict[int, tuple[float, float]] = {}
     from metrics.outcomes import trueskill_games

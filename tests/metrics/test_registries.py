@@ -45,15 +45,15 @@ def test_match_kinds_say_what_a_vote_may_answer() -> None:
 
 def test_rating_systems_table() -> None:
     assert DEFAULT_SYSTEM in SYSTEMS
-    assert system_help() == "elo, tw_elo, trueskill, bt or robust."
+    assert system_help() == "bt, elo, tw_elo, trueskill or robust."
     assert {n for n, s in SYSTEMS.items() if s.has_intervals} == {"trueskill", "bt", "robust"}
     assert SYSTEMS["tw_elo"].parameters == "elo"
-    assert system_help(simulated=True) == "elo, trueskill, bt or robust."
-    assert ESTIMATORS == ("elo", "trueskill", "bt", "robust")
+    assert system_help(simulated=True) == "bt, elo, trueskill or robust."
+    assert ESTIMATORS == ("bt", "elo", "trueskill", "robust")
     with pytest.raises(ValueError) as error:
         check_system("glicko")
     assert str(error.value) == (
-        "system: expected one of elo, tw_elo, trueskill, bt, robust, got 'glicko'")
+        "system: expected one of bt, elo, tw_elo, trueskill, robust, got 'glicko'")
 
 
 @given(st.sampled_from(MATCH_KINDS), st.one_of(st.none(), st.text(min_size=1, max_size=12)))

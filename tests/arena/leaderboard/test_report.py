@@ -50,6 +50,13 @@ def test_report_is_self_contained(arena_env: Database, tmp_path: Path,
         ratings = {r["checkpoint"]: r["rating"] for r in
                    leaderboard(s, "overall", "bt", get_settings())}
     assert dict(zip(data[0]["y"], data[0]["x"], strict=True)) == pytest.approx(ratings)
+    # A contents list links every board; the visible text shows no "None" and no Markdown.
+    contents = html[html.index('<nav id="contents">'):html.index("</nav>")]
+    assert 'href="#board-overall"' in contents and 'href="#board-fixed"' in contents
+    visible = re.sub(r"<script.*?</script>", "", html, flags=re.S)
+    visible = re.sub(r"<[^>]+>", " ", visible)
+    assert "None" not in visible and "**" not in visible and "`" not in visible
+    assert "<strong>" in html
     bad = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "no" / "r.html")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
     get_settings.cache_clear()

@@ -177,7 +177,7 @@ def test_unknown_system_or_board_lists_the_valid_ones(voted: Database, tmp_path:
     with voted.session(readonly=True) as s, pytest.raises(InputError) as error:
         board_rows(s, "overall", "glicko")
     assert str(error.value) == (
-        "system: expected one of elo, tw_elo, trueskill, bt, robust, got 'glicko'")
+        "system: expected one of bt, elo, tw_elo, trueskill, robust, got 'glicko'")
     client = make_client(voted, tmp_path / "api-home")
     answer = client.get("/api/v1/leaderboard", params={"system": "glicko"})
     assert answer.status_code == 422
@@ -185,3 +185,47 @@ def test_unknown_system_or_board_lists_the_valid_ones(voted: Database, tmp_path:
     cli = CliRunner().invoke(app, ["ratings", "--board", "duel"])
     assert cli.exit_code != 0
     assert "expected overall, fixed, free, ffa or fixed/<character>, got 'duel'" in cli.output
+
+
+def test_defaults_intervals_and_what_a_view_shows(voted: Database, tmp_path: Path) -> None:
+    """Bradley-Terry is the default everywhere; every system's rating lies inside its own
+    interval (TrueSkill: mu, with mu - 3 sigma apart); a view states the vote it covers once
+    and shows what it lacks as "—"; four checkpoints are too few for a correlation; the
+    games heatmap leaves the diagonal blank; steps are on a linear axis; Elo bars start near
+    the data."""
+    from arena.leaderboard.figures import all_figures, knob_frame
+    from arena.leaderboard.render import status_text
+
+    db, settings = voted, get_settings()
+    client = make_client(db, tmp_path / "api-home", bootstrap_rounds=ROUNDS)
+    assert client.get("/api/v1/leaderboard").json()["system"] == "bt"
+    cli = CliRunner().invoke(app, ["ratings", "--json"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.output)["system"] == "bt"
+    with db.session(readonly=True) as s:
+        for system, entry in SYSTEMS.items():
+            for row in board_rows(s, "overall", system, settings).rows:
+                if entry.has_intervals:
+                    assert row["lower"] <= row["rating"] <= row["upper"], (system, row)
+        for row in board_rows(s, "overall", "trueskill", settings).rows:
+            assert row["rating"] == row["mu"]
+            assert row["conservative"] == pytest.approx(row["mu"] - 3 * row["sigma"])
+        elo = load_view(s, "overall", "elo", settings, wait=True)
+        bt = load_view(s, "overall", "bt", settings, wait=True)
+    table = table_frame(elo)
+    assert set(table["95% lower"]) == {"—"} and set(table["95% upper"]) == {"—"}
+    status = status_text(bt)
+    assert status.count("covers this board's votes up to #") == 1
+    assert f"#{bt.covers}" in status and "Bradley-Terry: a fit of every vote" in status
+    knobs = knob_frame(bt)
+    assert len(bt.rows) == 4
+    assert set(knobs["Spearman rho"]) == {"too few checkpoints (< 5)"}
+    assert set(knobs["95% interval"]) == {"—"}
+    figures = all_figures(bt, "checkpoint_step")
+    games = figures["games"]["data"][0]["z"]
+    assert all(games[i][i] is None for i in range(len(games)))
+    assert any(v for row in games for v in row if v is not None)
+    assert figures["knob"]["layout"]["xaxis"].get("type") != "log"
+    low, high = figures["characters"]["layout"]["yaxis"]["range"]
+    shown_elo = [y for trace in figures["characters"]["data"] for y in trace["y"] if y]
+    assert 0 < low <= min(shown_elo) and high >= max(shown_elo)

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 from scipy import stats
 from sqlalchemy import select
@@ -77,8 +76,11 @@ def test_view_matches_ratings_from_the_votes(voted: Database, board: str) -> Non
         assert by_id[c]["games"] == state.games
     assert [r["rating"] for r in tw.rows] == sorted(
         (state.time_weighted_elo(now) for state in book.states.values()), reverse=True)
-    assert [r["conservative"] for r in ts.rows] == sorted(
-        (state.conservative for state in book.states.values()), reverse=True)
+    # TrueSkill's rating is mu (inside mu +- 1.96 sigma); mu - 3 sigma is its own column.
+    assert [r["rating"] for r in ts.rows] == sorted(
+        (state.mu for state in book.states.values()), reverse=True)
+    assert sorted(r["conservative"] for r in ts.rows) == sorted(
+        state.conservative for state in book.states.values())
 
     # The figures carry the same numbers.
     figures = all_figures(elo)
@@ -116,11 +118,12 @@ def test_view_matches_ratings_from_the_votes(voted: Database, board: str) -> Non
             games[(a, b)] += 1
             games[(b, a)] += 1
     ids, _, _ = elo.log.pair_matrix()
-    z_games = np.asarray(all_figures(elo)["games"]["data"][0]["z"])
+    z_games = all_figures(elo)["games"]["data"][0]["z"]
     z_rate = all_figures(elo)["win_rate"]["data"][0]["z"]
     for i, a in enumerate(ids):
         for j, b in enumerate(ids):
-            assert z_games[i][j] == games[(a, b)]
+            # a checkpoint never plays itself: the diagonal is blank
+            assert z_games[i][j] == (None if i == j else games[(a, b)])
             if games[(a, b)]:
                 assert z_rate[i][j] == pytest.approx(wins[(a, b)] / games[(a, b)])
 

@@ -46,6 +46,25 @@ def same_cell(shown: str, value: Any) -> bool:
         return shown == str(value)
 
 
+def header_lines(page: Any) -> dict[str, int]:
+    """Each table header's text and how many lines it takes (a word broken in two: 2)."""
+    return page.locator("#leaderboard-table").evaluate(
+        """t => Object.fromEntries(Array.from(t.querySelectorAll('th')).map(th => {
+               const tops = new Set();
+               const walk = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+               for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+                   if (!node.textContent.trim() || !node.parentElement.offsetParent) continue;
+                   const range = document.createRange();
+                   range.selectNodeContents(node);
+                   for (const r of range.getClientRects()) {
+                       if (r.width > 0 && r.height > 0) tops.add(Math.round(r.top));
+                   }
+               }
+               return [th.innerText.trim(), tops.size];
+           }).filter(([text]) => text))"""
+    )
+
+
 def figure_title(page: Any, key: str) -> str:
     return page.locator(f"#figure-{key} .gtitle").first.text_content() or ""
 
@@ -73,13 +92,16 @@ def test_dashboard_switches_downloads_and_reports_offline(
     with serve(create_app(settings, db)) as url:
         page.goto(url + "/")
         page.get_by_role("tab", name="Leaderboard").click()
+        # The tab opens on Bradley-Terry, saying what it is and the vote its rows cover.
         status = page.locator("#leaderboard-status")
-        expect(status).to_contain_text("overall · Elo")
+        expect(status).to_contain_text("overall · Bradley-Terry")
+        expect(status).to_contain_text("Bradley-Terry: a fit of every vote")
+        expect(status).to_contain_text("every row covers this board's votes up to #")
         expect(status).to_contain_text(f"matchmaking: {settings.matchmaking_strategy} (")
         expect(page.locator("#figure-ratings .js-plotly-plot")).to_have_count(1)
         for key in ("elo_history", "trueskill", "win_rate", "games", "knob", "position"):
             expect(page.locator(f"#figure-{key} .js-plotly-plot")).to_have_count(1)
-        assert "Elo" in figure_title(page, "ratings")
+        assert "Bradley-Terry" in figure_title(page, "ratings")
 
         def check_table(board: str, system: str) -> pd.DataFrame:
             with db.session(readonly=True) as s:
@@ -92,19 +114,30 @@ def test_dashboard_switches_downloads_and_reports_offline(
                     row, list(expected))
             return frame
 
-        check_table("overall", "elo")
-
-        # System: Bradley-Terry has intervals; the table, status and figures follow.
-        page.locator("#leaderboard-system").get_by_label("Bradley-Terry", exact=True).check()
-        expect(status).to_contain_text("overall · Bradley-Terry")
-        expect(page.locator("#figure-ratings .gtitle")).to_contain_text("Bradley-Terry")
         bt = check_table("overall", "bt")
-        assert bt["95% lower"].notna().all()
+        assert (bt["95% lower"] != "—").all()
+        # No header breaks inside a word: every header cell is one line (at 1400 px here;
+        # the phone width below).
+        lines = header_lines(page)
+        assert "Rank" in lines and "CCIP score" in lines
+        assert set(lines.values()) == {1}, lines
+
+        # System: Elo is one click away, says what it is, and has no interval ("—").
+        page.locator("#leaderboard-system").get_by_label("Elo", exact=True).check()
+        expect(status).to_contain_text("overall · Elo")
+        expect(status).to_contain_text("Elo: updated online after each vote")
+        expect(page.locator("#figure-ratings .gtitle")).to_contain_text("Elo")
+        elo = check_table("overall", "elo")
+        assert set(elo["95% lower"]) == {"—"}
+        page.set_viewport_size({"width": 390, "height": 844})
+        lines = header_lines(page)
+        assert set(lines.values()) == {1}, lines
+        page.set_viewport_size({"width": 1400, "height": 1200})
 
         # Board: the fixed-character board of one character, time-weighted Elo.
         character = "hatsune_miku"
         choose(page, "Board", f"fixed/{character}")
-        expect(status).to_contain_text(f"fixed/{character} · Bradley-Terry")
+        expect(status).to_contain_text(f"fixed/{character} · Elo")
         page.locator("#leaderboard-system").get_by_label("Time-weighted Elo").check()
         expect(status).to_contain_text(f"fixed/{character} · Time-weighted Elo")
         expect(page.locator("#figure-ratings .gtitle")).to_contain_text(

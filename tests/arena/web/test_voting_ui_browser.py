@@ -109,14 +109,6 @@ def add_free_prompt(db: Database, home: Path, folder: Path, pool: PoolFixture,
     assert len(report.imported) == 2, report.as_dict()
 
 
-def choose(page: Any, panel: Any, label: str, option: str) -> None:
-    """Pick ``option`` in the Gradio dropdown labelled ``label``."""
-    box = panel.get_by_label(label)
-    box.click()
-    options = page.locator("#" + box.get_attribute("aria-controls"))
-    options.get_by_role("option", name=option, exact=True).click()
-
-
 def open_tab(page: Any, name: str, element_id: str) -> Any:
     page.get_by_role("tab", name=name).click()
     return page.locator(f"#{element_id}")
@@ -158,7 +150,7 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         text = fixed.inner_text()
         assert names[0] in text and names[1] in text
         assert "You have cast 1 vote." in text
-        assert "A: " + names[0] in text  # the image labels name their checkpoints too
+        assert "A · ✔ your pick: " + names[0] in text  # image labels name their checkpoints
 
         fixed.get_by_role("button", name="Next match").click()
         fixed.get_by_text("Which image is better?").wait_for()
@@ -194,30 +186,37 @@ def test_vote_in_every_tab_and_see_the_leaderboard(
         free.get_by_text("Which image is better?").wait_for()
         recorder.take()
 
-        # Four-way: skip one, rank all four of the next, then pick the best of a third.
+        # Four-way: skip one, rank all four of the next by clicking, then submit a best.
         ffa = open_tab(page, "Four-way", "tab-ffa")
         ffa.get_by_text("Pick the best image.").wait_for()
         skipped, _ = latest_match(db, "ffa")
-        choose(page, ffa, "1st (best)", "1")
+        page.locator("#ffa-image-0").click()
+        expect(page.locator("#ffa-pick-0")).to_have_text("1st: 1")
         ffa.get_by_role("button", name="Skip").click()
-        expect(ffa.get_by_label("1st (best)")).to_have_value("")  # a new match resets the ranking
+        expect(page.locator("#ffa-pick-0")).to_have_text("Rank 1")  # a new match: no ranking
         assert latest_match(db, "ffa")[0].id != skipped.id
         check_anonymous(page, ffa, recorder, db, pool, shown=4)
         page.screenshot(path=shots / "ffa.png", full_page=True)
-        for place, shown in zip(("1st (best)", "2nd", "3rd", "4th"), "3142", strict=True):
-            choose(page, ffa, place, shown)
-        ffa.get_by_role("button", name="Submit full ranking").click()
+        for shown in "314":
+            page.locator(f"#ffa-image-{int(shown) - 1}").click()
+        expect(page.locator("#ffa-pick-1")).to_have_text("4th: 2")  # the last one is implied
+        ffa.get_by_role("button", name="Submit ranking 3 > 1 > 4 > 2").click()
         ffa.get_by_text("Revealed").wait_for()
         assert "You have cast 3 votes." in ffa.inner_text()
         ffa.get_by_role("button", name="Next match").click()
         ffa.get_by_text("Pick the best image.").wait_for()
         _, names = latest_match(db, "ffa")
-        ffa.get_by_role("button", name="Best: 2").click()
+        page.locator("#ffa-pick-1").click()
+        ffa.get_by_role("button", name="Submit 2 as the best").click()
         ffa.get_by_text("Revealed").wait_for()
-        assert "2 ✔ your pick" in ffa.inner_text() and names[1] in ffa.inner_text()
+        assert "✔ your pick" in ffa.inner_text() and names[1] in ffa.inner_text()
 
         # Leaderboard: the voted checkpoints with their games and configs.
         board = open_tab(page, "Leaderboard", "tab-leaderboard")
+        expect(board.locator("#leaderboard-status")).to_contain_text("overall · Bradley-Terry")
+        # Elo (online: every vote is in already) is one click away.
+        board.get_by_label("Elo", exact=True).check()
+        expect(board.locator("#leaderboard-status")).to_contain_text("overall · Elo")
         table = page.locator("#leaderboard-table")
         expect(table).to_contain_text(pool.checkpoints[0].name)
         page.screenshot(path=shots / "leaderboard.png", full_page=True)
