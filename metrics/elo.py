@@ -15,7 +15,7 @@ incrementally (and stored next to the rating): the integral of the rating over t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from metrics.outcomes import PairOutcome
@@ -53,13 +53,10 @@ def expected_score(rating_a: float, rating_b: float, params: EloParams) -> float
 
 
 def elo_update(
-    ratings: Mapping[int, float] | Sequence[float],
-    outcomes: Iterable[PairOutcome],
-    params: EloParams,
+    ratings: Mapping[int, float], outcomes: Iterable[PairOutcome], params: EloParams
 ) -> dict[int, float]:
     """New ratings of every checkpoint in ``outcomes``, each pair scored from the pre-match
-    ``ratings`` (which must hold every checkpoint named in the outcomes: by id, or by index
-    when the outcomes name positions)."""
+    ``ratings`` (which must hold every checkpoint named in the outcomes)."""
     new: dict[int, float] = {}
     k, base, scale = params.k, params.base, params.scale
     for a, b, score_a in outcomes:

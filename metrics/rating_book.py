@@ -18,15 +18,7 @@ from dataclasses import dataclass, field
 
 from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
 from metrics.match_kinds import MATCH_KINDS
-from metrics.outcomes import (
-    Ballot,
-    PairOutcome,
-    RankedGame,
-    VoteRecord,
-    pairwise,
-    placements,
-    trueskill_games,
-)
+from metrics.outcomes import VoteRecord, pairwise, placements, trueskill_games
 from metrics.trueskill_fast import TrueSkillModel, TrueSkillParams, conservative_score
 
 __all__ = [
@@ -95,33 +87,6 @@ class CheckpointRating:
         )
 
 
-Effects = tuple[list[PairOutcome], list[RankedGame], tuple[str, ...]]
-_EFFECTS: dict[tuple[Ballot, bool], Effects] = {}
-_EFFECTS_SIZE = 16_384  # distinct ballots remembered (a few MiB); emptied when full
-
-
-def _ballot_effects(vote: VoteRecord, both_bad_as_draw: bool) -> Effects:
-    """What a vote teaches, by shown position instead of checkpoint id: its pairwise outcomes
-    (:func:`metrics.outcomes.pairwise`), TrueSkill games (:func:`metrics.outcomes
-    .trueskill_games`) and each position's placement. Computed once per distinct ballot (a
-    log repeats the same duels many times); callers only read them."""
-    key = ((vote.participants, vote.winner, vote.ranking), both_bad_as_draw)
-    effects = _EFFECTS.get(key)
-    if effects is None:
-        if len(_EFFECTS) >= _EFFECTS_SIZE:
-            _EFFECTS.clear()
-        position = {c: i for i, c in enumerate(vote.participants)}
-        placed = placements(vote, both_bad_as_draw)
-        effects = _EFFECTS[key] = (
-            [PairOutcome(position[a], position[b], score)
-             for a, b, score in pairwise(vote, both_bad_as_draw)],
-            [RankedGame(tuple(position[c] for c in game.checkpoints), game.ranks)
-             for game in trueskill_games(vote, both_bad_as_draw)],
-            tuple(placed[c] for c in vote.participants) if placed else (),
-        )
-    return effects
-
-
 class RatingBook:
     """Elo and TrueSkill state of one board, keyed by checkpoint id."""
 
@@ -151,31 +116,34 @@ class RatingBook:
     def apply(self, vote: VoteRecord) -> tuple[int, ...]:
         """Apply one vote and return the ids of the checkpoints whose state changed (none when
         the vote teaches nothing, e.g. "both bad" with ``both_bad_as_draw=False``)."""
-        participants = vote.participants
-        outcomes, games, placed = _ballot_effects(vote, self.config.both_bad_as_draw)
+        both_bad = self.config.both_bad_as_draw
+        outcomes = pairwise(vote, both_bad)
         if not outcomes:
             return ()
         states = self.states
         current: list[CheckpointRating] = []
-        for checkpoint in participants:
+        for checkpoint in vote.participants:
             state = states.get(checkpoint)
             if state is None:
                 state = states[checkpoint] = self.new_state(checkpoint)
             current.append(state)
-        # Outcomes and games name positions, so the ratings go in as lists by position.
-        elo = elo_update([s.elo for s in current], outcomes, self.config.elo)
-        rated = self.trueskill.rate_games([(s.mu, s.sigma) for s in current], games)
+        elo = elo_update({s.checkpoint_id: s.elo for s in current}, outcomes, self.config.elo)
+        rated = self.trueskill.rate_games(
+            {s.checkpoint_id: (s.mu, s.sigma) for s in current}, trueskill_games(vote, both_bad)
+        )
+        placed = placements(vote, both_bad)
         now = vote.time
-        for i, state in enumerate(current):
+        for state in current:
+            checkpoint = state.checkpoint_id
             state.weighted_sum, state.held_since = hold_rating(
                 state.weighted_sum, state.held_since, state.elo, now
             )
             if state.first_time is None:
                 state.first_time = state.held_since
-            state.elo = elo[i]
-            state.mu, state.sigma = rated[i]
+            state.elo = elo[checkpoint]
+            state.mu, state.sigma = rated[checkpoint]
             state.games += 1
-            placement = placed[i]
+            placement = placed[checkpoint]
             if placement == "win":
                 state.wins += 1
             elif placement == "draw":

@@ -54,11 +54,6 @@ _MIN_DELTA = 0.0001  # trueskill.DELTA: the schedule stops once no message moves
 _MAX_SWEEPS = 10  # the package's cap on forward/backward sweeps
 _SQRT2 = math.sqrt(2)
 _PDF_SCALE = 1 / math.sqrt(2 * math.pi) * 1  # the package's pdf prefactor at sigma 1
-# Coefficients of the package's erfc (the Chebyshev fit of Numerical Recipes, sec. 6.2),
-# inlined in the hot loops in the same order of operations: erfc(x) = t exp(-x^2 + E0 +
-# t (E1 + t (E2 + ...))) with t = 1 / (1 + |x| / 2), and 2 minus that for x < 0.
-_ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-         0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +169,10 @@ class TrueSkillModel:
         return self._rate_chain(ratings, ranks)
 
     def rate_games(
-        self, ratings: Mapping[int, Rating] | Sequence[Rating], games: Sequence[RankedGame]
+        self, ratings: Mapping[int, Rating], games: Sequence[RankedGame]
     ) -> dict[int, Rating]:
-        """New ratings after a vote's games, all rated from the pre-vote ``ratings`` (by
-        checkpoint id, or by index when the games name positions); a checkpoint in several
-        games (the best-of-four winner) multiplies their messages."""
+        """New ratings after a vote's games, all rated from the pre-vote ``ratings``; a
+        checkpoint in several games (the best-of-four winner) multiplies their messages."""
         if len(games) == 1:
             checkpoints, ranks = games[0]
             if len(checkpoints) == 2 and self.engine == "fast":
@@ -279,9 +273,7 @@ class TrueSkillModel:
         if m == 1:
             sweep = [(0, 0)]
         ends = [(0, -1), (m - 1, 1)]
-        margin, exp, sqrt, inf = self._margin, math.exp, math.sqrt, math.inf
-        sqrt2, pdf_scale, min_delta = _SQRT2, _PDF_SCALE, _MIN_DELTA
-        e0, e1, e2, e3, e4, e5, e6, e7, e8, e9 = _ERFC
+        margin, erfc, exp, sqrt = self._margin, _erfc, math.exp, math.sqrt
         plan, sweeps = sweep, 0
         while True:
             truncate, delta = plan is sweep, 0.0
@@ -310,14 +302,8 @@ class TrueSkillModel:
                         v, w = vw
                     else:
                         z = diff - margin * sqrt_pi
-                        # v_win, w_win with _cdf, _pdf and the package's erfc inlined
-                        e = -z / sqrt2
-                        a = e if e >= 0 else -e
-                        f = 1.0 / (1.0 + a / 2.0)
-                        r = f * exp(-a * a + e0 + f * (e1 + f * (e2 + f * (e3 + f * (
-                            e4 + f * (e5 + f * (e6 + f * (e7 + f * (e8 + f * e9)))))))))
-                        c = 0.5 * (2.0 - r if e < 0 else r)
-                        v = pdf_scale * exp(-(z**2 / 2)) / c if c else -z
+                        c = 0.5 * erfc(-z / _SQRT2)  # v_win, w_win; _cdf, _pdf inlined
+                        v = _PDF_SCALE * exp(-(z**2 / 2)) / c if c else -z
                         w = v * (v + z)
                         if not 0 < w < 1:
                             raise _unstable(ratings)
@@ -326,7 +312,7 @@ class TrueSkillModel:
                     mt_pi = (pi + mt_pi) - d_pi
                     mt_tau = (tau + mt_tau) - d_tau
                     pi_delta = abs(d_pi - pi)
-                    if pi_delta != inf:  # Variable.delta
+                    if pi_delta != math.inf:  # Variable.delta
                         change = max(abs(d_tau - tau), sqrt(pi_delta))
                         if change > delta:
                             delta = change
@@ -351,7 +337,7 @@ class TrueSkillModel:
             if not truncate:
                 break
             sweeps += 1
-            plan = ends if delta <= min_delta or sweeps == _MAX_SWEEPS else sweep
+            plan = ends if delta <= _MIN_DELTA or sweeps == _MAX_SWEEPS else sweep
 
         out: list[Rating] = [(0.0, 0.0)] * n
         for k, i in enumerate(order):
