@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -215,23 +216,28 @@ def pairwise_table(ballots: Iterable[Ballot], both_bad_as_draw: bool = True) -> 
 def _shape_table(kind: str, n: int, index: list[int], participants: list[tuple[int, ...]],
                  detail: list[object]) -> PairTable:
     """The outcomes of ballots of one shape (see :func:`pairwise`, whose rules this follows)."""
-    shown = np.array(participants, dtype=np.int64).reshape(len(index), n)
+    # fromiter over the flattened tuples: np.array on a list of tuples inspects each one.
+    shown = np.fromiter(chain.from_iterable(participants), np.int64, len(index) * n)
+    shown = shown.reshape(len(index), n)
     if n < 2 or (np.diff(np.sort(shown, axis=1), axis=1) == 0).any():
         raise InvalidVote("participants: expected at least 2 distinct checkpoints per vote")
-    rows = np.asarray(index, dtype=np.int64)
+    rows = np.fromiter(index, np.int64, len(index))
     if kind == "draw":
         if n != 2:
             raise InvalidVote(f"winner: a tie or 'both_bad' is only allowed in a duel, not {n}")
         return PairTable(rows, shown[:, 0], shown[:, 1], np.full(len(rows), 0.5))
     if kind == "ranking":
-        ranking = np.array(detail, dtype=np.int64).reshape(len(index), -1)
-        if ranking.shape[1] != n or (np.sort(ranking, axis=1) != np.arange(n)).any():
+        if set(map(len, detail)) != {n}:  # type: ignore[arg-type]
+            raise InvalidVote(f"ranking: expected all {n} positions best first")
+        ranking = np.fromiter(chain.from_iterable(detail), np.int64, len(index) * n)  # type: ignore[arg-type]
+        ranking = ranking.reshape(len(index), n)
+        if (np.sort(ranking, axis=1) != np.arange(n)).any():
             raise InvalidVote(f"ranking: expected all {n} positions best first")
         order = np.take_along_axis(shown, ranking, axis=1)
         first, second = np.triu_indices(n, 1)  # every ordered pair, better first
         a, b = order[:, first], order[:, second]
     else:
-        best = np.asarray(detail, dtype=np.int64)
+        best = np.fromiter(detail, np.int64, len(index))  # type: ignore[arg-type]
         if ((best < 0) | (best >= n)).any():
             raise InvalidVote(f"winner: expected a position 0..{n - 1}")
         loser = np.arange(n)[None, :] != best[:, None]
