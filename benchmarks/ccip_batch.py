@@ -222,8 +222,8 @@ def main() -> None:
         )
         print(
             f"          CPU of this process: batched {c_cold:.2f} s, decode-only {c_decode:.2f} s:"
-            f" {c_cold / c_decode:.2f}x (wall ratios on a busy machine favour the path with more"
-            " threads; the CPU ratio is what an idle machine's wall ratio tends to)"
+            f" {c_cold / c_decode:.2f}x (on a busy machine the wall clock can favour the path"
+            " with more threads; the CPU ratio is what an idle machine's wall ratio tends to)"
         )
         stages = stage_cpu(model, gens[: min(len(gens), args.chunk_size)])
         floor = sum(stages.values()) / stages["decode"]
