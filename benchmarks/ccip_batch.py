@@ -11,7 +11,9 @@ parameters (:mod:`tests.support.ccip_stand_in`, ``pool=32, hidden=1024``), then 
    images, no cache;
 2. batched: :func:`metrics.ccip.score_character` -- threaded decode overlapping batched
    feature calls, reference x generated differences block by block, cold in-memory cache;
-   both paths' per-image fractions are compared;
+   both paths' per-image fractions are compared; against it, decoding the same files alone
+   (Pillow open + load on the same threads, timed before and after the batched run), and the
+   CPU per image of each stage of the batched path on one chunk;
 3. cached re-runs with the warm cache: images re-read and re-hashed (a folder of files), and
    with their content hashes given (pool images, content-addressed), against cold batched;
 4. peak resident memory of a fresh process scoring ``--memory-images`` (default 20,000)
@@ -93,10 +95,59 @@ def naive_fractions(model: CCIPModel, refs: list[Path], gens: list[Path]) -> np.
     return (block <= model.threshold).mean(axis=0)
 
 
+def decode_only(paths: list[Path], workers: int) -> None:
+    """Decode every file to pixels (Pillow open + load) with ``workers`` threads, as the batched
+    path's decode threads do: the part of scoring no pipeline can avoid."""
+    from PIL import Image
+
+    def decode(path: Path) -> None:
+        with Image.open(path) as image:
+            image.load()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(decode, paths))
+
+
+def stage_cpu(model: CCIPModel, paths: list[Path]) -> dict[str, float]:
+    """CPU milliseconds per image of each stage of the batched path, one thread, on ``paths``:
+    read + sha256, PNG decode, resize and normalisation (:func:`preprocess_ccip` of the
+    decoded image), the feature model (process CPU, its own threads counted)."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    cpu: dict[str, float] = dict.fromkeys(("hash", "decode", "resize + normalise"), 0.0)
+    batch = np.empty((len(paths), 3, 384, 384), np.float32)
+    for row, path in enumerate(paths):
+        t0 = time.process_time()
+        data = path.read_bytes()
+        hashlib.sha256(data).hexdigest()
+        t1 = time.process_time()
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        t2 = time.process_time()
+        preprocess_ccip(image, out=batch[row])
+        t3 = time.process_time()
+        for stage, seconds in zip(cpu, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            cpu[stage] += seconds
+    t4 = time.process_time()
+    model.run_features(batch)
+    cpu["feature model"] = time.process_time() - t4
+    return {stage: 1000 * seconds / len(paths) for stage, seconds in cpu.items()}
+
+
 def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     return result, time.perf_counter() - start
+
+
+def cpu_timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """``fn``'s result, wall seconds and CPU seconds of this process (every thread)."""
+    cpu = time.process_time()
+    result, wall = timed(fn, *args, **kwargs)
+    return result, wall, time.process_time() - cpu
 
 
 def memory_child(args: argparse.Namespace) -> None:
@@ -154,10 +205,33 @@ def main() -> None:
 
         cache = InMemoryFeatureCache()
         options = {"chunk_size": args.chunk_size, "workers": args.workers}
-        cold, t_cold = timed(score_character, model, refs, gens, cache=cache, **options)
+        _, t_decode_before, c_decode_before = cpu_timed(decode_only, refs + gens, args.workers)
+        cold, t_cold, c_cold = cpu_timed(score_character, model, refs, gens, cache=cache, **options)
+        _, t_decode_after, c_decode_after = cpu_timed(decode_only, refs + gens, args.workers)
+        t_decode = (t_decode_before + t_decode_after) / 2
+        c_decode = (c_decode_before + c_decode_after) / 2
         print(
             f"batched : {t_cold:8.2f} s  {n / t_cold:7.1f} images/s"
             f"   throughput ratio {t_naive / t_cold:5.2f}x  (target >= 3x)"
+        )
+        print(
+            f"decode  : {t_decode:8.2f} s  the same files decoded only (Pillow open + load,"
+            f" {args.workers} threads; {t_decode_before:.2f} s before the batched run,"
+            f" {t_decode_after:.2f} s after)   batched / decode-only {t_cold / t_decode:5.2f}x"
+            "  (target <= 1.3x)"
+        )
+        print(
+            f"          CPU of this process: batched {c_cold:.2f} s, decode-only {c_decode:.2f} s:"
+            f" {c_cold / c_decode:.2f}x (on a busy machine the wall clock can favour the path"
+            " with more threads; the CPU ratio is what an idle machine's wall ratio tends to)"
+        )
+        stages = stage_cpu(model, gens[: min(len(gens), args.chunk_size)])
+        floor = sum(stages.values()) / stages["decode"]
+        print(
+            "          CPU per image, one thread: "
+            + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in stages.items())
+            + f"; all stages / decode = {floor:.2f}x (the batched path's CPU floor when the"
+            " cores are kept busy)"
         )
         gap = np.abs(naive - np.array([f for _, f, _ in cold.per_image])).max()
         print(f"          max |naive - batched| per-image fraction: {gap:.3g}")

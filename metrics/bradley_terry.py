@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
 
-from metrics.outcomes import VoteRecord, pairwise
+from metrics.outcomes import Ballot, VoteRecord, pairwise_table
 
 __all__ = [
     "RIDGE",
@@ -49,6 +52,7 @@ ELO_ANCHOR = 1000.0
 _MAX_NEWTON = 200
 _STEP_TOL = 1e-9  # log-strength units: 4e-7 Elo points
 _MIN_SCALE = 1e-6
+_DRAW_CHUNK = 8  # bootstrap rounds whose group counts are drawn in one call
 
 
 @dataclass(frozen=True)
@@ -73,11 +77,20 @@ class VoteGroups:
         group (default: the observed ones)."""
         n = len(self.checkpoint_ids)
         counts = self.group_counts if counts is None else counts
-        weights = counts[self.entry_group] * self.entry_score
-        return np.bincount(self.entry_cell, weights=weights, minlength=n * n).reshape(n, n)
+        # Every cell is a sum of whole and half wins, exact in floating point whatever the
+        # order of summation, so the sparse product equals an entry-by-entry sum.
+        return (self._cell_by_group @ np.asarray(counts, dtype=np.float64)).reshape(n, n)
 
+    @cached_property
+    def _cell_by_group(self) -> Any:
+        """Sparse ``(n * n, groups)`` matrix: the wins one vote of each group adds to each
+        cell."""
+        from scipy.sparse import csr_matrix
 
-Ballot = tuple[tuple[int, ...], int | str | None, tuple[int, ...] | None]
+        n, groups = len(self.checkpoint_ids), len(self.group_counts)
+        return csr_matrix(
+            (self.entry_score, (self.entry_cell, self.entry_group)), shape=(n * n, groups)
+        )
 
 
 def group_votes(votes: Iterable[VoteRecord], both_bad_as_draw: bool = True) -> VoteGroups:
@@ -89,30 +102,22 @@ def group_votes(votes: Iterable[VoteRecord], both_bad_as_draw: bool = True) -> V
 
 
 def group_ballots(ballots: Mapping[Ballot, int], both_bad_as_draw: bool = True) -> VoteGroups:
-    """Groups from ballots already counted: ``(participants, winner, ranking) -> votes``."""
-    counts: list[int] = []
-    group: list[int] = []
-    first: list[int] = []
-    second: list[int] = []
-    score: list[float] = []
-    for (participants, winner, ranking), count in ballots.items():
-        outcomes = pairwise(VoteRecord(participants, winner, ranking), both_bad_as_draw)
-        if not outcomes:
-            continue
-        for a, b, score_a in outcomes:
-            group.append(len(counts))
-            first.append(a)
-            second.append(b)
-            score.append(score_a)
-        counts.append(count)
-    ids = np.unique(np.asarray(first + second, dtype=np.int64))
+    """Groups from ballots already counted: ``(participants, winner, ranking) -> votes``.
+    Groups keep the ballots' order (a ballot without outcomes has none), so a seeded bootstrap
+    draws the same resamples however the outcomes are computed."""
+    table = pairwise_table(ballots.keys(), both_bad_as_draw)
+    counted = np.zeros(len(ballots), dtype=bool)
+    counted[table.ballot] = True
+    group_of = np.cumsum(counted) - 1  # ballot index -> group index
+    counts = np.fromiter(ballots.values(), dtype=np.int64, count=len(ballots))[counted]
+    ids = np.unique(np.concatenate([table.a, table.b]))
     n = len(ids)
-    a, b = np.searchsorted(ids, first), np.searchsorted(ids, second)
-    g, s = np.asarray(group, dtype=np.int64), np.asarray(score, dtype=np.float64)
+    a, b = np.searchsorted(ids, table.a), np.searchsorted(ids, table.b)
+    g, s = group_of[table.ballot], table.score_a
     draw = s < 1.0  # a draw also credits b with half a win over a
     return VoteGroups(
         checkpoint_ids=tuple(int(c) for c in ids),
-        group_counts=np.asarray(counts, dtype=np.int64),
+        group_counts=counts,
         entry_group=np.concatenate([g, g[draw]]),
         entry_cell=np.concatenate([a * n + b, b[draw] * n + a[draw]]),
         entry_score=np.concatenate([s, 1.0 - s[draw]]),
@@ -188,6 +193,23 @@ class BradleyTerryResult:
     ridge: float
 
 
+def _resampled_wins(groups: VoteGroups, rounds: int, seed: int) -> Iterator[np.ndarray]:
+    """The win matrices of ``rounds`` bootstrap resamples (a multinomial draw of group counts
+    each, from one generator seeded with ``seed``). The draws of the next rounds run in a
+    second thread while the caller fits these (numpy draws without holding the interpreter
+    lock); one generator used in turn gives the same draws as a plain loop."""
+    rng = np.random.default_rng(seed)
+    n_votes, share = groups.n_votes, groups.group_counts / groups.n_votes
+    sizes = [min(_DRAW_CHUNK, rounds - start) for start in range(0, rounds, _DRAW_CHUNK)]
+    with ThreadPoolExecutor(1, thread_name_prefix="bootstrap-draws") as pool:
+        pending = pool.submit(rng.multinomial, n_votes, share, sizes[0])
+        for i in range(len(sizes)):
+            counts = pending.result()
+            if i + 1 < len(sizes):
+                pending = pool.submit(rng.multinomial, n_votes, share, sizes[i + 1])
+            yield from map(groups.win_matrix, counts)
+
+
 def bradley_terry(
     votes: Iterable[VoteRecord] | VoteGroups,
     rounds: int = 100,
@@ -211,12 +233,9 @@ def bradley_terry(
     rating = to_elo_scale(theta)
     lower, upper = rating.copy(), rating.copy()
     if rounds:
-        rng = np.random.default_rng(seed)
-        share = groups.group_counts / n_votes
         samples = np.empty((rounds, len(ids)))
-        for r in range(rounds):
-            counts = rng.multinomial(n_votes, share)
-            samples[r] = to_elo_scale(fit_strengths(groups.win_matrix(counts), ridge, theta))
+        for r, wins in enumerate(_resampled_wins(groups, rounds, seed)):
+            samples[r] = to_elo_scale(fit_strengths(wins, ridge, theta))
         tail = 100.0 * (1.0 - confidence) / 2.0
         lower, upper = np.percentile(samples, [tail, 100.0 - tail], axis=0)
     ranks = 1 + (lower[None, :] > upper[:, None]).sum(axis=1)

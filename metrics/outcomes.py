@@ -20,19 +20,26 @@ teaches nothing and yields no outcome. Ties and "both bad" exist only for duels.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Literal, NamedTuple
+
+import numpy as np
 
 from metrics.errors import InputError
 
 __all__ = [
     "BOTH_BAD",
     "TIE",
+    "Ballot",
     "InvalidVote",
     "PairOutcome",
+    "PairTable",
     "RankedGame",
     "VoteRecord",
     "pairwise",
+    "pairwise_table",
     "placements",
     "trueskill_games",
 ]
@@ -42,6 +49,8 @@ BOTH_BAD: Literal["both_bad"] = "both_bad"
 
 Winner = int | Literal["tie", "both_bad"]
 _DRAWS = frozenset((TIE, BOTH_BAD))
+Ballot = tuple[tuple[int, ...], Winner | None, tuple[int, ...] | None]
+"""A vote without its time: ``(participants, winner, ranking)`` as in :class:`VoteRecord`."""
 
 
 class InvalidVote(InputError):
@@ -163,6 +172,81 @@ def pairwise(vote: VoteRecord, both_bad_as_draw: bool = True) -> list[PairOutcom
         return [PairOutcome(p[0], p[1], 0.5)]
     best = p[vote.winner]  # type: ignore[index]
     return [PairOutcome(best, other, 1.0) for other in p if other != best]
+
+
+class PairTable(NamedTuple):
+    """The outcomes of many ballots as arrays, one entry per :class:`PairOutcome`: entry ``k``
+    is outcome ``(a[k], b[k], score_a[k])`` of ballot number ``ballot[k]``."""
+
+    ballot: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    score_a: np.ndarray
+
+
+def pairwise_table(ballots: Iterable[Ballot], both_bad_as_draw: bool = True) -> PairTable:
+    """:func:`pairwise` of every ballot at once (ballot ``i`` is the ``i``-th of ``ballots``),
+    in array operations per vote shape instead of a Python loop per outcome; entries are
+    grouped by shape, so their order is not that of the ballots. Ballots must have the
+    structure of a :class:`VoteRecord`'s fields; one that does not raises
+    :class:`InvalidVote`."""
+    shapes: dict[tuple[str, int], tuple[list[int], list[tuple[int, ...]], list[object]]] = {}
+    for i, (participants, winner, ranking) in enumerate(ballots):
+        if ranking is not None:
+            key, detail = ("ranking", len(participants)), ranking
+        elif isinstance(winner, int) and not isinstance(winner, bool):
+            key, detail = ("winner", len(participants)), winner
+        elif winner in _DRAWS:
+            if winner == BOTH_BAD and not both_bad_as_draw:
+                continue
+            key, detail = ("draw", len(participants)), 0
+        else:
+            raise InvalidVote(f"winner: expected a position, 'tie' or 'both_bad', got {winner!r}")
+        shape = shapes.get(key)
+        if shape is None:
+            shape = shapes[key] = ([], [], [])
+        shape[0].append(i)
+        shape[1].append(participants)
+        shape[2].append(detail)
+    parts = [_shape_table(kind, n, *lists) for (kind, n), lists in shapes.items()]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return PairTable(empty, empty, empty, np.zeros(0))
+    return PairTable(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+
+def _shape_table(kind: str, n: int, index: list[int], participants: list[tuple[int, ...]],
+                 detail: list[object]) -> PairTable:
+    """The outcomes of ballots of one shape (see :func:`pairwise`, whose rules this follows)."""
+    # fromiter over the flattened tuples: np.array on a list of tuples inspects each one.
+    shown = np.fromiter(chain.from_iterable(participants), np.int64, len(index) * n)
+    shown = shown.reshape(len(index), n)
+    if n < 2 or (np.diff(np.sort(shown, axis=1), axis=1) == 0).any():
+        raise InvalidVote("participants: expected at least 2 distinct checkpoints per vote")
+    rows = np.fromiter(index, np.int64, len(index))
+    if kind == "draw":
+        if n != 2:
+            raise InvalidVote(f"winner: a tie or 'both_bad' is only allowed in a duel, not {n}")
+        return PairTable(rows, shown[:, 0], shown[:, 1], np.full(len(rows), 0.5))
+    if kind == "ranking":
+        if set(map(len, detail)) != {n}:  # type: ignore[arg-type]
+            raise InvalidVote(f"ranking: expected all {n} positions best first")
+        ranking = np.fromiter(chain.from_iterable(detail), np.int64, len(index) * n)  # type: ignore[arg-type]
+        ranking = ranking.reshape(len(index), n)
+        if (np.sort(ranking, axis=1) != np.arange(n)).any():
+            raise InvalidVote(f"ranking: expected all {n} positions best first")
+        order = np.take_along_axis(shown, ranking, axis=1)
+        first, second = np.triu_indices(n, 1)  # every ordered pair, better first
+        a, b = order[:, first], order[:, second]
+    else:
+        best = np.fromiter(detail, np.int64, len(index))  # type: ignore[arg-type]
+        if ((best < 0) | (best >= n)).any():
+            raise InvalidVote(f"winner: expected a position 0..{n - 1}")
+        loser = np.arange(n)[None, :] != best[:, None]
+        b = shown[loser].reshape(len(rows), n - 1)
+        a = np.broadcast_to(shown[np.arange(len(rows)), best][:, None], b.shape)
+    pairs = a.shape[1]
+    return PairTable(np.repeat(rows, pairs), a.ravel(), b.ravel(), np.ones(a.size))
 
 
 def placements(vote: VoteRecord, both_bad_as_draw: bool = True) -> dict[int, str]:

@@ -12,6 +12,7 @@ from metrics.outcomes import (
     RankedGame,
     VoteRecord,
     pairwise,
+    pairwise_table,
     placements,
     trueskill_games,
 )
@@ -122,3 +123,43 @@ def test_best_of_four_is_the_first_row_of_a_ranking(shown: list[int], best: int)
     full = pairwise(VoteRecord(tuple(shown), ranking=(best, *rest)))
     assert pairwise(vote) == full[:3]
     assert all(o.a == shown[best] for o in pairwise(vote))
+
+
+def _vote(draw: st.DrawFn) -> VoteRecord:
+    size = draw(st.sampled_from([2, 3, 4, 5]))
+    shown = tuple(draw(st.lists(st.integers(0, 9), min_size=size, max_size=size, unique=True)))
+    how = draw(st.sampled_from(["winner", "ranking", "tie", "both_bad"] if size == 2
+                               else ["winner", "ranking"]))
+    if how == "ranking":
+        return VoteRecord(shown, ranking=tuple(draw(st.permutations(range(size)))))
+    if how == "winner":
+        return VoteRecord(shown, winner=draw(st.integers(0, size - 1)))
+    return VoteRecord(shown, winner=how)
+
+
+@given(st.lists(st.composite(_vote)(), max_size=30), st.booleans())
+def test_pairwise_table_is_pairwise_of_every_ballot(votes: list[VoteRecord],
+                                                    both_bad_as_draw: bool) -> None:
+    """The array form lists exactly the outcomes :func:`pairwise` gives each ballot."""
+    table = pairwise_table([(v.participants, v.winner, v.ranking) for v in votes],
+                           both_bad_as_draw)
+    got = sorted(zip(table.ballot.tolist(), table.a.tolist(), table.b.tolist(),
+                     table.score_a.tolist(), strict=True))
+    want = sorted((i, *o) for i, v in enumerate(votes) for o in pairwise(v, both_bad_as_draw))
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    ("ballot", "message"),
+    [
+        (((A, A), 0, None), "participants: expected at least 2 distinct"),
+        (((A, B, C), "tie", None), "only allowed in a duel"),
+        (((A, B), 2, None), "winner: expected a position 0..1"),
+        (((A, B, C), None, (0, 0, 1)), "ranking: expected all 3 positions"),
+        (((A, B), "best", None), "winner: expected a position, 'tie' or 'both_bad'"),
+    ],
+)
+def test_pairwise_table_refuses_malformed_ballots(ballot: tuple[object, ...],
+                                                  message: str) -> None:
+    with pytest.raises(InvalidVote, match=message):
+        pairwise_table([ballot])  # type: ignore[list-item]
