@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from arena.errors import UserError
 from arena.models import Image, Match, MatchImage, Prompt, RatingSnapshot, Vote, Voter, utcnow
 from arena.settings import get_settings
-from metrics.match_kinds import MATCH_KINDS
+from metrics.match_kinds import KINDS, MATCH_KINDS
 from metrics.match_kinds import MATCH_SIZES as SIZES
 from metrics.pairing import (
     PairingParams,
@@ -164,7 +164,7 @@ class PoolIndex:
             by_kind: dict[str, list[PromptEntry]] = {}
             for kind, need in SIZES.items():
                 own = [p for p in prompts.values() if p.kind == kind and len(p.checkpoints) >= need]
-                if not own and kind == "ffa":
+                if not own and KINDS[kind].borrows_prompts:
                     # A pool without four-way prompts still serves four-way matches.
                     own = [p for p in prompts.values() if len(p.checkpoints) >= need]
                 by_kind[kind] = own
@@ -454,7 +454,8 @@ def choose(
             avoid=history.recent, last=history.last, params=params,
         )
         state.standings.add_local(kind, group, default)
-    images = _pick_images(entry, group, rng, same_seed=kind == "fixed", revealed=history.revealed)
+    images = _pick_images(entry, group, rng, same_seed=KINDS[kind].same_seed,
+                          revealed=history.revealed)
     return Choice(entry.prompt_id, entry.text, images, history.voter_id)
 
 

@@ -35,6 +35,7 @@ from arena.pool_manifest import read_manifest
 from arena.settings import Settings
 from generation.manifest import MANIFEST_FIELDS
 from metrics.file_hash import sha256_bytes, short_hash
+from metrics.match_kinds import KINDS
 
 __all__ = [
     "ImportReport",
@@ -185,8 +186,8 @@ def _complete(fields: Mapping[str, Any], stored: StoredImage) -> PoolRecord:
     if kind not in MATCH_KINDS:
         raise RowError(f"field 'kind' is {kind!r}; expected one of {', '.join(MATCH_KINDS)}")
     character = _optional(merged, "character", _as_text, CHARACTER_CHARS)
-    if kind == "fixed" and not character:
-        raise RowError("field 'character' is required for kind 'fixed'")
+    if KINDS[kind].per_character and not character:
+        raise RowError(f"field 'character' is required for kind {kind!r}")
     prompt = " ".join(_as_text(merged["prompt"], "prompt").split())
     if not prompt:
         raise RowError("field 'prompt' is empty")
@@ -245,7 +246,7 @@ def _prompt(session: Session, record: PoolRecord) -> Prompt:
         session.flush()
         return row
     # Images of one prompt are compared with each other, so they must share these.
-    if record.kind == "fixed" and row.character != record.character:
+    if KINDS[record.kind].per_character and row.character != record.character:
         raise RowError(
             f"this {record.kind} prompt is already in the pool for character {row.character!r}, "
             f"not {record.character!r}"

@@ -31,6 +31,7 @@ from metrics.ccip_model import FEAT_FILE, METRICS_FILE, CCIPModel
 from metrics.ccip_preprocess import ImageFailure
 from metrics.clip_score import ClipModel, ClipScore
 from metrics.file_hash import sha256_file
+from metrics.match_kinds import CHARACTER_KINDS
 
 __all__ = [
     "PoolImage",
@@ -83,7 +84,7 @@ def pool_images(
         .order_by(Image.id)
     )
     if fixed_only or character is not None:
-        query = query.where(Prompt.kind == "fixed", Prompt.character.is_not(None))
+        query = query.where(Prompt.kind.in_(CHARACTER_KINDS), Prompt.character.is_not(None))
     if character is not None:
         query = query.where(Prompt.character == character)
     groups: dict[str | None, list[PoolImage]] = defaultdict(list)

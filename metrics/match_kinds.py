@@ -20,8 +20,8 @@ from typing import Literal, get_args
 from metrics.errors import InputError
 from metrics.outcomes import BOTH_BAD, TIE
 
-__all__ = ["KINDS", "MATCH_KINDS", "MATCH_SIZES", "TYPED_PROMPT_KIND", "MatchKind",
-           "MatchKindSpec", "check_kind", "check_winner", "ranking_kinds", "spec"]
+__all__ = ["CHARACTER_KINDS", "KINDS", "MATCH_KINDS", "MATCH_SIZES", "TYPED_PROMPT_KIND",
+           "MatchKind", "MatchKindSpec", "check_kind", "check_winner", "ranking_kinds", "spec"]
 
 MatchKind = Literal["fixed", "free", "ffa"]
 MATCH_KINDS: tuple[MatchKind, ...] = get_args(MatchKind)
@@ -33,7 +33,9 @@ class MatchKindSpec:
 
     ``ties``: a draw (``tie``) is an answer; ``both_bad``: "both bad" is an answer;
     ``rankings``: a full ranking of every image is an answer; ``typed_prompts``: a voter may
-    bring their own prompt; ``per_character``: prompts name a character (and its board).
+    bring their own prompt; ``per_character``: prompts name a character (and its board);
+    ``same_seed``: every image of a match shares one seed; ``borrows_prompts``: when no prompt
+    of this kind has enough checkpoints, the prompts of the other kinds serve it.
     """
 
     name: MatchKind
@@ -45,6 +47,8 @@ class MatchKindSpec:
     rankings: bool
     typed_prompts: bool = False
     per_character: bool = False
+    same_seed: bool = False
+    borrows_prompts: bool = False
 
     @property
     def answers(self) -> tuple[str, ...]:
@@ -71,15 +75,17 @@ KINDS: dict[str, MatchKindSpec] = {
     s.name: s
     for s in (
         MatchKindSpec("fixed", "Fixed character", "fixed-character duel", 2, ties=True,
-                      both_bad=True, rankings=False, per_character=True),
+                      both_bad=True, rankings=False, per_character=True, same_seed=True),
         MatchKindSpec("free", "Free prompt", "free-prompt duel", 2, ties=False, both_bad=True,
                       rankings=False, typed_prompts=True),
         MatchKindSpec("ffa", "Four-way", "four-way match", 4, ties=False, both_bad=False,
-                      rankings=True),
+                      rankings=True, borrows_prompts=True),
     )
 }
 # The kind whose matches may show a prompt a voter typed (stored as a prompt of this kind).
 TYPED_PROMPT_KIND: str = next(name for name, s in KINDS.items() if s.typed_prompts)
+# The kinds whose prompts name a character (scored by CCIP, with a board per character).
+CHARACTER_KINDS: tuple[str, ...] = tuple(name for name, s in KINDS.items() if s.per_character)
 # How many checkpoints one match of each kind shows.
 MATCH_SIZES: dict[str, int] = {name: s.size for name, s in KINDS.items()}
 

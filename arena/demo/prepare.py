@@ -25,6 +25,7 @@ from arena.errors import UserError
 from arena.migrate import upgrade
 from arena.registry import add_checkpoint, add_config
 from arena.settings import DEMO_MARKER, Settings
+from metrics.match_kinds import MATCH_KINDS
 from training.presets import PRESET_NAMES, load_preset
 
 DEFAULT_DEMO_HOME = Path("./arena-demo")
@@ -123,7 +124,7 @@ def _write_marker(home: Path, prompt_set: object) -> None:
         "negative_prompt": base.negative_prompt, "width": base.width, "height": base.height,
         "steps": base.steps, "cfg": base.cfg, "sampler": base.sampler,
     }
-    for kind in ("fixed", "free", "ffa"):
+    for kind in MATCH_KINDS:
         data[kind] = [
             {"prompt": e.prompt, "character": e.character} if e.character else e.prompt
             for e in prompt_set.entries if e.kind == kind

@@ -17,6 +17,7 @@ from arena.jobs.context import JobContext, JobFailed
 from arena.matches import prompt_hash
 from arena.models import Image, Prompt
 from arena.registry import get_checkpoint
+from metrics.match_kinds import TYPED_PROMPT_KIND
 
 if TYPE_CHECKING:
     from generation.prompt_sets import PromptEntry, PromptSet
@@ -47,7 +48,7 @@ def _typed_prompt_set(ctx: JobContext) -> PromptSet:
             # Typed prompts carry no negative prompt; the first render gives them the pool's.
             prompt.negative_prompt = base.settings.negative_prompt
         text, negative = prompt.text, prompt.negative_prompt
-    entry = PromptEntry(kind="free", prompt=text)
+    entry = PromptEntry(kind=TYPED_PROMPT_KIND, prompt=text)
     settings = replace(base.settings, negative_prompt=negative)
     return replace(base, name="typed", entries=(entry,), settings=settings)
 
