@@ -4,13 +4,13 @@ expiry, skips."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +38,7 @@ from arena.settings import Settings
 from generation.errors import GenerationError
 from generation.prompts import apply_safe_mode
 
+log = logging.getLogger("arena.matches")
 VOTER_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,100}$")
 SERVED_NAME = re.compile(r"^[0-9a-f]{32}$")
 MAX_PROMPT_CHARS = 2000
@@ -288,8 +289,8 @@ def skip_match(
         conn.execute(_SKIP, {"match_id": match.id, "now": utcnow()})
 
 
-def served_image_for(db: Database, settings: Settings, name: str, voter_external_id: str) -> Path:
-    """The metadata-free file behind a match's image ``name``, for the voter the match was
+def served_image_for(db: Database, settings: Settings, name: str, voter_external_id: str) -> bytes:
+    """The metadata-free bytes behind a match's image ``name``, for the voter the match was
     issued to and only until it expires or is skipped."""
     if not SERVED_NAME.match(name):
         raise NotFound("unknown image")
@@ -309,4 +310,8 @@ def served_image_for(db: Database, settings: Settings, name: str, voter_external
         raise Forbidden("this image belongs to a match issued to another voter")
     if expires_at <= utcnow() or skipped_at is not None:
         raise Gone("this match has expired or was skipped; its images are no longer served")
-    return served_path(settings.home, served_sha256)
+    try:
+        return served_path(settings.home, served_sha256).read_bytes()
+    except FileNotFoundError:
+        log.error("served image %s is missing from the image store", served_sha256)
+        raise NotFound("this image is missing from the image store") from None

@@ -10,6 +10,7 @@ the jobs already queued.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,9 @@ def queue_free_prompt(
         return QueuedPrompt((), "you already have typed prompts waiting to be rendered")
     if _waiting_free_jobs(session) + len(missing) > settings.free_prompt_jobs_total:
         return QueuedPrompt((), "the rendering queue for typed prompts is full")
+    # Queued (and so claimed) in a random order: claimed by checkpoint id, the first images
+    # of a typed prompt would always come from the lowest-id checkpoints.
+    random.SystemRandom().shuffle(missing)
     ids = []
     for name in missing:
         job, _ = enqueue(

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.db import Database
 from arena.errors import Forbidden, UserError
-from arena.identity import client_address, issue_voter_id, verify_voter_id
+from arena.identity import client_address, issue_voter_id, verify_voter_id, voter_secret
 from arena.settings import Settings
 
 VOTER_COOKIE = "arena_voter"
@@ -197,6 +197,7 @@ def install(app: FastAPI) -> None:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
+    voter_secret(app.state.settings)  # a missing or short key is refused at start
     app.state.writer = writer_threads(app.state.db)
     app.add_middleware(VoterCookieMiddleware, settings=app.state.settings)
 
@@ -215,13 +216,14 @@ class VoterCookieMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.proxy_header = (settings.trusted_proxy_header or "").lower().encode()
+        self.proxy_header = (settings.trusted_proxy_header or "").lower().encode() or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cookies = proxied = None
+        cookies = None
+        proxied: list[str] = []
         by_header = False
         for name, value in scope["headers"]:
             if name == b"cookie" and cookies is None:
@@ -229,7 +231,7 @@ class VoterCookieMiddleware:
             elif name == b"x-voter-id":
                 by_header = True
             elif name == self.proxy_header:
-                proxied = value.decode("latin-1")
+                proxied.append(value.decode("latin-1"))
         existing = cookie_parser(cookies).get(VOTER_COOKIE) if cookies else None
         try:
             voter = verify_voter_id(self.settings, existing) if existing else None
@@ -237,9 +239,8 @@ class VoterCookieMiddleware:
             voter = None
         state = scope.setdefault("state", {})
         peer = scope.get("client")
-        headers = {self.proxy_header.decode(): proxied} if proxied is not None else {}
         state["client_address"] = client_address(self.settings, peer[0] if peer else None,
-                                                 headers)
+                                                 proxied)
         if voter is not None or by_header:
             state["voter_id"] = voter
             await self.app(scope, receive, send)
@@ -247,7 +248,7 @@ class VoterCookieMiddleware:
         state["voter_id"] = issue_voter_id(self.settings)
         cookie = (
             f"{VOTER_COOKIE}={state['voter_id']}; Max-Age={3600 * 24 * 365}; Path=/; "
-            "HttpOnly; SameSite=lax"
+            "HttpOnly; SameSite=lax" + ("; Secure" if self.settings.secure_cookies else "")
         )
 
         async def send_with_cookie(message: Message) -> None:

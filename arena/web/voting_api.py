@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from arena.errors import Unavailable, UserError
@@ -148,17 +147,25 @@ def get_leaderboard(
     }
 
 
+IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+
+
 @router.get(
     "/images/{name}.png",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "The image, no metadata"}},
 )
-def get_image(name: str, caller: CALLER) -> FileResponse:
+def get_image(name: str, caller: CALLER) -> Response:
     """One image of a match, for its voter, until the match expires: metadata-free bytes
-    under a name that is random for this match (never cached, never reused)."""
-    path = served_image_for(caller.db, caller.settings, name, caller.voter)
-    return FileResponse(path, media_type="image/png",
-                        headers={"Cache-Control": "private, no-store"})
+    under a name that is random for this match (never cached, never reused).
+
+    The bytes are sent as a plain response, not a file response: a file response adds an
+    ``ETag`` (from the file's time and size, the same for the image in every match) and a
+    ``Last-Modified`` (its render time, which clusters by checkpoint). Every image gets the
+    same header set; only ``Content-Length`` follows the bytes.
+    """
+    data = served_image_for(caller.db, caller.settings, name, caller.voter)
+    return Response(data, media_type="image/png", headers=IMAGE_HEADERS)
 
 
 @router.get("/health")

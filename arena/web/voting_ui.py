@@ -77,9 +77,20 @@ def voter_from_request(settings: Settings, request: gr.Request | None) -> str:
 def requester(settings: Settings, request: gr.Request | None) -> tuple[str, str]:
     """The voter and the client address behind a Gradio event."""
     voter = voter_from_request(settings, request)
-    headers = {k.lower(): v for k, v in dict(request.headers or {}).items()} if request else {}
-    host = request.client.host if request is not None and request.client else None
-    return voter, client_address(settings, host, headers)
+    assert request is not None  # voter_from_request refuses an event without one
+    # The address the API middleware resolved for this HTTP request, when Gradio hands the
+    # request over; else the same rule over the same header lines.
+    resolved = getattr(getattr(request, "state", None), "client_address", None)
+    if isinstance(resolved, str):
+        return voter, resolved
+    lines: list[str] = []
+    if settings.trusted_proxy_header:
+        headers = request.headers
+        name = settings.trusted_proxy_header.lower()
+        lines = (list(headers.getlist(name)) if hasattr(headers, "getlist")
+                 else [v for k, v in dict(headers or {}).items() if k.lower() == name])
+    host = request.client.host if request.client else None
+    return voter, client_address(settings, host, lines)
 
 
 def image_html(url: str, caption: str) -> str:

@@ -258,3 +258,49 @@ def test_leaderboard_names_the_matchmaking_strategy(
 ) -> None:
     body = client.get("/api/v1/leaderboard").json()
     assert body["matchmaking"] == Settings().matchmaking_strategy == "active"
+
+
+def test_image_responses_carry_the_same_headers_for_every_image(
+    client: TestClient, pool: PoolFixture
+) -> None:
+    """Nothing in an image response but its bytes varies with the image: no ETag (it would
+    name the file across matches), no Last-Modified (render time clusters by checkpoint)."""
+    header_sets = set()
+    for _ in range(6):
+        for image in new_match(client, "ffa")["images"]:
+            response = client.get(image["url"], headers=client.voter)
+            assert response.status_code == 200
+            assert response.content.startswith(b"\x89PNG")
+            assert "etag" not in response.headers and "last-modified" not in response.headers
+            varying = {k: v for k, v in response.headers.items()
+                       if k not in ("content-length", "date")}
+            header_sets.add(tuple(sorted(varying.items())))
+    assert header_sets == {(("cache-control", "private, no-store"),
+                            ("content-type", "image/png"),
+                            ("x-content-type-options", "nosniff"))}
+
+
+def test_typed_prompt_jobs_are_queued_in_random_checkpoint_order(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    """Claimed by id, jobs queued in checkpoint-id order would render (and so reveal) the
+    lowest-id checkpoints first; queued in a random order, the order says nothing."""
+    from arena.jobs.plan import queue_free_prompt
+    from arena.models import Checkpoint, Job, Prompt
+
+    settings = Settings(home=arena_home, database_url=arena_env.url,
+                        free_prompt_jobs_per_voter=100, free_prompt_jobs_total=1000)
+    orders = set()
+    with arena_env.session() as s:
+        by_name = dict(s.execute(select(Checkpoint.name, Checkpoint.id)).all())
+        assert len(by_name) == 4
+        for n in range(12):
+            prompt = Prompt(text=f"1girl, prompt {n}", text_hash=f"{n:064x}", kind="free",
+                            source="voter")
+            s.add(prompt)
+            s.flush()
+            queue_free_prompt(s, settings, prompt.id, prompt.text, voter_id=n)
+            names = s.scalars(select(Job.checkpoint_name).where(
+                Job.payload["prompt_id"].as_integer() == prompt.id).order_by(Job.id)).all()
+            orders.add(tuple(by_name[name] for name in names))
+    assert len(orders) > 1  # 12 prompts all in one order of 4: chance 1 in 24**11
