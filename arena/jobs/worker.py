@@ -133,9 +133,7 @@ def run_one(
         error = (deadline.reason, True)
     except JobLost:
         if deadline.given_up is not None:
-            _report(echo, label, deadline.given_up, deadline.reason, stats, claimed.id)
-            _after_failure(db, settings, claimed, deadline.given_up)
-            return True
+            return _given_up(db, settings, claimed, deadline, echo, label, stats)
         stats.lost.append(claimed.id)
         echo(f"{label}: stopped: the job was cancelled or taken over by another worker")
         return True
@@ -151,6 +149,8 @@ def run_one(
     finally:
         stop.set()
         beat.join()
+    if deadline.given_up is not None:  # whatever the job did after its deadline is void
+        return _given_up(db, settings, claimed, deadline, echo, label, stats)
     seconds = time.monotonic() - started
     if error is None:
         if queue.finish(db, claimed.id, worker, result, ctx.progress.snapshot()):
@@ -167,6 +167,14 @@ def run_one(
         echo(f"{label}: failed ({error[0]}), but the job was cancelled or taken over meanwhile")
         return True
     _report(echo, label, status, f"after {seconds:.1f}s: {error[0]}", stats, claimed.id)
+    _after_failure(db, settings, claimed, status)
+    return True
+
+
+def _given_up(db: Database, settings: Settings, claimed: queue.Claimed, deadline: _Deadline,
+              echo: Callable[[str], None], label: str, stats: WorkerStats) -> bool:
+    status = deadline.given_up or "failed"
+    _report(echo, label, status, deadline.reason, stats, claimed.id)
     _after_failure(db, settings, claimed, status)
     return True
 

@@ -81,6 +81,9 @@ def requester(settings: Settings, request: gr.Request | None) -> tuple[str, str]
     # The address the API middleware resolved for this HTTP request, when Gradio hands the
     # request over; else the same rule over the same header lines.
     resolved = getattr(getattr(request, "state", None), "client_address", None)
+    if resolved is None:  # a request Gradio pickled keeps its state here (gradio 6.31)
+        resolved = (getattr(request, "kwargs", None) or {}).get("request_state", {}).get(
+            "client_address")
     if isinstance(resolved, str):
         return voter, resolved
     lines: list[str] = []
