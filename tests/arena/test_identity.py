@@ -46,8 +46,9 @@ def test_ids_are_signed_by_the_server_secret(arena_home: Path) -> None:
         with pytest.raises(Forbidden, match="not issued by this server"):
             verify_voter_id(settings, forged)
     # A configured secret (shared by several hosts) replaces the file's key.
-    shared = Settings(home=arena_home, voter_secret="a-secret-for-every-host-of-this-arena")
-    other_home = Settings(home=arena_home / "elsewhere", voter_secret="a-secret-for-every-host-of-this-arena")
+    key = "a-secret-for-every-host-of-this-arena"
+    shared = Settings(home=arena_home, voter_secret=key)
+    other_home = Settings(home=arena_home / "elsewhere", voter_secret=key)
     assert verify_voter_id(other_home, issue_voter_id(shared))
     with pytest.raises(Forbidden):
         verify_voter_id(shared, voter)
@@ -196,7 +197,7 @@ def test_a_short_voter_secret_is_refused_at_start(tmp_path: Path, content: str) 
     home.mkdir()
     (home / SECRET_FILE).write_text(content)
     settings = Settings(home=home, database_url=f"sqlite:///{tmp_path / 'a.db'}")
-    with pytest.raises(UserError, match="voter-secret holds a .*-byte key; at least 32"):
+    with pytest.raises(UserError, match=r"voter-secret holds a \d+-byte key; at least 32"):
         create_app(settings, ui=False)
     short = Settings(home=tmp_path / "other", voter_secret="x" * 31)
     with pytest.raises(UserError, match="ARENA_VOTER_SECRET is 31 bytes; at least 32"):
