@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 
 from arena import matchmaking
 from arena.db import Database
+from arena.decisions import hidden_prompt_ids
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
+from arena.identity import address_key
 from arena.image_store import served_path
 from arena.limits import charge
 from arena.models import (
@@ -34,9 +36,8 @@ from arena.models import (
     new_served_name,
     utcnow,
 )
+from arena.prompt_policy import check_typed_prompt
 from arena.settings import Settings
-from generation.errors import GenerationError
-from generation.prompts import apply_safe_mode
 
 log = logging.getLogger("arena.matches")
 VOTER_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,100}$")
@@ -113,21 +114,30 @@ def prompt_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
-def _request_generation(session: Session, settings: Settings, text: str, voter_id: int) -> str:
-    """Record a typed prompt the pool lacks and queue its rendering; return the voter's notice.
+def _request_generation(session: Session, settings: Settings, typed: str, text: str,
+                        voter_id: int, address: str | None) -> str:
+    """Record a typed prompt the pool lacks (``typed`` as given, ``text`` in safe mode) and
+    queue its rendering; return the voter's notice. A prompt an operator hid is not queued.
 
     One ``generate`` job per active checkpoint (deduplicated per checkpoint and prompt), within
     the per-voter and total bounds (:func:`arena.jobs.plan.queue_free_prompt`).
     """
     from arena.jobs.plan import queue_free_prompt
 
+    hidden = hidden_prompt_ids(session)
+    if hidden and session.scalar(select(Prompt.id).where(
+            Prompt.text_hash.in_({prompt_hash(t) for t in (typed, text)}), Prompt.kind == "free",
+            Prompt.id.in_(list(hidden))).limit(1)) is not None:
+        return ("Your prompt was withdrawn by the arena's operators and is not rendered. "
+                "Here is a prompt from the pool.")
     digest = prompt_hash(text)
     prompt = session.scalar(select(Prompt).where(Prompt.text_hash == digest, Prompt.kind == "free"))
     if prompt is None:
         prompt = Prompt(text=" ".join(text.split()), text_hash=digest, kind="free", source="voter")
         session.add(prompt)
         session.flush()
-    queued = queue_free_prompt(session, settings, prompt.id, prompt.text, voter_id)
+    submitter = address_key(settings, address) if address is not None else None
+    queued = queue_free_prompt(session, settings, prompt.id, prompt.text, voter_id, submitter)
     session.add(GenerationRequest(
         prompt_id=prompt.id, voter_id=voter_id, job_id=queued.jobs[0] if queued.jobs else None
     ))
@@ -169,11 +179,8 @@ def issue_match(
     if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r" for c in typed):
         raise UserError("prompt contains control characters; type plain text")
     check_voter_id(voter_external_id)
-    if typed:
-        try:  # pools are rendered in the report's safe mode: only the `general` rating
-            typed_safe = apply_safe_mode(typed)
-        except GenerationError as exc:
-            raise UserError(f"this arena serves only the 'general' rating: {exc}") from None
+    if typed:  # pools are rendered in the report's safe mode: only the `general` rating
+        typed_safe = check_typed_prompt(typed, settings)
     notice = None
     token = secrets.token_urlsafe(24)
     # One transaction reads what the choice needs and writes the match: on SQLite the write
@@ -199,7 +206,8 @@ def issue_match(
             charge(conn, settings, "prompt", voter_external_id, address)
         if typed and prompt_id is None:
             with Session(bind=conn) as session:  # the rare path: ORM rows and a queued job
-                notice = _request_generation(session, settings, typed_safe, voter_id)
+                notice = _request_generation(session, settings, typed, typed_safe, voter_id,
+                                             address)
                 session.flush()
         now = utcnow()
         match_id = conn.execute(_INSERT_MATCH, {
