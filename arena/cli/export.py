@@ -48,7 +48,9 @@ def export_leaderboard_command(
     with db.session(readonly=True) as session:
         view = load_view(session, board, system, settings, wait=True)
     if fmt == "csv":
-        text = table_frame(view).to_csv(index=False)
+        from arena.csv_cells import inert_frame
+
+        text = inert_frame(table_frame(view)).to_csv(index=False)
     else:
         parameter_system = {"tw_elo": "elo"}.get(system, system)
         text = json.dumps({

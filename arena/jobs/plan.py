@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session
 from arena.errors import Conflict, UserError
 from arena.jobs.queue import enqueue
 from arena.models import Checkpoint, Image, Job
-from arena.registry import add_config, checkpoint_format, checkpoint_path, get_config
+from arena.registry import (
+    add_config,
+    check_shown_name,
+    checkpoint_format,
+    checkpoint_path,
+    get_config,
+)
 from arena.settings import Settings
 from training.config import ConfigError, parse_config
 
@@ -80,7 +86,8 @@ def queue_checkpoint(
     if request.step is not None and request.step < 0:
         raise UserError(f"step must be >= 0, got {request.step}")
     config = _config_name(session, request)
-    name = request.name or (path.stem if fmt == "safetensors" else path.name)
+    name = check_shown_name(
+        "checkpoint name", request.name or (path.stem if fmt == "safetensors" else path.name))
     known = session.scalar(select(Checkpoint).where(Checkpoint.name == name))
     if known is not None and Path(known.path) != path:
         raise Conflict(f"checkpoint name {name!r} is already registered for {known.path}")

@@ -111,8 +111,10 @@ def position_label(mode: str, position: int) -> str:
 
 
 def _escape(text: str) -> str:
-    """Text inert inside a Markdown table cell (checkpoint and config names are user-chosen)."""
-    return "".join("\\" + c if c in "\\`*_[]<>|~" else c for c in text)
+    """Text inert inside a Markdown table cell (checkpoint and config names are user-chosen):
+    one line, markup characters escaped, and ':' escaped so no URL becomes a link."""
+    flat = " ".join(text.split())
+    return "".join("\\" + c if c in "\\`*_[]<>|~:" else c for c in flat)
 
 
 def reveal_markdown(reveal: Reveal, picked: list[int]) -> str:
