@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Arena", "ArenaRefused", "ArenaUnreachable"]
+__all__ = ["RETRYABLE_STATUSES", "Arena", "ArenaRefused", "ArenaUnreachable"]
 
 TIMEOUT_SECONDS = 10.0
 CONNECT_SECONDS = 3.0  # a hook must not hold a training step long on an unreachable arena
@@ -22,8 +22,25 @@ class ArenaUnreachable(Exception):
     """The arena could not be reached (network, server error, database down): try later."""
 
 
+# Refusals that may pass later: a token the server does not have yet (401/403), a config or
+# checkpoint registered later (404), a name being registered meanwhile (409).
+RETRYABLE_STATUSES = frozenset({401, 403, 404, 409})
+
+
 class ArenaRefused(Exception):
-    """The arena answered and refused the request (bad token, unknown config, bad path)."""
+    """The arena answered and refused the request (bad token, unknown config, bad path);
+    ``status`` is its HTTP status (the matching one for a database target), if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def may_pass_later(self) -> bool:
+        """Whether sending the same request again later may succeed (see
+        ``RETRYABLE_STATUSES``); a malformed request (400, 422) never will."""
+        return self.status is not None and (
+            self.status in RETRYABLE_STATUSES or self.status >= 500)
 
 
 def _is_http(target: str) -> bool:
@@ -77,7 +94,8 @@ class Arena:
                 message = response.json().get("error") or response.json().get("detail")
             except ValueError:
                 message = response.text[:200]
-            raise ArenaRefused(f"{self.shown}: {response.status_code}: {message}")
+            raise ArenaRefused(f"{self.shown}: {response.status_code}: {message}",
+                               response.status_code)
         return response.json()
 
     # -- database ---------------------------------------------------------------------------
@@ -96,7 +114,7 @@ class Arena:
         except UserError as exc:
             if isinstance(exc.__cause__, OperationalError):
                 raise ArenaUnreachable(str(exc)) from exc
-            raise ArenaRefused(str(exc)) from exc
+            raise ArenaRefused(str(exc), exc.status_code) from exc
         except OperationalError as exc:
             raise ArenaUnreachable(f"{self.shown}: {str(exc).splitlines()[0]}") from exc
         finally:

@@ -52,7 +52,7 @@ def test_the_operator_replaces_the_blocklist(
     blocklist = tmp_path / "blocklist.txt"
     blocklist.write_text("# ours\nsailor collar\n")
     settings = Settings(home=arena_home, database_url=arena_env.url, prompt_blocklist=blocklist)
-    with pytest.raises(UserError, match="'Sailor_Collar'.*blocklist"):
+    with pytest.raises(UserError, match=r"'Sailor_Collar'.*blocklist"):
         issue_match(arena_env, settings, "voter-policy-0001", "free", "1girl, Sailor_Collar")
     served = issue_match(arena_env, settings, "voter-policy-0001", "free", "1girl, nude")
     assert served.notice is not None  # the default list is replaced, not added to
