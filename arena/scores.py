@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.image_store import original_path
-from arena.models import Image, MetricScore, Prompt
+from arena.models import Image, MetricScore, Prompt, score_key
 from arena.registry import get_checkpoint
 from metrics.ccip import CCIPScore
 from metrics.clip_score import ClipScore
@@ -72,6 +72,20 @@ def pool_images(
     return dict(groups)
 
 
+def _stored(session: Session, row: MetricScore) -> MetricScore:
+    """``row`` stored, or the row already stored with its score key (the same metric, model
+    version, checkpoint, character, images, references and parameters): a repeated or
+    retried scoring stores nothing twice (the key is unique in the schema)."""
+    row.score_key = score_key(row.metric, row.metric_version, row.checkpoint_id, row.character,
+                              row.images_used, row.parameters, row.details)
+    existing = session.scalar(select(MetricScore).where(MetricScore.score_key == row.score_key))
+    if existing is not None:
+        return existing
+    session.add(row)
+    session.flush()
+    return row
+
+
 def _checkpoint_id(session: Session, checkpoint: str | None) -> int | None:
     return None if checkpoint is None else get_checkpoint(session, checkpoint).id
 
@@ -118,9 +132,7 @@ def store_ccip(
         images_used=list(result.image_sha256),
         created_at=result.computed_at,
     )
-    session.add(row)
-    session.flush()
-    return row
+    return _stored(session, row)
 
 
 def store_clip(
@@ -156,6 +168,4 @@ def store_clip(
         images_used=list(result.image_sha256),
         created_at=result.computed_at,
     )
-    session.add(row)
-    session.flush()
-    return row
+    return _stored(session, row)
