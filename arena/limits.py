@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
 
 from arena.errors import RateLimited
-from arena.identity import address_key
+from arena.identity import address_key, limit_address
 from arena.models import LimitEvent, utcnow
 from arena.settings import Settings
 
-__all__ = ["ACTIONS", "Limit", "charge"]
+__all__ = ["ACTIONS", "Limit", "ReadLimiter", "charge"]
 
 _PRUNE_EVERY = 200  # on average one transaction in this many prunes expired rows
 
@@ -112,3 +115,35 @@ def charge(
                                  "created_at": now})
     if random.random() < 1 / _PRUNE_EVERY:
         conn.execute(_PRUNE, {"before": now - timedelta(seconds=_LONGEST)})
+
+
+class ReadLimiter:
+    """Per-address reads a minute (``ARENA_ADDRESS_READS_PER_MINUTE``), counted in this
+    process's memory: a read writes nothing, so counting it in the database would add a write
+    to every poll of a board; what the limit protects is this process's own vote path.
+    Addresses are grouped as every per-address limit groups them (IPv6 by network)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._seen: dict[str, deque[float]] = {}
+        self._swept = time.monotonic()
+
+    def charge(self, address: str) -> None:
+        """Count one read from ``address``, or raise :class:`RateLimited` at the limit."""
+        allowed = self.settings.address_reads_per_minute
+        if not allowed:
+            return
+        key = limit_address(self.settings, address)
+        now = time.monotonic()
+        with self._lock:
+            if now - self._swept > 60:  # forget addresses silent for a minute
+                self._seen = {k: q for k, q in self._seen.items() if q and now - q[-1] < 60}
+                self._swept = now
+            times = self._seen.setdefault(key, deque())
+            while times and now - times[0] >= 60:
+                times.popleft()
+            if len(times) >= allowed:
+                raise RateLimited(f"rate limit: at most {allowed} leaderboard reads a minute "
+                                  "per address; wait a little")
+            times.append(now)

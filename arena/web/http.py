@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from arena.db import Database
 from arena.errors import Forbidden, UserError
 from arena.identity import client_address, issue_voter_id, verify_voter_id, voter_secret
+from arena.limits import ReadLimiter
 from arena.settings import Settings
 
 VOTER_COOKIE = "arena_voter"
@@ -155,6 +156,28 @@ def require_admin(
         raise Forbidden("a valid admin bearer token is required")
 
 
+API_PREFIX = "/api/v1"
+
+
+def close_api(app: FastAPI) -> None:
+    """Answer every other path under /api/v1 here, in the one error shape: 404 for an unknown
+    path, 405 for a known path asked with another method (else the UI mounted at / would
+    answer it in its own shape). Call after every API router is included."""
+    from starlette.routing import Match
+
+    api_routes = list(app.router.routes)
+
+    async def unknown(request: Request) -> JSONResponse:
+        if any(route.matches(request.scope)[0] is Match.PARTIAL for route in api_routes):
+            return JSONResponse({"error": f"method {request.method} is not allowed here"},
+                                status_code=405)
+        return JSONResponse({"error": f"no API path {_one_line(request.url.path)[:120]}; see "
+                                      "/openapi.json"}, status_code=404)
+
+    app.add_api_route(f"{API_PREFIX}/{{rest:path}}", unknown, include_in_schema=False,
+                      methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())[:300]
 
@@ -199,6 +222,7 @@ def install(app: FastAPI) -> None:
 
     voter_secret(app.state.settings)  # a missing or short key is refused at start
     app.state.writer = writer_threads(app.state.db)
+    app.state.read_limiter = ReadLimiter(app.state.settings)
     app.add_middleware(VoterCookieMiddleware, settings=app.state.settings)
 
 

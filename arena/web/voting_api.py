@@ -10,7 +10,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from arena.errors import Unavailable, UserError
+from arena.errors import NotFound, Unavailable, UserError
 from arena.identity import issue_voter_id
 from arena.matches import issue_match, register_voter, served_image_for, skip_match
 from arena.votes import record_vote
@@ -128,16 +128,25 @@ async def create_skip(body: SkipRequest, request: Request, caller: CALLER) -> Re
 
 @router.get("/leaderboard")
 def get_leaderboard(
+    request: Request,
     db: DB,
     settings: SETTINGS,
+    address: ADDRESS,
     board: str = "overall",
     system: Literal["elo", "trueskill", "bt"] = "elo",
 ) -> dict[str, Any]:
     """Ratings on one board in one system, with intervals, games and linked configs, and the
-    matchmaking strategy that chose the matches."""
+    matchmaking strategy that chose the matches. An unknown board is a 404; reads are
+    limited per client address."""
+    from arena.leaderboard.view import board_choices
     from arena.ratings import leaderboard
 
+    request.app.state.read_limiter.charge(address)
     with db.session(readonly=True) as session:
+        boards = board_choices(session)
+        if board not in boards:
+            shown = ", ".join(boards[:8]) + (", ..." if len(boards) > 8 else "")
+            raise NotFound(f"unknown board {board[:80]!r}; expected one of: {shown}")
         rows = leaderboard(session, board, system, settings)
     return {
         "board": board,

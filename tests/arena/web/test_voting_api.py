@@ -304,3 +304,39 @@ def test_typed_prompt_jobs_are_queued_in_random_checkpoint_order(
                 Job.payload["prompt_id"].as_integer() == prompt.id).order_by(Job.id)).all()
             orders.add(tuple(by_name[name] for name in names))
     assert len(orders) > 1  # 12 prompts all in one order of 4: chance 1 in 24**11
+
+
+def test_unknown_api_paths_and_boards_are_404_in_the_one_error_shape(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    """With the Gradio UI mounted at /, an unknown path under /api/v1 must still answer in
+    the API's error shape (Gradio would answer {"detail": "Not Found"})."""
+    settings = Settings(home=arena_home, database_url=arena_env.url)
+    with TestClient(create_app(settings, arena_env)) as client:
+        for method, path in (("GET", "/api/v1/no-such-thing"), ("POST", "/api/v1/x/y"),
+                             ("DELETE", "/api/v1/leaderboard/extra")):
+            response = client.request(method, path)
+            assert response.status_code == 404, (path, response.text)
+            assert set(response.json()) == {"error"} and "no API path" in response.json()["error"]
+        wrong_method = client.get("/api/v1/votes")
+        assert wrong_method.status_code == 405 and set(wrong_method.json()) == {"error"}
+        board = client.get("/api/v1/leaderboard", params={"board": "fixed/<nobody>"})
+        assert board.status_code == 404 and "unknown board" in board.json()["error"]
+        assert client.get("/api/v1/leaderboard", params={"board": "fixed/hatsune_miku"}) \
+            .status_code == 200
+        assert client.get("/").status_code == 200  # the UI is still served
+
+
+def test_leaderboard_reads_are_limited_per_address(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    settings = Settings(home=arena_home, database_url=arena_env.url, address_reads_per_minute=3,
+                        trusted_proxy_header="X-Forwarded-For")
+    client = TestClient(create_app(settings, arena_env, ui=False))
+    first = {"X-Forwarded-For": "192.0.2.10"}
+    codes = [client.get("/api/v1/leaderboard", headers=first).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    refused = client.get("/api/v1/leaderboard", headers=first).json()
+    assert "at most 3 leaderboard reads a minute per address" in refused["error"]
+    other = client.get("/api/v1/leaderboard", headers={"X-Forwarded-For": "192.0.2.11"})
+    assert other.status_code == 200
