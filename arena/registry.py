@@ -102,6 +102,12 @@ def _check_safetensors_header(path: Path) -> None:
             header = None
     if not isinstance(header, dict):
         raise UserError(f"checkpoint {path} is not a safetensors file (header is not JSON)")
+    from training.watch import HeaderError, tensor_data_end
+
+    try:
+        tensor_data_end(header)
+    except HeaderError as exc:
+        raise UserError(f"checkpoint {path} has an unreadable safetensors header: {exc}") from None
 
 
 def checkpoint_path(path: Path | str) -> Path:

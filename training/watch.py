@@ -23,7 +23,7 @@ from typing import Any
 
 from training.hooks import deliver_outbox, register_checkpoint
 
-__all__ = ["Watcher", "read_header", "training_metadata"]
+__all__ = ["HeaderError", "Watcher", "read_header", "tensor_data_end", "training_metadata"]
 
 STATE_FILE = ".arena-watch.json"
 log = logging.getLogger("illustrious_arena.watch")
@@ -58,6 +58,13 @@ def read_header(path: Path) -> dict[str, Any] | None:
         raise HeaderError(f"the header is not JSON ({exc})") from None
     if not isinstance(header, dict):
         raise HeaderError(f"the header is a JSON {type(header).__name__}, not an object")
+    return header if size == 8 + length + tensor_data_end(header) else None
+
+
+def tensor_data_end(header: dict[str, Any]) -> int:
+    """Where the last tensor's data ends, after checking every tensor entry's
+    ``data_offsets`` (two whole numbers in order) and ``__metadata__`` (an object); else
+    :class:`HeaderError`."""
     end = 0
     for key, value in header.items():
         if key == "__metadata__":
@@ -70,7 +77,7 @@ def read_header(path: Path) -> dict[str, Any] | None:
             raise HeaderError(f"tensor {key[:80]!r}: data_offsets {offsets!r} are not two "
                               "whole numbers in order")
         end = max(end, offsets[1])
-    return header if size == 8 + length + end else None
+    return end
 
 
 def training_metadata(header: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
