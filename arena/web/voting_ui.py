@@ -77,7 +77,8 @@ def voter_from_request(settings: Settings, request: gr.Request | None) -> str:
 def requester(settings: Settings, request: gr.Request | None) -> tuple[str, str]:
     """The voter and the client address behind a Gradio event."""
     voter = voter_from_request(settings, request)
-    assert request is not None  # voter_from_request refuses an event without one
+    if request is None:  # voter_from_request refuses an event without one already
+        raise UserError("this event carries no request; reload the page")
     # The address the API middleware resolved for this HTTP request, when Gradio hands the
     # request over; else the same rule over the same header lines.
     resolved = getattr(getattr(request, "state", None), "client_address", None)
