@@ -20,7 +20,6 @@ imported vote updates the ratings in log order. An error anywhere imports nothin
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.db import Database
-from arena.errors import UserError
+from arena.errors import InputError, UserError
 from arena.models import (
     VOTE_OUTCOMES,
     Checkpoint,
@@ -47,6 +46,7 @@ from arena.models import (
 )
 from arena.pool import placeholder_image
 from arena.settings import Settings
+from metrics.file_hash import sha256_bytes
 from metrics.match_kinds import MATCH_SIZES
 
 __all__ = [
@@ -64,7 +64,7 @@ _BATCH = 2000
 
 
 def _pseudonym(external_id: str) -> str:
-    return hashlib.sha256(external_id.encode()).hexdigest()[:24]
+    return sha256_bytes(external_id.encode())[:24]
 
 
 def _winner(vote: Vote) -> int | str | None:
@@ -307,7 +307,6 @@ def import_votes(db: Database, path: Path, settings: Settings,
     from tqdm import tqdm
 
     from arena.ratings import apply_vote_online, vote_record
-    from metrics.outcomes import InvalidVote
 
     docs = _read(path)
     now = utcnow()
@@ -362,7 +361,7 @@ def import_votes(db: Database, path: Path, settings: Settings,
                 record = vote_record(vote, [mi.checkpoint_id for mi in match.images])
                 apply_vote_online(session, vote.id, record, match.kind, prompt.character,
                                   settings)
-            except (InvalidVote, UserError) as exc:
+            except InputError as exc:  # said with the line it came from
                 raise UserError(f"{where}: {exc}") from None
             tokens.add(doc["match_token"])
             imported += 1

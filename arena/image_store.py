@@ -23,16 +23,15 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
-from arena.errors import NotFound, UserError
-from arena.hashing import sha256_bytes
+from arena.errors import ImageError, NotFound, UserError
 from arena.settings import Settings
 from generation.files import write_once
+from metrics.file_hash import sha256_bytes
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_FILE_BYTES",
     "MAX_PIXELS",
-    "ImageError",
     "StoredImage",
     "image_files",
     "original_path",
@@ -55,10 +54,6 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 # What Pillow raises on malformed input besides its own errors: bad chunk lengths, bad
 # zlib streams, over-long text chunks (ValueError), short reads.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
-
-
-class ImageError(UserError):
-    """Image bytes that cannot go into the pool (not a PNG, broken, truncated, too large)."""
 
 
 @dataclass(frozen=True)

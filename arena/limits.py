@@ -13,7 +13,6 @@ are pruned now and then.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 import time
@@ -27,6 +26,7 @@ from arena.errors import RateLimited
 from arena.identity import address_key, limit_address
 from arena.models import LimitEvent, utcnow
 from arena.settings import Settings
+from metrics.file_hash import sha256_bytes
 
 __all__ = ["ACTIONS", "Limit", "ReadLimiter", "charge"]
 
@@ -58,7 +58,7 @@ _LONGEST = max(limit.window_seconds for limit in ACTIONS.values())
 
 def _lock(conn: Connection, subject: str) -> None:
     if conn.dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big", signed=True)
+        key = int.from_bytes(bytes.fromhex(sha256_bytes(subject.encode())[:16]), "big", signed=True)
         conn.execute(_ADVISORY_LOCK, {"key": key})
 
 

@@ -3,7 +3,6 @@ expiry, skips."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import secrets
@@ -37,6 +36,8 @@ from arena.models import (
 )
 from arena.prompt_policy import check_typed_prompt
 from arena.settings import Settings
+from metrics.file_hash import sha256_bytes
+from metrics.match_kinds import KINDS, TYPED_PROMPT_KIND, check_kind
 
 VOTER_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,100}$")
 SERVED_NAME = re.compile(r"^[0-9a-f]{32}$")
@@ -109,7 +110,7 @@ def register_voter(db: Database, external_id: str, settings: Settings,
 
 def prompt_hash(text: str) -> str:
     """The identity of a prompt's text: sha256 of the whitespace-normalised text."""
-    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+    return sha256_bytes(" ".join(text.split()).encode())
 
 
 def _request_generation(session: Session, settings: Settings, typed: str, text: str,
@@ -124,14 +125,17 @@ def _request_generation(session: Session, settings: Settings, typed: str, text: 
 
     hidden = hidden_prompt_ids(session)
     if hidden and session.scalar(select(Prompt.id).where(
-            Prompt.text_hash.in_({prompt_hash(t) for t in (typed, text)}), Prompt.kind == "free",
+            Prompt.text_hash.in_({prompt_hash(t) for t in (typed, text)}),
+            Prompt.kind == TYPED_PROMPT_KIND,
             Prompt.id.in_(list(hidden))).limit(1)) is not None:
         return ("Your prompt was withdrawn by the arena's operators and is not rendered. "
                 "Here is a prompt from the pool.")
     digest = prompt_hash(text)
-    prompt = session.scalar(select(Prompt).where(Prompt.text_hash == digest, Prompt.kind == "free"))
+    prompt = session.scalar(select(Prompt).where(Prompt.text_hash == digest,
+                                                 Prompt.kind == TYPED_PROMPT_KIND))
     if prompt is None:
-        prompt = Prompt(text=" ".join(text.split()), text_hash=digest, kind="free", source="voter")
+        prompt = Prompt(text=" ".join(text.split()), text_hash=digest, kind=TYPED_PROMPT_KIND,
+                        source="voter")
         session.add(prompt)
         session.flush()
     submitter = address_key(settings, address) if address is not None else None
@@ -167,11 +171,10 @@ def issue_match(
     ``address``'s limits.
     """
     rng = rng or random.SystemRandom()
-    if mode not in matchmaking.SIZES:
-        raise UserError(f"mode {mode!r} is not a match kind; expected fixed, free or ffa")
+    check_kind(mode, "mode")
     typed = (prompt or "").strip()
-    if typed and mode != "free":
-        raise UserError("a prompt can only be given for mode 'free'")
+    if typed and not KINDS[mode].typed_prompts:
+        raise UserError(f"a prompt can only be given for mode {TYPED_PROMPT_KIND!r}")
     if len(typed) > MAX_PROMPT_CHARS:
         raise UserError(f"prompt is {len(typed)} characters; at most {MAX_PROMPT_CHARS} allowed")
     if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r" for c in typed):
@@ -188,7 +191,8 @@ def issue_match(
         prompt_id = None
         if typed:
             for text in dict.fromkeys((typed, typed_safe)):
-                prompt_id = prompt_id or matchmaking.find_prompt(conn, prompt_hash(text), "free")
+                prompt_id = prompt_id or matchmaking.find_prompt(conn, prompt_hash(text),
+                                                               TYPED_PROMPT_KIND)
         # The choice reads the voter's row id with its history: one round trip, not two.
         choice = matchmaking.choose(
             conn, mode, voter_external_id, rng, prompt_id, strategy=settings.matchmaking_strategy

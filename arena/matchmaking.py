@@ -66,6 +66,7 @@ __all__ = [
     "Choice",
     "PoolImage",
     "choose",
+    "clear_cache",
     "find_prompt",
     "invalidate",
     "standings",
@@ -302,6 +303,12 @@ _STATES: dict[str, _State] = {}
 _STATES_LOCK = threading.Lock()
 
 
+def clear_cache() -> None:
+    """Forget every database's pool index and standings, as a restarted process would."""
+    with _STATES_LOCK:
+        _STATES.clear()
+
+
 def _state(session: Reader) -> _State:
     bind = session.engine if isinstance(session, Connection) else session.get_bind()
     key = str(bind.url)
@@ -436,10 +443,7 @@ def choose(
     if kind not in SIZES:
         raise UserError(f"mode {kind!r} is not a match kind; expected fixed, free or ffa")
     settings = get_settings()
-    try:
-        chosen: Strategy = check_strategy(strategy or settings.matchmaking_strategy)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    chosen: Strategy = check_strategy(strategy or settings.matchmaking_strategy)
     state = _state(session)
     state.pool.refresh(session)
     need = SIZES[kind]

@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from arena.db import Database
 from arena.errors import UserError
-from arena.hashing import sha256_bytes
 from arena.image_store import (
     MAX_FILE_BYTES,
     MAX_PIXELS,
@@ -36,6 +35,7 @@ from arena.models import MATCH_KINDS, Checkpoint, Image, Prompt
 from arena.pool_manifest import read_manifest
 from arena.settings import Settings
 from generation.manifest import MANIFEST_FIELDS
+from metrics.file_hash import sha256_bytes, short_hash
 
 __all__ = [
     "ImportReport",
@@ -219,7 +219,7 @@ def _checkpoint(session: Session, record: PoolRecord) -> Checkpoint:
     """The manifest's checkpoint by name; from parameters, by model hash first, then by name."""
     if record.model_hash:
         by_hash = session.scalars(
-            select(Checkpoint).where(Checkpoint.short_hash == record.model_hash.lower()[:10])
+            select(Checkpoint).where(Checkpoint.short_hash == short_hash(record.model_hash))
         ).all()
         if len(by_hash) == 1:
             return by_hash[0]

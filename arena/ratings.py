@@ -1,8 +1,8 @@
-"""Rating snapshots in SQL: online updates in the vote transaction, replay, leaderboards.
+"""Rating snapshots in SQL: online updates in the vote transaction, replay, Bradley-Terry fits.
 
 Votes are the source of truth; ``rating_snapshots`` rows are derived. Each vote updates the
 Elo and TrueSkill rows of its participants on every board it counts on
-(:func:`metrics.rating_book.boards_for`), inside the caller's serialized transaction, through
+(:func:`metrics.boards.boards_for`), inside the caller's serialized transaction, through
 the same :class:`metrics.rating_book.RatingBook` that :func:`recompute` uses to replay the log
 in id order, so both give the same numbers bit for bit. Bradley-Terry is not updated per
 vote: the leaderboard fits it with bootstrap intervals from the board's aggregated log
@@ -30,7 +30,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from sqlalchemy.orm import Session
 
 from arena.db import Database
-from arena.errors import Unavailable, UserError
+from arena.errors import StaleRatings, Unavailable, UserError
 from arena.leaderboard import store as board_store
 from arena.leaderboard.log import BoardLog, board_log, board_where, record_from, store_log
 from arena.models import (
@@ -43,27 +43,20 @@ from arena.models import (
 )
 from arena.registry import checkpoint_labels
 from arena.settings import Settings, get_settings
+from metrics.boards import OVERALL, boards_for
 from metrics.bradley_terry import RIDGE, Ballot, bradley_terry, group_ballots
-from metrics.elo import EloParams, time_weighted_average
+from metrics.elo import EloParams
 from metrics.outcomes import InvalidVote, VoteRecord, placements
-from metrics.rating_book import (
-    OVERALL,
-    CheckpointRating,
-    RatingBook,
-    RatingConfig,
-    boards_for,
-)
+from metrics.rating_book import CheckpointRating, RatingBook, RatingConfig
+from metrics.rating_systems import ONLINE_SYSTEMS, check_system
 from metrics.trueskill_fast import TrueSkillParams
 
 __all__ = [
-    "ONLINE_SYSTEMS",
-    "SYSTEMS",
-    "StaleRatings",
     "apply_vote_online",
     "bt_parameters",
     "bt_rows",
+    "clear_cache",
     "fit_bt_rows",
-    "leaderboard",
     "rating_config",
     "rating_parameters",
     "recompute",
@@ -74,9 +67,6 @@ __all__ = [
     "stored_fit",
     "vote_record",
 ]
-
-SYSTEMS = ("elo", "trueskill", "bt")
-ONLINE_SYSTEMS = ("elo", "trueskill")
 
 
 def rating_config(settings: Settings | None = None) -> RatingConfig:
@@ -114,6 +104,8 @@ def _parameters(config: RatingConfig, system: str) -> dict[str, Any]:
 def rating_parameters(system: str, settings: Settings | None = None) -> dict[str, Any]:
     """The parameters that produce a system's numbers, for provenance (``--json``)."""
     s = settings or get_settings()
+    entry = check_system(system)
+    system = entry.parameters
     config = rating_config(s)
     if system == "bt":
         return {
@@ -124,7 +116,7 @@ def rating_parameters(system: str, settings: Settings | None = None) -> dict[str
             "scale": "elo: 400 points per factor 10 in odds, mean 1000",
             "both_bad_as_draw": config.both_bad_as_draw,
         }
-    extra = {"sort": "mu - 3 sigma"} if system == "trueskill" else {}
+    extra = {"sort": entry.sort} if system == "trueskill" else {}
     return {**_parameters(config, system), **extra}
 
 
@@ -358,10 +350,6 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
     return replayed
 
 
-class StaleRatings(UserError):
-    """Stored snapshots were computed with other rating parameters than those in force."""
-
-
 def snapshot_rows(session: Session, board: str, system: str,
                   settings: Settings | None = None) -> list[RatingSnapshot]:
     """The stored ``system`` snapshots of ``board``; :class:`StaleRatings` when any of them
@@ -380,56 +368,20 @@ def snapshot_rows(session: Session, board: str, system: str,
     return list(snapshots)
 
 
-def leaderboard(
-    session: Session, board: str = OVERALL, system: str = "elo",
-    settings: Settings | None = None,
-) -> list[dict[str, Any]]:
-    """Rows best first: rank, checkpoint (id, name, training config), rating, interval
-    (``lower``/``upper``, Bradley-Terry only), games, wins, draws, losses, and per system
-    ``time_weighted`` (Elo, as of the board's last vote) or ``mu``/``sigma`` (TrueSkill,
-    ``rating`` = mu - 3 sigma). Bradley-Terry ranks account for interval overlap. Only reads:
-    give it a read-only session."""
-    if system not in SYSTEMS:
-        raise UserError(f"system: expected one of {', '.join(SYSTEMS)}, got {system!r}")
-    board_where(board)
-    if system == "bt":
-        return bt_rows(session, board, settings)
-    snapshots = snapshot_rows(session, board, system, settings)
-    names = checkpoint_labels(session, [s.checkpoint_id for s in snapshots])
-    now = max((s.held_since for s in snapshots if s.held_since is not None), default=0.0)
-    rows = []
-    for s in snapshots:
-        row: dict[str, Any] = {
-            "checkpoint_id": s.checkpoint_id,
-            "checkpoint": names[s.checkpoint_id][0],
-            "config": names[s.checkpoint_id][1],
-            "rating": s.rating,
-            "lower": None,
-            "upper": None,
-            "games": s.games,
-            "wins": s.wins,
-            "draws": s.draws,
-            "losses": s.losses,
-        }
-        if system == "elo":
-            row["time_weighted"] = time_weighted_average(
-                s.weighted_sum, s.held_since, s.first_time, s.rating, now
-            )
-        else:
-            row["mu"], row["sigma"] = s.mu, s.sigma
-        rows.append(row)
-    rows.sort(key=lambda r: (-r["rating"], r["checkpoint"]))
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
-    return rows
-
-
 # Bradley-Terry fits per (database, board, parameters), each with the newest vote it covers:
 # the log is append-only, so a fit at newest vote N stays exact until the board gets a new
 # vote, and a vote on another board keeps this board's fit.
 _BT_CACHE: dict[tuple[Any, ...], BTFit] = {}
 _BT_CACHE_SIZE = 64
 _BT_GUARD = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every Bradley-Terry fit held in memory, as a restarted process would."""
+    with _BT_GUARD:
+        _BT_CACHE.clear()
+
+
 # A dashboard view does not wait for a refit: it shows the newest fit (saying which vote it
 # covers) and one background refit per board runs at most this often.
 BT_REFIT_SECONDS = 10.0

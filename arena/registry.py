@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from arena.errors import Conflict, NotFound, UserError
-from arena.hashing import sha256_path, short_hash
 from arena.models import (
     Checkpoint,
     Image,
@@ -21,7 +20,9 @@ from arena.models import (
     TrainingConfigRecord,
 )
 from arena.settings import Settings
+from metrics.file_hash import sha256_path, short_hash
 from training.config import TrainingConfig
+from training.presets import PRESET_NAMES
 
 NAME_CHARS: int = Checkpoint.__table__.c.name.type.length
 # Characters a shown name may not hold: markup (HTML tags, Markdown links and code, table
@@ -40,6 +41,22 @@ def check_shown_name(what: str, name: str) -> str:
             raise UserError(f"{what} {name!r}: {char!r} is not allowed in a name (names are "
                             "shown to voters: no markup, line breaks or control characters)")
     return name
+
+DEMO_NOTE = (
+    "The demo checkpoints are tiny models with random weights, so their 64x64 images look "
+    "like noise; register real ones with `arena registry add-checkpoint MODEL.safetensors "
+    "--config NAME` and render them with `arena generate`."
+)
+
+# The demo's checkpoints: one per published config, named so nobody takes them for real ones.
+DEMO_NAMES = frozenset(f"demo-{name}" for name in PRESET_NAMES)
+
+
+def serves_demo(session: Session) -> bool:
+    """True when the arena behind ``session`` holds the demo's random-weight checkpoints."""
+    return session.scalar(
+        select(Checkpoint.id).where(Checkpoint.name.in_(DEMO_NAMES)).limit(1)
+    ) is not None
 
 
 @dataclass(frozen=True)
@@ -102,7 +119,7 @@ def _check_safetensors_header(path: Path) -> None:
             header = None
     if not isinstance(header, dict):
         raise UserError(f"checkpoint {path} is not a safetensors file (header is not JSON)")
-    from training.watch import HeaderError, tensor_data_end
+    from training.safetensors_header import HeaderError, tensor_data_end
 
     try:
         tensor_data_end(header)
@@ -199,7 +216,8 @@ def add_checkpoint(
 ) -> Registered:
     """Record a checkpoint with its streamed sha256 (hashed here), linked to a registered config."""
     path, _, _, name = _checked_request(session, path, config_name, name, step)
-    return record_checkpoint(session, path, config_name, sha256_path(path), name, step)
+    digest = sha256_path(path, progress=True)
+    return record_checkpoint(session, path, config_name, digest, name, step)
 
 
 def get_checkpoint(session: Session, name: str) -> Checkpoint:

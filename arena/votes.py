@@ -15,7 +15,8 @@ from arena.matches import load_match_for
 from arena.models import Vote, utcnow
 from arena.ratings import apply_vote_online
 from arena.settings import Settings
-from metrics.outcomes import InvalidVote, VoteRecord
+from metrics.match_kinds import KINDS, check_winner, ranking_kinds
+from metrics.outcomes import VoteRecord
 
 _INSERT_VOTE = insert(Vote)  # built once; a plain Core insert (the log is append-only)
 
@@ -51,17 +52,9 @@ class Reveal:
 
 
 def _parse_winner(mode: str, winner: Any) -> tuple[str, int | None]:
-    if winner in ("tie", "both_bad"):
-        if mode == "ffa":
-            raise UserError(f"winner {winner!r} is not allowed in a four-way match")
-        if mode == "free" and winner == "tie":
-            raise UserError("a free-prompt duel has no draw; pick A, B or 'both_bad'")
-        return winner, None
-    if isinstance(winner, str) and winner.strip().isdigit():
-        winner = int(winner)
-    if isinstance(winner, bool) or not isinstance(winner, int):
-        raise UserError(f"winner must be a position, 'tie' or 'both_bad', got {winner!r}")
-    return "win", winner
+    """What the match kind allows (:func:`metrics.match_kinds.check_winner`); an
+    :class:`~metrics.errors.InputError` names what is allowed."""
+    return check_winner(mode, winner)
 
 
 def record_vote(
@@ -87,21 +80,20 @@ def record_vote(
             order: list[int] | None = None
             position: int | None = None
             if ranking is not None:
-                if match.kind != "ffa":
-                    raise UserError("a full ranking is only allowed in a four-way match")
+                if not KINDS[match.kind].rankings:
+                    raise UserError(f"a full ranking is only allowed in a {ranking_kinds()}")
                 outcome, order = "ranking", list(ranking)
             else:
                 outcome, position = _parse_winner(match.kind, winner)
             now = utcnow()
-            try:  # the structural checks (positions exist, no repeats) live in one place
-                record = VoteRecord(
-                    participants=match.checkpoints,
-                    winner=position if outcome == "win" else (None if order else outcome),
-                    ranking=tuple(order) if order is not None else None,
-                    time=now.timestamp(),  # what a replay reads back from created_at
-                )
-            except InvalidVote as exc:
-                raise UserError(str(exc)) from None
+            # The structural checks (positions exist, no repeats) live in one place; their
+            # InvalidVote is an input error every surface answers as it is.
+            record = VoteRecord(
+                participants=match.checkpoints,
+                winner=position if outcome == "win" else (None if order else outcome),
+                ranking=tuple(order) if order is not None else None,
+                time=now.timestamp(),  # what a replay reads back from created_at
+            )
             vote_id = conn.execute(_INSERT_VOTE, {
                 "match_id": match.id, "voter_id": match.voter_id, "outcome": outcome,
                 "winner_position": position, "ranking": order, "created_at": now,

@@ -194,7 +194,7 @@ def view_once(db: Database, settings: Settings, board: str, system: str,
 
 
 def baseline_once(db: Database, settings: Settings, board: str) -> float:
-    from arena.ratings import leaderboard
+    from arena.leaderboard.rows import leaderboard
 
     began = time.perf_counter()
     with db.session(readonly=True) as s:

@@ -34,6 +34,7 @@ from generation.pipeline import CheckpointSpec, RenderSettings, Runtime
 from generation.pool import PIXEL_TOLERANCE, generate_pool
 from generation.prompt_sets import default_prompt_set
 from generation.tiny import write_tiny_checkpoint
+from tests.support.generation import render_bare
 
 Key = tuple[str, int]
 
@@ -108,16 +109,7 @@ def main() -> None:
     any_pool = root / f"threads{args.threads[-1]}-batch{args.batch_sizes[-1]}"
     for row in read_manifest_rows(any_pool / MANIFEST_NAME):
         params = read_parameters(any_pool / row["file"])
-        image = pipe(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt or None,
-            num_inference_steps=params.steps,
-            guidance_scale=params.cfg,
-            width=params.width,
-            height=params.height,
-            generator=torch.Generator("cpu").manual_seed(params.seed),
-        ).images[0]
-        bare[(params.prompt, params.seed)] = np.asarray(image).astype(int)
+        bare[(params.prompt, params.seed)] = render_bare(pipe, params)
     _compare("bare diffusers, batch 1", bare, base)
     print(f"tolerance in tests (generation.pool.PIXEL_TOLERANCE): {PIXEL_TOLERANCE}")
 

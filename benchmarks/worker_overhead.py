@@ -5,7 +5,7 @@ A tiny SDXL checkpoint (``generation.tiny``) and a CCIP-shaped stand-in model
 store, the same work is done two ways, alternating which goes first:
 
 (a) direct: hash the file and record the checkpoint, ``load_pipeline`` + ``generate_pool``
-    + ``import_records``, then ``score_character`` (CCIP) + ``store_ccip``;
+    + ``import_records``, then ``arena.scores.score_ccip`` (CCIP, scored and stored);
 (b) worker: register through ``arena.jobs.plan.queue_checkpoint`` and run ``run_worker``
     (``--once``): the hash, generate and score jobs, with claims, leases, heartbeats,
     progress rows, hidden import and the reveal.
@@ -67,21 +67,19 @@ def _fresh(root: Path, tag: str):  # type: ignore[no-untyped-def]
 
 
 def direct(world: dict, root: Path, tag: str) -> float:
-    from arena.features import DatabaseFeatureCache
-    from arena.hashing import sha256_path
     from arena.pool import import_records
     from arena.registry import record_checkpoint
-    from arena.scores import pool_images, store_ccip
+    from arena.scores import ScoreTarget, pool_images, references_for, score_ccip
     from generation.pipeline import CheckpointSpec, Runtime, load_pipeline
     from generation.pool import generate_pool
     from generation.prompt_sets import load_prompt_set
-    from metrics.ccip import score_character
     from metrics.ccip_model import load_ccip_model
+    from metrics.file_hash import sha256_path
 
     db, home = _fresh(root, tag)
     settings = world["settings"](db, home)
     start = time.perf_counter()
-    digest = sha256_path(world["checkpoint"], progress=False)
+    digest = sha256_path(world["checkpoint"])
     with db.session() as session:
         record_checkpoint(session, world["checkpoint"], "bench-run", digest, "bench-ckpt")
     spec = CheckpointSpec(world["checkpoint"], name="bench-ckpt", config_dir=world["config"],
@@ -92,13 +90,8 @@ def direct(world: dict, root: Path, tag: str) -> float:
     model = load_ccip_model(world["ccip"], device="cpu")
     with db.session(readonly=True) as session:
         images = pool_images(session, home, "bench-ckpt")[CHARACTER]
-    refs = sorted((world["references"] / CHARACTER).glob("*.png"))
-    result = score_character(model, refs, [i.path for i in images],
-                             image_sha256=[i.sha256 for i in images],
-                             cache=DatabaseFeatureCache(db))
-    with db.session() as session:
-        store_ccip(session, result, checkpoint="bench-ckpt", character=CHARACTER,
-                   references=str(world["references"] / CHARACTER))
+    score_ccip(db, model, ScoreTarget.of_pool("bench-ckpt", CHARACTER, images),
+               references_for(world["references"], CHARACTER))
     seconds = time.perf_counter() - start
     db.dispose()
     return seconds

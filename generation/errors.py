@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from metrics.errors import InputError
+
 __all__ = ["GenerationError"]
 
 
-class GenerationError(ValueError):
+class GenerationError(InputError):
     """A checkpoint, config folder, prompt, prompt set or setting that cannot be used.
 
     The message is one line that names the input and what was expected, so the CLI can print
-    it as it is (the ``arena`` layer turns it into ``arena.errors.UserError``).
+    it as it is and the API answer it with a 400 (:mod:`metrics.errors`).
     """

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from generation.errors import GenerationError
 from generation.samplers import DEFAULT_SAMPLER, check_sampler, make_scheduler
-from metrics.file_hash import sha256_path
+from metrics.file_hash import sha256_path, short_hash
 
 if TYPE_CHECKING:
     import torch
@@ -182,7 +182,7 @@ def model_hash(path: Path) -> str:
     For a diffusers folder the SHA-256 is taken over a listing of its files (each relative
     path and content hash, in sorted order), the same definition ``arena registry`` uses.
     """
-    return sha256_path(path)[:10]
+    return short_hash(sha256_path(path))
 
 
 def pick_device_dtype(
@@ -362,7 +362,7 @@ class LoadedPipeline:
         """A1111-style model hash of the checkpoint file (computed once, on first use)."""
         if self._hash is None:
             known = self.spec.sha256
-            self._hash = known[:10].lower() if known else model_hash(self.spec.path)
+            self._hash = short_hash(known) if known else model_hash(self.spec.path)
         return self._hash
 
     def chunk_count(self, text: str) -> int:

@@ -38,7 +38,6 @@ batch (n processes) on its own device and appends to the same manifest under a f
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -62,6 +61,7 @@ from generation.pipeline import (
     load_pipeline,
 )
 from generation.prompt_sets import PromptEntry, PromptSet
+from metrics.file_hash import sha256_bytes, short_hash
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -212,7 +212,7 @@ def _scan(
     out_dir: Path, items: Sequence[PoolItem], settings: RenderSettings, spec: CheckpointSpec
 ) -> _Scan:
     name = spec.display_name
-    known_hash = spec.sha256[:10] if spec.sha256 else None
+    known_hash = short_hash(spec.sha256) if spec.sha256 else None
     by_key: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
     batches: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for row in read_manifest_rows(out_dir / MANIFEST_NAME):
@@ -283,7 +283,7 @@ def _recorded_batches(
 def _write_png(out_dir: Path, image: Image, params: ImageParameters) -> tuple[str, str]:
     """Write the PNG under its content hash (atomically); return its relative path and hash."""
     data = png_bytes(image, params)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_bytes(data)
     rel = f"images/{digest[:2]}/{digest}.png"
     write_once(out_dir / rel, data)
     return rel, digest
@@ -409,7 +409,7 @@ def _drifted(
         params = _in_batch(
             _expected(batch.items[pos], settings, loaded.name, loaded.model_hash), size, pos
         )
-        if hashlib.sha256(png_bytes(images[pos], params)).hexdigest() != row.get("sha256"):
+        if sha256_bytes(png_bytes(images[pos], params)) != row.get("sha256"):
             changed.append(str(row["file"]))
     return changed
 

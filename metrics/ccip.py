@@ -15,7 +15,6 @@ keeping only the off-diagonal block, never a square matrix over everything.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from metrics.ccip_preprocess import (
     preprocess_ccip,
     unreadable_reason,
 )
+from metrics.errors import InputError
+from metrics.file_hash import sha256_bytes
 
 __all__ = [
     "CCIPScore",
@@ -102,7 +103,7 @@ class FeatureSet:
     computed: int
 
 
-class NothingToScoreError(ValueError):
+class NothingToScoreError(InputError):
     """No readable image was left on one side of a comparison; ``unreadable`` lists why."""
 
     def __init__(self, message: str, unreadable: Sequence[ImageFailure] = ()) -> None:
@@ -112,7 +113,7 @@ class NothingToScoreError(ValueError):
 
 def _read(source: ImageSource) -> tuple[bytes, str]:
     data = Path(source).read_bytes()
-    return data, hashlib.sha256(data).hexdigest()
+    return data, sha256_bytes(data)
 
 
 def _decode_into(data: bytes | str, out: np.ndarray) -> str | None:

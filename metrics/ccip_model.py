@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from metrics.ccip_preprocess import CCIP_INPUT_SIZE
+from metrics.errors import InputError
 from metrics.file_hash import sha256_file
 
 __all__ = [
@@ -40,7 +41,7 @@ METRICS_FILE = "model_metrics.onnx"
 THRESHOLD_FILE = "metrics.json"
 
 
-class CCIPModelError(ValueError):
+class CCIPModelError(InputError):
     """A CCIP model folder does not hold what the published format requires."""
 
 

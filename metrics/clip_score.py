@@ -12,7 +12,6 @@ open_clip are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -27,7 +26,8 @@ import numpy as np
 
 from metrics.ccip import NothingToScoreError
 from metrics.ccip_preprocess import ImageFailure, load_rgb, unreadable_reason
-from metrics.file_hash import sha256_file
+from metrics.errors import InputError
+from metrics.file_hash import sha256_bytes, sha256_file
 
 __all__ = [
     "CLIPSCORE_W",
@@ -41,7 +41,7 @@ __all__ = [
 CLIPSCORE_W = 2.5  # Hessel et al. 2021, eq. 1
 
 
-class ClipModelError(ValueError):
+class ClipModelError(InputError):
     """The open_clip model name, config or weights given by the user cannot be used."""
 
 
@@ -156,7 +156,7 @@ def _load(model: ClipModel, path: str) -> tuple[str, Any] | ImageFailure:
     """(sha256 of the file's bytes, model input tensor), or why the file could not be used."""
     try:
         data = Path(path).read_bytes()
-        return hashlib.sha256(data).hexdigest(), model._preprocess(load_rgb(data))
+        return sha256_bytes(data), model._preprocess(load_rgb(data))
     except Exception as exc:  # Pillow raises many types for corrupt files; report, don't abort
         return ImageFailure(path, unreadable_reason(exc))
 

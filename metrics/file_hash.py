@@ -1,10 +1,12 @@
-"""The one content hash of files and folders: streamed sha256, no dependencies.
+"""The one content hash of bytes, files and folders: streamed sha256, and the short model hash.
 
-Every package hashes through here (``metrics`` is the bottom layer: ``generation`` and
-``arena`` import it, it imports neither): the registry's checkpoint hash, the A1111 model hash
-of generated images, and the model-file hashes recorded with CCIP and CLIP scores.
+Every package hashes content through here (``metrics`` is the bottom layer: ``generation``,
+``training`` and ``arena`` import it, it imports none of them): the registry's checkpoint hash
+and its 10-digit short form, the A1111 model hash of generated images, the pool's image hashes,
+and the model-file hashes recorded with CCIP and CLIP scores.
 A folder's hash is the sha256 of a listing of its files (each relative path and content hash,
 in sorted order), so it does not depend on how the file system orders a directory.
+Keyed digests (the voter identity's HMAC) are not content hashes and stay with their secret.
 """
 
 from __future__ import annotations
@@ -13,11 +15,33 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["CHUNK_BYTES", "sha256_file", "sha256_path", "sha256_tree"]
+__all__ = [
+    "CHUNK_BYTES",
+    "PROGRESS_FROM_BYTES",
+    "SHORT_HASH_DIGITS",
+    "sha256_bytes",
+    "sha256_file",
+    "sha256_path",
+    "sha256_tree",
+    "short_hash",
+]
 
 CHUNK_BYTES = 1 << 22
+PROGRESS_FROM_BYTES = 256 << 20  # a progress bar only for files worth waiting on
+SHORT_HASH_DIGITS = 10  # the A1111 web UI's model hash length
 
 Progress = Callable[[int], None]
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of a byte string."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def short_hash(sha256: str) -> str:
+    """The short model hash community tools show: the first 10 hex digits of the sha256,
+    lower case (an A1111 ``Model hash`` read from a PNG may be upper case)."""
+    return sha256[:SHORT_HASH_DIGITS].lower()
 
 
 def sha256_file(path: Path, on_bytes: Progress | None = None) -> str:
@@ -41,7 +65,23 @@ def sha256_tree(folder: Path, on_bytes: Progress | None = None) -> str:
     return digest.hexdigest()
 
 
-def sha256_path(path: Path, on_bytes: Progress | None = None) -> str:
-    """:func:`sha256_file` for a file, :func:`sha256_tree` for a folder."""
+def _total_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def sha256_path(
+    path: Path, on_bytes: Progress | None = None, *, progress: bool = False
+) -> str:
+    """:func:`sha256_file` for a file, :func:`sha256_tree` for a folder; with ``progress``, a
+    tqdm bar on stderr when the content is large (:data:`PROGRESS_FROM_BYTES`)."""
     path = Path(path)
+    if progress and on_bytes is None:
+        size = _total_bytes(path)
+        if size >= PROGRESS_FROM_BYTES:
+            from tqdm import tqdm  # only a command waiting on a large file needs it
+
+            with tqdm(total=size, unit="B", unit_scale=True, desc=f"sha256 {path.name}") as bar:
+                return sha256_path(path, bar.update)
     return sha256_tree(path, on_bytes) if path.is_dir() else sha256_file(path, on_bytes)

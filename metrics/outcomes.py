@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+from metrics.errors import InputError
+
 __all__ = [
     "BOTH_BAD",
     "TIE",
@@ -42,7 +44,7 @@ Winner = int | Literal["tie", "both_bad"]
 _DRAWS = frozenset((TIE, BOTH_BAD))
 
 
-class InvalidVote(ValueError):
+class InvalidVote(InputError):
     """A vote that cannot be mapped to outcomes (the message names the field and the problem)."""
 
 

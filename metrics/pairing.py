@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Literal, get_args
 
+from metrics.errors import InputError
+
 __all__ = [
     "STRATEGIES",
     "STRATEGY_NOTES",
@@ -72,9 +74,9 @@ _ENUMERATE_LIMIT = 200  # sets in a pool small enough to search whole when the r
 
 
 def check_strategy(strategy: str) -> Strategy:
-    """``strategy`` if it is a matchmaking strategy; else a ValueError naming the choices."""
+    """``strategy`` if it is a matchmaking strategy; else an InputError naming the choices."""
     if strategy not in STRATEGIES:
-        raise ValueError(
+        raise InputError(
             f"matchmaking strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}"
         )
     return strategy  # type: ignore[return-value]

@@ -6,9 +6,7 @@ transaction) and the replay of the whole log, so both produce the same numbers b
 :class:`CheckpointRating` is a plain dataclass whose fields map one to one to database
 columns, so a row round-trips exactly.
 
-Boards (:func:`boards_for`): a vote counts on the board of its match kind (``fixed``, ``free``,
-``ffa``), on ``fixed/<character>`` when it is a Fixed-Characteristics vote about a character,
-and on ``overall``.
+One book holds one board (:mod:`metrics.boards` says which boards a vote counts on).
 """
 
 from __future__ import annotations
@@ -17,31 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
-from metrics.match_kinds import MATCH_KINDS
 from metrics.outcomes import VoteRecord, pairwise, placements, trueskill_games
 from metrics.trueskill_fast import TrueSkillModel, TrueSkillParams, conservative_score
 
 __all__ = [
-    "MATCH_KINDS",
-    "OVERALL",
     "CheckpointRating",
     "RatingBook",
     "RatingConfig",
-    "boards_for",
 ]
-
-OVERALL = "overall"
-
-
-def boards_for(kind: str, character: str | None = None) -> tuple[str, ...]:
-    """Boards a vote counts on: its kind, ``fixed/<character>`` for a fixed vote with a
-    character, and ``overall``."""
-    if kind not in MATCH_KINDS:
-        raise ValueError(f"match kind: expected one of {', '.join(MATCH_KINDS)}, got {kind!r}")
-    if kind == "fixed" and character:
-        return (kind, f"fixed/{character}", OVERALL)
-    return (kind, OVERALL)
-
 
 @dataclass(frozen=True, slots=True)
 class RatingConfig:

@@ -47,10 +47,12 @@ import numpy as np
 
 from metrics.bradley_terry import fit_strengths
 from metrics.elo import EloParams
-from metrics.match_kinds import MATCH_SIZES, check_kind
+from metrics.errors import InputError
+from metrics.match_kinds import KINDS, MATCH_SIZES, check_kind
 from metrics.outcomes import BOTH_BAD, TIE, VoteRecord, pairwise
 from metrics.pairing import PairingParams, Standing, Strategy, check_strategy, pick_checkpoints
 from metrics.rating_book import RatingBook, RatingConfig
+from metrics.rating_systems import SYSTEMS
 from metrics.trueskill_fast import TrueSkillParams
 
 __all__ = [
@@ -66,7 +68,9 @@ __all__ = [
 ]
 
 Estimator = Literal["elo", "trueskill", "bt"]
-ESTIMATORS: tuple[Estimator, ...] = ("elo", "trueskill", "bt")
+# The rating systems the simulator ranks by (:data:`metrics.rating_systems.SYSTEMS`).
+ESTIMATORS: tuple[Estimator, ...] = tuple(  # type: ignore[assignment]
+    name for name, s in SYSTEMS.items() if s.simulated)
 RECENT_SETS = 20  # how many of a simulated voter's last sets matchmaking avoids (as the arena)
 NEWCOMER_STEP = 10  # votes between checks of a newcomer's rank
 
@@ -84,9 +88,9 @@ class VoterModel:
         for name in ("lapse", "draw_rate", "both_bad_rate", "full_ranking"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"voter {name}: expected a probability in [0, 1], got {value!r}")
+                raise InputError(f"voter {name}: expected a probability in [0, 1], got {value!r}")
         if self.draw_rate + self.both_bad_rate > 1.0:
-            raise ValueError("voter draw_rate + both_bad_rate: expected at most 1")
+            raise InputError("voter draw_rate + both_bad_rate: expected at most 1")
 
 
 @dataclass(frozen=True)
@@ -112,27 +116,27 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
         if self.estimator not in ESTIMATORS:
-            raise ValueError(
+            raise InputError(
                 f"estimator: expected one of {', '.join(ESTIMATORS)}, got {self.estimator!r}"
             )
         if not self.kinds or any(w < 0 for w in self.kinds.values()) or not any(
             self.kinds.values()
         ):
-            raise ValueError(f"kinds: expected positive weights per match kind, got {self.kinds}")
+            raise InputError(f"kinds: expected positive weights per match kind, got {self.kinds}")
         for kind in self.kinds:
             check_kind(kind, "kinds")
         need = max(MATCH_SIZES[k] for k in self.kinds)
         if self.checkpoints < max(need + 1, self.top_k):
-            raise ValueError(
+            raise InputError(
                 f"checkpoints: expected at least {max(need + 1, self.top_k)}, "
                 f"got {self.checkpoints}"
             )
         if self.max_votes < 1:
-            raise ValueError(f"max_votes: expected a positive number, got {self.max_votes}")
+            raise InputError(f"max_votes: expected a positive number, got {self.max_votes}")
         if self.spread <= 0:
-            raise ValueError(f"spread: expected a positive number, got {self.spread}")
+            raise InputError(f"spread: expected a positive number, got {self.spread}")
         if self.grid_factor <= 1.0:
-            raise ValueError(f"grid_factor: expected a number above 1, got {self.grid_factor}")
+            raise InputError(f"grid_factor: expected a number above 1, got {self.grid_factor}")
 
     def describe(self) -> dict[str, Any]:
         """The configuration as plain data (for ``--json`` provenance)."""
@@ -196,13 +200,15 @@ class _Settle:
 def simulated_vote(kind: str, group: tuple[int, ...], theta: Mapping[int, float],
                    voter: VoterModel, rng: random.Random, time: float = 0.0) -> VoteRecord:
     """One simulated voter's verdict on ``group`` (true log-strengths ``theta``)."""
-    if len(group) == 2:
+    entry = KINDS[kind]
+    if not entry.rankings:
         a, b = group
         p = 0.5 if rng.random() < voter.lapse else 1.0 / (1.0 + math.exp(theta[b] - theta[a]))
         u = rng.random()
-        if u < voter.both_bad_rate:
+        both_bad = voter.both_bad_rate if entry.both_bad else 0.0
+        if u < both_bad:
             return VoteRecord(group, winner=BOTH_BAD, time=time)
-        if kind == "fixed" and u < voter.both_bad_rate + voter.draw_rate * 4.0 * p * (1.0 - p):
+        if entry.ties and u < both_bad + voter.draw_rate * 4.0 * p * (1.0 - p):
             return VoteRecord(group, winner=TIE, time=time)
         return VoteRecord(group, winner=0 if rng.random() < p else 1, time=time)
     positions = list(range(len(group)))

@@ -100,6 +100,30 @@ def _fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path
         admin.dispose()
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for the test: the tiny models gain nothing from more, and the
+    machine is shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The PostgreSQL server's URL without a database name."""
+    return PG_SERVER
+
+
+@pytest.fixture
+def pg_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh, migrated database on PostgreSQL only."""
+    yield from _fresh_database("postgresql", request, tmp_path)
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """URL of a fresh, migrated database on each backend."""

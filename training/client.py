@@ -12,6 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from metrics.boards import OVERALL
+from metrics.rating_systems import DEFAULT_SYSTEM
+
 __all__ = ["RETRYABLE_STATUSES", "Arena", "ArenaRefused", "ArenaUnreachable"]
 
 TIMEOUT_SECONDS = 10.0
@@ -103,7 +106,7 @@ class Arena:
         from sqlalchemy.exc import OperationalError
 
         from arena.db import Database
-        from arena.errors import UserError
+        from arena.errors import InputError, status_code
         from arena.settings import Settings
 
         settings = Settings(database_url=self.target)
@@ -111,10 +114,10 @@ class Arena:
         try:
             db.check()
             return work(db, settings)
-        except UserError as exc:
+        except InputError as exc:
             if isinstance(exc.__cause__, OperationalError):
                 raise ArenaUnreachable(str(exc)) from exc
-            raise ArenaRefused(str(exc), exc.status_code) from exc
+            raise ArenaRefused(str(exc), status_code(exc)) from exc
         except OperationalError as exc:
             raise ArenaUnreachable(f"{self.shown}: {str(exc).splitlines()[0]}") from exc
         finally:
@@ -165,15 +168,17 @@ class Arena:
 
         return self._db_call(work)
 
-    def leaderboard(self, board: str = "overall", system: str = "elo") -> list[dict[str, Any]]:
-        """Leaderboard rows (rating, interval, games, checkpoint, config)."""
+    def leaderboard(self, board: str = OVERALL,
+                    system: str = DEFAULT_SYSTEM) -> list[dict[str, Any]]:
+        """Leaderboard rows (:mod:`arena.leaderboard.rows`: rank, rating, interval, games,
+        checkpoint, config)."""
         if _is_http(self.target):
             return self._http("GET", "/leaderboard", params={"board": board, "system": system})[
                 "rows"
             ]
 
         def work(db: Any, settings: Any) -> list[dict[str, Any]]:
-            from arena.ratings import leaderboard
+            from arena.leaderboard.rows import leaderboard
 
             with db.session(readonly=True) as session:
                 return leaderboard(session, board, system, settings)

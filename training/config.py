@@ -6,7 +6,6 @@ hash so the same configuration registered twice is stored once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -15,10 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from metrics.errors import InputError
+from metrics.file_hash import sha256_bytes
+
 PromptStyle = Literal["tags", "tags+nl"]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file that cannot be read or does not validate; the message is one line."""
 
 
@@ -103,7 +105,7 @@ class TrainingConfig(BaseModel):
     def content_hash(self) -> str:
         """sha256 of the canonical JSON of the content (key order and name do not matter)."""
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return sha256_bytes(canonical.encode())
 
 
 def _one_line(exc: ValidationError, source: str) -> str:

@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from metrics.boards import OVERALL
+from metrics.rating_systems import DEFAULT_SYSTEM
 from training.client import Arena, ArenaRefused, ArenaUnreachable
 from training.outbox import Outbox
 
@@ -149,10 +151,11 @@ def register_checkpoint(
 
 
 def leaderboard(
-    board: str = "overall", system: str = "elo", *, arena: str | None = None,
+    board: str = OVERALL, system: str = DEFAULT_SYSTEM, *, arena: str | None = None,
     token: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Leaderboard rows of ``board`` in rating ``system`` (elo, trueskill, bt). Raises
+    """Leaderboard rows of ``board`` in rating ``system`` (:mod:`metrics.rating_systems`), as
+    the API shows them (:mod:`arena.leaderboard.rows`). Raises
     ``ArenaUnreachable`` / ``ArenaRefused`` (reading back is not on the training path)."""
     return Arena.resolve(arena, token).leaderboard(board, system)
 

@@ -22,16 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from training.hooks import deliver_outbox, register_checkpoint
+from training.safetensors_header import HeaderError, tensor_data_end
 
-__all__ = ["HeaderError", "Watcher", "read_header", "tensor_data_end", "training_metadata"]
+__all__ = ["HeaderError", "Watcher", "read_header", "training_metadata"]
 
 STATE_FILE = ".arena-watch.json"
 log = logging.getLogger("illustrious_arena.watch")
 MAX_HEADER_BYTES = 100 << 20
-
-
-class HeaderError(ValueError):
-    """A whole file whose safetensors header cannot be read (not JSON, bad offsets)."""
 
 
 def read_header(path: Path) -> dict[str, Any] | None:
@@ -59,25 +56,6 @@ def read_header(path: Path) -> dict[str, Any] | None:
     if not isinstance(header, dict):
         raise HeaderError(f"the header is a JSON {type(header).__name__}, not an object")
     return header if size == 8 + length + tensor_data_end(header) else None
-
-
-def tensor_data_end(header: dict[str, Any]) -> int:
-    """Where the last tensor's data ends, after checking every tensor entry's
-    ``data_offsets`` (two whole numbers in order) and ``__metadata__`` (an object); else
-    :class:`HeaderError`."""
-    end = 0
-    for key, value in header.items():
-        if key == "__metadata__":
-            if not isinstance(value, dict):
-                raise HeaderError("__metadata__ is not an object")
-            continue
-        offsets = value.get("data_offsets") if isinstance(value, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(
-                type(o) is int and o >= 0 for o in offsets) and offsets[0] <= offsets[1]):
-            raise HeaderError(f"tensor {key[:80]!r}: data_offsets {offsets!r} are not two "
-                              "whole numbers in order")
-        end = max(end, offsets[1])
-    return end
 
 
 def training_metadata(header: dict[str, Any]) -> tuple[dict[str, Any], int | None]:

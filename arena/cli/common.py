@@ -1,4 +1,4 @@
-"""What every CLI module shares: the Typer group that turns user errors into one line."""
+"""What every CLI module shares: the Typer group that turns input errors into one line."""
 
 from __future__ import annotations
 
@@ -10,20 +10,19 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from arena.errors import UserError
-from training.config import ConfigError
-
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, ConfigError)
+from arena.errors import InputError, UserError, one_line
 
 
 class ArenaGroup(TyperGroup):
-    """Prints a user's mistake as ``error: <message>`` on one line and exits with status 2."""
+    """Prints a user's mistake (any :class:`metrics.errors.InputError`: the service's
+    ``UserError`` family and every lower package's input error) as ``error: <message>`` on
+    one line and exits with status 2. The one place the CLI translates errors."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as exc:
-            typer.echo(f"error: {exc}", err=True)
+        except InputError as exc:
+            typer.echo(f"error: {one_line(exc)}", err=True)
             raise typer.Exit(2) from None
 
 

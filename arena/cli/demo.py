@@ -18,7 +18,8 @@ def demo(
     ),
 ) -> None:
     """Build a demo arena under ./arena-demo (or ARENA_HOME) offline, then serve it."""
-    from arena.demo.prepare import DEMO_NOTE, demo_settings, prepare_demo
+    from arena.demo.prepare import demo_settings, prepare_demo
+    from arena.registry import DEMO_NOTE
 
     settings = demo_settings()
     summary = prepare_demo(settings, votes=votes)

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from arena.cli.common import new_app, open_database, print_json
+from metrics.boards import OVERALL, board_help
+from metrics.rating_systems import REPORT_SYSTEM, system_help
 
 export_app = new_app("Export the vote log or a leaderboard.")
 import_app = new_app("Import votes exported by another arena.")
@@ -29,9 +31,8 @@ def export_votes_command(
 @export_app.command("leaderboard")
 def export_leaderboard_command(
     fmt: str = typer.Option("csv", "--format", "-f", help="csv or json."),
-    board: str = typer.Option("overall", "--board", "-b",
-                              help="overall, fixed, free, ffa or fixed/<character>."),
-    system: str = typer.Option("bt", "--system", "-s", help="elo, tw_elo, trueskill or bt."),
+    board: str = typer.Option(OVERALL, "--board", "-b", help=board_help()),
+    system: str = typer.Option(REPORT_SYSTEM, "--system", "-s", help=system_help()),
     out: Path | None = typer.Option(None, "--out", "-o", help="File to write; default stdout."),
 ) -> None:
     """The leaderboard table as the dashboard shows it (csv), or its rows with provenance
@@ -52,11 +53,10 @@ def export_leaderboard_command(
 
         text = inert_frame(table_frame(view)).to_csv(index=False)
     else:
-        parameter_system = {"tw_elo": "elo"}.get(system, system)
         text = json.dumps({
             "board": board, "system": system, "notices": view.notices,
             "matchmaking_strategy": view.strategy,
-            "parameters": rating_parameters(parameter_system, settings), "rows": view.rows,
+            "parameters": rating_parameters(system, settings), "rows": view.rows,
         }, indent=2, default=str) + "\n"
     if out is None:
         typer.echo(text, nl=False)

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from arena.cli.common import open_database, print_json
-from arena.errors import UserError
 
 
 def generate(
@@ -50,7 +49,6 @@ def generate(
     from arena.pool import import_records
     from arena.registry import get_checkpoint
     from arena.settings import get_settings
-    from generation.errors import GenerationError
     from generation.pipeline import CheckpointSpec, LoraSpec, Runtime
     from generation.pool import generate_pool
     from generation.prompt_sets import default_prompt_set, load_prompt_set
@@ -68,18 +66,15 @@ def generate(
             sha256=row.sha256,
         )
     folder = out or settings.home
-    try:
-        prompt_set = load_prompt_set(prompts) if prompts is not None else default_prompt_set()
-        report = generate_pool(
-            spec,
-            prompt_set,
-            folder,
-            batch_size=batch_size,
-            runtime=Runtime(device=device, dtype=dtype, compile_unet=compile_unet),
-            progress=not as_json,
-        )
-    except GenerationError as exc:
-        raise UserError(str(exc)) from None
+    prompt_set = load_prompt_set(prompts) if prompts is not None else default_prompt_set()
+    report = generate_pool(
+        spec,
+        prompt_set,
+        folder,
+        batch_size=batch_size,
+        runtime=Runtime(device=device, dtype=dtype, compile_unet=compile_unet),
+        progress=not as_json,
+    )
     if not report.is_main_process:
         return
     imported = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from arena.cli.common import new_app, open_database, print_json
+from metrics.boards import OVERALL, board_help
+from metrics.rating_systems import DEFAULT_SYSTEM, system_help
 
 app = new_app("Leaderboards (Elo, TrueSkill, Bradley-Terry) and the replay of the vote log.")
 # `arena ratings` alone prints the overall Elo board instead of the help.
@@ -16,15 +18,17 @@ app.info.invoke_without_command = True
 def show(
     ctx: typer.Context,
     board: str = typer.Option(
-        "overall", "--board", "-b", help="overall, fixed, free, ffa or fixed/<character>."
+        OVERALL, "--board", "-b", help=board_help()
     ),
-    system: str = typer.Option("elo", "--system", "-s", help="elo, trueskill or bt."),
+    system: str = typer.Option(DEFAULT_SYSTEM, "--system", "-s", help=system_help()),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Print one leaderboard (Bradley-Terry is fitted from the log, with bootstrap intervals)."""
+    """Print one leaderboard (Bradley-Terry is fitted from the log, with bootstrap intervals;
+    checkpoints whose 95% intervals overlap share a rank)."""
     if ctx.invoked_subcommand is not None:
         return
-    from arena.ratings import leaderboard, rating_parameters
+    from arena.leaderboard.rows import leaderboard
+    from arena.ratings import rating_parameters
     from arena.settings import get_settings
 
     settings = get_settings()

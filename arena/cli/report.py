@@ -7,15 +7,17 @@ from pathlib import Path
 import typer
 
 from arena.cli.common import open_database
+from metrics.boards import kind_boards
+from metrics.rating_systems import REPORT_SYSTEM, system_help
 
 
 def report(
     out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write."),
     board: list[str] = typer.Option(
         None, "--board", "-b",
-        help="Board to include (repeatable); default overall, fixed, free and ffa.",
+        help=f"Board to include (repeatable); default {', '.join(kind_boards())}.",
     ),
-    system: str = typer.Option("bt", "--system", "-s", help="elo, tw_elo, trueskill or bt."),
+    system: str = typer.Option(REPORT_SYSTEM, "--system", "-s", help=system_help()),
     knob: str = typer.Option("checkpoint_step", "--knob",
                              help="Training knob of the rating-against-knob figure."),
 ) -> None:

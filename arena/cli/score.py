@@ -4,7 +4,8 @@ Both commands score either a folder of images (``--images DIR``) or a checkpoint
 the pool (``--checkpoint NAME``, repeatable), print a table per checkpoint and character (or
 ``--json``, or write ``--csv FILE``), store each score as a ``metric_scores`` row linked to the
 checkpoint, list unreadable images by name and skip them, and exit non-zero only when nothing
-could be scored.
+could be scored. Which images, which references, scoring and storing are :mod:`arena.scores`',
+the same code the ``score`` job runs; this module parses options and prints.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,38 +23,37 @@ from arena.csv_cells import inert_cell
 from arena.errors import UserError
 from arena.image_store import IMAGE_SUFFIXES, image_files
 
-app = new_app("Metric scores: CCIP character fidelity and CLIP score, stored with provenance.")
+if TYPE_CHECKING:  # arena.scores loads numpy and the metric modules: only when a command runs
+    from arena.scores import References, ScoreTarget
 
+app = new_app("Metric scores: CCIP character fidelity and CLIP score, stored with provenance.")
 
 
 @dataclass
 class Group:
     """One row of the report: images of one checkpoint (or folder) and character."""
 
-    checkpoint: str | None
-    character: str | None
-    images: list[Path]
-    names: dict[str, str]  # str(path) -> name shown in reports
-    sha256: list[str | None] | None = None
+    target: ScoreTarget
     prompts: list[str] = field(default_factory=list)
     no_prompt: dict[Path, str] = field(default_factory=dict)  # why an image has no prompt
-    references: list[Path] = field(default_factory=list)
-    references_from: str = ""
+    references: References | None = None  # set by _attach_references (CCIP)
     problem: str | None = None  # why the group cannot be scored at all
 
 
 def _folder_group(folder: Path, character: str | None) -> Group:
+    from arena.scores import ScoreTarget
+
     files = image_files(folder)
     if not files:
         raise UserError(f"--images {folder}: expected image files ({', '.join(IMAGE_SUFFIXES)})")
     names = {str(p): p.relative_to(folder).as_posix() for p in files}
-    return Group(None, character, files, names)
+    return Group(ScoreTarget(None, character, files, names=names))
 
 
 def _pool_groups(
     checkpoints: list[str], character: str | None, fixed_only: bool
 ) -> tuple[Any, list[Group]]:
-    from arena.scores import pool_images
+    from arena.scores import ScoreTarget, pool_images
     from arena.settings import get_settings
 
     db = open_database()
@@ -64,35 +64,25 @@ def _pool_groups(
             found = pool_images(session, home, name, character=character, fixed_only=fixed_only)
             if not found:
                 what = f"character {character!r}" if character else "scorable images"
-                groups.append(Group(name, character, [], {}, problem=f"no {what} in the pool"))
+                groups.append(Group(ScoreTarget(name, character, []),
+                                    problem=f"no {what} in the pool"))
             for char, rows in sorted(found.items(), key=lambda kv: kv[0] or ""):
-                groups.append(
-                    Group(
-                        name,
-                        char,
-                        [r.path for r in rows],
-                        {str(r.path): r.sha256 for r in rows},
-                        sha256=[r.sha256 for r in rows],
-                        prompts=[r.prompt for r in rows],
-                    )
-                )
+                groups.append(Group(ScoreTarget.of_pool(name, char, rows),
+                                    prompts=[r.prompt for r in rows]))
     return db, groups
 
 
 def _attach_references(groups: list[Group], folder: Path, named: str | None) -> None:
-    """References for each group: ``DIR/<character>/`` when it exists, else the images directly
-    in ``DIR`` when the group's character is the one named by ``--character`` (or none)."""
+    """Each group's references, by the rule of :func:`arena.scores.references_for`."""
+    from arena.scores import references_for
+
     if not folder.is_dir():
         raise UserError(f"--references {folder}: expected a folder of reference images")
     for group in groups:
-        sub = folder / group.character if group.character else None
-        if sub is not None and sub.is_dir():
-            group.references, group.references_from = image_files(sub), str(sub)
-        elif group.character is None or group.character == named:
-            group.references = [p for p in image_files(folder) if p.parent == folder]
-            group.references_from = str(folder)
-        if not group.references and group.problem is None:
-            where = f"{folder}/{group.character}/" if group.character else str(folder)
+        group.references = references_for(folder, group.target.character, named)
+        character = group.target.character
+        if not group.references.files and group.problem is None:
+            where = f"{folder}/{character}/" if character else str(folder)
             group.problem = f"no reference images in {where}"
 
 
@@ -111,11 +101,13 @@ def _run(
 
     from metrics.ccip import NothingToScoreError
 
-    total = sum(len(g.images) + len(g.references) for g in groups if g.problem is None)
+    total = sum(len(g.target.images) + len(g.references.files if g.references else [])
+                for g in groups if g.problem is None)
     rows: list[dict[str, Any]] = []
     with tqdm(total=total, unit="img", desc="scoring", disable=as_json) as bar:
         for group in groups:
-            row: dict[str, Any] = {"checkpoint": group.checkpoint, "character": group.character}
+            target = group.target
+            row: dict[str, Any] = {"checkpoint": target.checkpoint, "character": target.character}
             if group.problem is not None:
                 rows.append({**row, "error": group.problem, "unreadable": []})
                 continue
@@ -123,7 +115,8 @@ def _run(
                 values, unreadable = score_one(group, bar.update)
             except NothingToScoreError as exc:
                 values, unreadable = {"error": str(exc)}, list(exc.unreadable)
-            shown = {**group.names, **{str(p): p.name for p in group.references}}
+            refs = group.references.files if group.references else []
+            shown = {**target.names, **{str(p): p.name for p in refs}}
             row.update(values)
             row["unreadable"] = [
                 {"name": shown.get(f.name, f.name), "reason": f.reason} for f in unreadable
@@ -175,12 +168,6 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _store(db: Any, store: Callable[[Any], Any]) -> int:
-    """Store one score in its own transaction; return the new row's id."""
-    with db.session() as session:
-        return int(store(session).id)
-
-
 @app.command("ccip")
 def ccip(
     references: Path | None = typer.Option(
@@ -204,8 +191,8 @@ def ccip(
     csv_file: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
 ) -> None:
     """CCIP character fidelity: the mean fraction of references judged the same character."""
-    from metrics.ccip import extract_features, score_character
-    from metrics.ccip_model import CCIPModelError, load_ccip_model
+    from metrics.ccip import extract_features
+    from metrics.ccip_model import load_ccip_model
 
     _check_output(as_json, csv_file)
     if model_dir is None:
@@ -214,10 +201,7 @@ def ccip(
         raise UserError("--pairs: use it alone, without --references, --images or --checkpoint")
     if pairs is None and (references is None or (images is None) == (not checkpoint)):
         raise UserError("expected --references DIR and either --images DIR or --checkpoint NAME")
-    try:
-        model = load_ccip_model(model_dir, device=device)
-    except CCIPModelError as exc:
-        raise UserError(str(exc)) from exc
+    model = load_ccip_model(model_dir, device=device)
 
     if pairs is not None:
         feats = extract_features(model, list(pairs), workers=2)
@@ -240,8 +224,7 @@ def ccip(
             typer.echo(f"{diff:.6f}  ({verdict} at threshold {model.threshold:.6f})")
         return
 
-    from arena.features import DatabaseFeatureCache
-    from arena.scores import store_ccip
+    from arena.scores import score_ccip
 
     if references is None:  # checked above; narrows the type without an assert
         raise UserError("expected --references DIR")
@@ -251,30 +234,10 @@ def ccip(
     else:
         db, groups = _pool_groups(checkpoint or [], character, fixed_only=True)
     _attach_references(groups, references, character)
-    cache = DatabaseFeatureCache(db)
 
     def score_one(group: Group, progress: Callable[[int], None]):  # type: ignore[no-untyped-def]
-        result = score_character(
-            model,
-            group.references,
-            group.images,
-            image_sha256=group.sha256,
-            cache=cache,
-            chunk_size=chunk_size,
-            workers=workers,
-            progress=progress,
-        )
-        score_id = _store(
-            db,
-            lambda session: store_ccip(
-                session,
-                result,
-                checkpoint=group.checkpoint,
-                character=group.character,
-                references=group.references_from,
-                names=group.names,
-            ),
-        )
+        result, score_id = score_ccip(db, model, group.target, group.references,
+                                      chunk_size=chunk_size, workers=workers, progress=progress)
         values = {
             "ccip": result.score,
             "mean_difference": result.mean_difference,
@@ -310,7 +273,7 @@ def _prompts_from_files(group: Group, prompt: str | None) -> None:
     from generation.errors import GenerationError
     from generation.parameters import read_parameters
 
-    for path in group.images:
+    for path in group.target.images:
         if prompt is not None:
             group.prompts.append(prompt)
             continue
@@ -343,7 +306,7 @@ def clip(
     csv_file: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
 ) -> None:
     """CLIPScore (Hessel et al. 2021): 2.5 * max(cos(image, prompt), 0), averaged."""
-    from metrics.clip_score import CLIPSCORE_W, ClipModelError, clip_score, load_clip_model
+    from metrics.clip_score import CLIPSCORE_W, load_clip_model
 
     _check_output(as_json, csv_file)
     if model is None or weights is None:
@@ -356,42 +319,27 @@ def clip(
         db = open_database()
     else:
         db, groups = _pool_groups(checkpoint or [], character, fixed_only=False)
-    try:
-        clip_model = load_clip_model(model, weights, config=config, device=device)
-    except ClipModelError as exc:
-        raise UserError(str(exc)) from exc
+    clip_model = load_clip_model(model, weights, config=config, device=device)
 
-    from arena.scores import store_clip
+    from arena.scores import ScoreTarget, score_clip
     from metrics.ccip import NothingToScoreError
     from metrics.ccip_preprocess import ImageFailure
 
     def score_one(group: Group, progress: Callable[[int], None]):  # type: ignore[no-untyped-def]
-        usable = [(p, t) for p, t in zip(group.images, group.prompts, strict=True) if t]
+        target = group.target
+        usable = [(p, t) for p, t in zip(target.images, group.prompts, strict=True) if t]
         missing = [ImageFailure(str(p), why) for p, why in group.no_prompt.items()]
         progress(len(missing))
         if not usable:
             raise NothingToScoreError("images: no image with a prompt to score", missing)
+        scored = ScoreTarget(target.checkpoint, target.character, [p for p, _ in usable],
+                             names=target.names)
         try:
-            result = clip_score(
-                clip_model,
-                [p for p, _ in usable],
-                [t for _, t in usable],
-                batch_size=batch_size,
-                workers=workers,
-                progress=progress,
-            )
+            result, score_id = score_clip(db, clip_model, scored, [t for _, t in usable],
+                                          batch_size=batch_size, workers=workers,
+                                          progress=progress)
         except NothingToScoreError as exc:
             raise NothingToScoreError(str(exc), [*missing, *exc.unreadable]) from exc
-        score_id = _store(
-            db,
-            lambda session: store_clip(
-                session,
-                result,
-                checkpoint=group.checkpoint,
-                character=group.character,
-                names=group.names,
-            ),
-        )
         values = {"clip_score": result.score, "images": result.count, "score_id": score_id}
         return values, [*missing, *result.unreadable]
 

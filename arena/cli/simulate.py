@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from arena.errors import UserError
+from metrics.rating_systems import system_help
 
 QUICK = {"checkpoints": 20, "seeds": 3}
 
@@ -57,7 +58,8 @@ def simulate(
     strategies: list[str] = typer.Option(
         ["uniform", "active"], "--strategy", "-s", help="uniform, balanced or active (repeat)."
     ),
-    rating: str = typer.Option("bt", "--rating", "-r", help="Ranking from elo, trueskill or bt."),
+    rating: str = typer.Option("bt", "--rating", "-r",
+                               help=f"Ranking from {system_help(simulated=True)}"),
     elo_k: float = typer.Option(4.0, "--elo-k", help="Elo K factor of the elo estimate."),
     kinds: str = typer.Option("fixed", "--kinds", help="Match kinds with weights: fixed=1,ffa=1."),
     spread: float = typer.Option(1.0, "--spread", help="SD of the true log-strengths."),
@@ -87,18 +89,15 @@ def simulate(
 
     if quick:
         checkpoints, seeds = QUICK["checkpoints"], QUICK["seeds"]
-    try:
-        base = SimulationConfig(
-            checkpoints=checkpoints, spread=spread, estimator=rating,  # type: ignore[arg-type]
-            elo_k=elo_k, kinds=_kinds(kinds),
-            voter=VoterModel(lapse=lapse, draw_rate=draw_rate, both_bad_rate=both_bad_rate,
-                             full_ranking=full_ranking),
-            max_votes=max_votes, target_tau=target_tau, top_k=top_k,
-            newcomer_after=newcomer_after,
-        )
-        configs = {s: SimulationConfig(**{**base.__dict__, "strategy": s}) for s in strategies}
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    base = SimulationConfig(
+        checkpoints=checkpoints, spread=spread, estimator=rating,  # type: ignore[arg-type]
+        elo_k=elo_k, kinds=_kinds(kinds),
+        voter=VoterModel(lapse=lapse, draw_rate=draw_rate, both_bad_rate=both_bad_rate,
+                         full_ranking=full_ranking),
+        max_votes=max_votes, target_tau=target_tau, top_k=top_k,
+        newcomer_after=newcomer_after,
+    )
+    configs = {s: SimulationConfig(**{**base.__dict__, "strategy": s}) for s in strategies}
     if seeds < 1:
         raise UserError(f"--seeds: expected at least 1, got {seeds}")
     if benchmark:

@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from arena.db import Database
 from arena.errors import UserError
 from arena.migrate import upgrade
-from arena.models import Checkpoint
 from arena.registry import add_checkpoint, add_config
 from arena.settings import Settings
 from training.presets import PRESET_NAMES, load_preset
@@ -31,23 +29,6 @@ from training.presets import PRESET_NAMES, load_preset
 DEFAULT_DEMO_HOME = Path("./arena-demo")
 DEMO_SEEDS = (0, 1)
 DEFAULT_DEMO_VOTES = 300
-DEMO_NOTE = (
-    "The demo checkpoints are tiny models with random weights, so their 64x64 images look "
-    "like noise; register real ones with `arena registry add-checkpoint MODEL.safetensors "
-    "--config NAME` and render them with `arena generate`."
-)
-
-# The demo's checkpoints: one per published config, named so nobody takes them for real ones.
-DEMO_NAMES = frozenset(f"demo-{name}" for name in PRESET_NAMES)
-
-
-def serves_demo(session: Session) -> bool:
-    """True when the arena behind ``session`` holds the demo's random-weight checkpoints."""
-    return session.scalar(
-        select(Checkpoint.id).where(Checkpoint.name.in_(DEMO_NAMES)).limit(1)
-    ) is not None
-
-
 @dataclass(frozen=True)
 class DemoSummary:
     """What the demo prepared."""
@@ -122,7 +103,7 @@ def prepare_demo(settings: Settings, progress: bool = True,
 def _top_up_votes(db: Database, settings: Settings, votes: int,
                   progress: bool) -> tuple[int, int]:
     """Simulated votes until the demo holds ``votes``; returns (cast now, total)."""
-    from sqlalchemy import func, select
+    from sqlalchemy import func
     from tqdm import tqdm
 
     from arena.demo.voters import simulate_votes

@@ -26,6 +26,8 @@ from arena.matches import issue_match
 from arena.models import Checkpoint, Match, TrainingConfigRecord
 from arena.settings import Settings
 from arena.votes import record_vote
+from metrics.match_kinds import KINDS
+from metrics.outcomes import BOTH_BAD, TIE
 
 __all__ = ["MODE_MIX", "VoterModel", "preset_strengths", "simulate_votes"]
 
@@ -69,15 +71,16 @@ class VoterModel:
     def vote(self, mode: str, strengths: Sequence[float],
              rng: random.Random) -> dict[str, int | str | list[int]]:
         """The keyword arguments of :func:`arena.votes.record_vote` for one match."""
-        if mode == "ffa":
+        kind = KINDS[mode]
+        if kind.rankings:
             if rng.random() < self.full_ranking:
                 return {"ranking": self.ranking(strengths, rng)}
             return {"winner": self.best(strengths, rng)}
         draw = rng.random()
-        if mode == "fixed" and draw < self.tie:
-            return {"winner": "tie"}
-        if draw > 1.0 - self.both_bad:
-            return {"winner": "both_bad"}
+        if kind.ties and draw < self.tie:
+            return {"winner": TIE}
+        if kind.both_bad and draw > 1.0 - self.both_bad:
+            return {"winner": BOTH_BAD}
         return {"winner": self.best(strengths, rng)}
 
 

@@ -12,7 +12,9 @@ from arena.settings import Settings
 
 
 class JobFailed(Exception):
-    """A job cannot succeed as given (bad path, unknown checkpoint): fail it without retrying."""
+    """A job cannot succeed as given (e.g. its checkpoint file is gone): fail it without
+    retrying. Input errors (:class:`metrics.errors.InputError`) fail a job the same way
+    without being wrapped in this."""
 
 
 class JobTimedOut(Exception):

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from arena.errors import UserError
 from arena.jobs.context import JobContext, JobFailed
 from metrics.file_hash import sha256_path
 
@@ -30,19 +29,16 @@ def run_hash(ctx: JobContext) -> dict[str, Any]:
     files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
     ctx.progress.set(0, sum(p.stat().st_size for p in files), "bytes")
     digest = sha256_path(path, ctx.progress.advance)
-    try:
-        with ctx.db.session() as session:
-            registered = record_checkpoint(
-                session,
-                path,
-                payload["config"],
-                digest,
-                payload.get("name"),
-                payload.get("step"),
-                payload.get("metadata") or None,
-            )
-    except UserError as exc:
-        raise JobFailed(str(exc)) from None
+    with ctx.db.session() as session:
+        registered = record_checkpoint(
+            session,
+            path,
+            payload["config"],
+            digest,
+            payload.get("name"),
+            payload.get("step"),
+            payload.get("metadata") or None,
+        )
     return {
         "checkpoint": registered.name,
         "sha256": digest,

@@ -29,7 +29,7 @@ from arena.registry import (
     get_config,
 )
 from arena.settings import Settings
-from training.config import ConfigError, parse_config
+from training.config import parse_config
 
 __all__ = [
     "CheckpointRequest",
@@ -69,10 +69,7 @@ def _config_name(session: Session, request: CheckpointRequest) -> str:
     if (request.config is None) == (request.config_data is None):
         raise UserError("give exactly one of 'config' (a registered name) or 'config_data'")
     if request.config_data is not None:
-        try:
-            config = parse_config(request.config_data, source="config_data")
-        except ConfigError as exc:
-            raise UserError(str(exc)) from None
+        config = parse_config(request.config_data, source="config_data")
         return add_config(session, config).name
     return get_config(session, str(request.config)).name
 

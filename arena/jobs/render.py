@@ -15,7 +15,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from arena.db import Database
-from arena.errors import UserError
 from arena.image_store import served_path
 from arena.jobs.context import JobContext, JobFailed
 from arena.matches import prompt_hash
@@ -65,13 +64,9 @@ def _check_unchanged(path: Path, recorded: str | None, name: str) -> None:
 
 def load_set(name: str) -> PromptSet:
     """A configured prompt set: 'default' (the shipped one) or a YAML path."""
-    from generation.errors import GenerationError
     from generation.prompt_sets import default_prompt_set, load_prompt_set
 
-    try:
-        return default_prompt_set() if name == "default" else load_prompt_set(Path(name))
-    except GenerationError as exc:
-        raise JobFailed(str(exc)) from None
+    return default_prompt_set() if name == "default" else load_prompt_set(Path(name))
 
 
 def _typed_prompt_set(ctx: JobContext) -> PromptSet:
@@ -173,21 +168,17 @@ def render_into_pool(ctx: JobContext) -> dict[str, Any]:
     """Run one ``generate`` job (see the module docstring)."""
     from arena.matchmaking import invalidate
     from arena.pool import import_records
-    from generation.errors import GenerationError
     from generation.pipeline import CheckpointSpec, Runtime, load_pipeline
     from generation.pool import generate_pool
 
     name = ctx.payload["checkpoint"]
-    try:
-        with ctx.db.session(readonly=True) as session:
-            row = get_checkpoint(session, name)
-            spec = CheckpointSpec(
-                Path(row.path), name=row.name, config_dir=ctx.settings.sdxl_config_dir,
-                sha256=row.sha256,
-            )
-            checkpoint_id = row.id
-    except UserError as exc:
-        raise JobFailed(str(exc)) from None
+    with ctx.db.session(readonly=True) as session:
+        row = get_checkpoint(session, name)
+        spec = CheckpointSpec(
+            Path(row.path), name=row.name, config_dir=ctx.settings.sdxl_config_dir,
+            sha256=row.sha256,
+        )
+        checkpoint_id = row.id
     typed_prompt = (
         int(ctx.payload["prompt_id"]) if ctx.payload.get("free_prompt") is not None else None
     )
@@ -203,10 +194,7 @@ def render_into_pool(ctx: JobContext) -> dict[str, Any]:
             reveal_typed_prompt(ctx.db, ctx.settings, typed_prompt)
         return {"rendered": 0, "images": total, "summary": "already in the pool"}
     _check_unchanged(spec.path, spec.sha256, name)
-    try:
-        loaded = load_pipeline(spec, Runtime(device=ctx.device))
-    except GenerationError as exc:
-        raise JobFailed(str(exc)) from None
+    loaded = load_pipeline(spec, Runtime(device=ctx.device))
     per_call = max(1, IMAGES_PER_CALL // max(1, seeds))
     rendered = revealed = 0
     for start in range(0, len(todo), per_call):

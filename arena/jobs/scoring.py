@@ -1,10 +1,12 @@
 """The ``score`` job: CCIP for every character with reference images, and CLIP score.
 
 What is scored depends on the settings: CCIP needs ``ARENA_CCIP_MODEL_DIR`` and
-``ARENA_CCIP_REFERENCES`` (one subfolder of reference images per character), CLIP score
-needs ``ARENA_CLIP_MODEL`` and ``ARENA_CLIP_WEIGHTS``. A metric that is not configured is
-reported as skipped in the job's result, not silently passed over. A score already stored
-over the same images, references and model files is not computed again.
+``ARENA_CCIP_REFERENCES`` (one subfolder of reference images per character, the rule of
+:func:`arena.scores.references_for`), CLIP score needs ``ARENA_CLIP_MODEL`` and
+``ARENA_CLIP_WEIGHTS``. A metric that is not configured is reported as skipped in the job's
+result, not silently passed over. A score already stored over the same images, references and
+model files is not computed again (:func:`arena.scores.stored_score_id`). The scoring and
+storing itself is :mod:`arena.scores`', the same code `arena score` runs.
 """
 
 from __future__ import annotations
@@ -12,39 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from arena.errors import UserError
-from arena.image_store import image_files
-from arena.jobs.context import JobContext, JobFailed
-from arena.models import MetricScore
+from arena.jobs.context import JobContext
 from arena.registry import get_checkpoint
+from arena.scores import (
+    ScoreTarget,
+    ccip_files_version,
+    clip_version,
+    pool_images,
+    references_for,
+    score_ccip,
+    score_clip,
+    stored_score_id,
+)
 from metrics.file_hash import sha256_file
-
-
-def _already(
-    ctx: JobContext, checkpoint_id: int, metric: str, character: str | None, version: str,
-    images: list[str], references: list[str] | None = None,
-) -> int | None:
-    """Id of a stored score over exactly these images (and references) with this model."""
-    with ctx.db.session(readonly=True) as session:
-        rows = session.scalars(
-            select(MetricScore).where(
-                MetricScore.checkpoint_id == checkpoint_id,
-                MetricScore.metric == metric,
-                MetricScore.metric_version == version,
-                MetricScore.character.is_(None)
-                if character is None
-                else MetricScore.character == character,
-            ).order_by(MetricScore.id.desc())
-        ).all()
-        for row in rows:
-            same_refs = references is None or sorted(
-                row.details.get("reference_sha256", [])
-            ) == sorted(references)
-            if sorted(row.images_used) == sorted(images) and same_refs:
-                return row.id
-    return None
 
 
 def _metric_device(device: str | None) -> str:
@@ -54,113 +36,90 @@ def _metric_device(device: str | None) -> str:
     return "cuda" if device.startswith("cuda") else "cpu"
 
 
-def _ccip(ctx: JobContext, name: str, checkpoint_id: int) -> list[dict[str, Any]]:
-    from arena.features import DatabaseFeatureCache
-    from arena.scores import pool_images, store_ccip
-    from metrics.ccip import NothingToScoreError, score_character
-    from metrics.ccip_model import FEAT_FILE, METRICS_FILE, CCIPModelError, load_ccip_model
+def _ccip(ctx: JobContext, name: str) -> list[dict[str, Any]]:
+    from metrics.ccip import NothingToScoreError
+    from metrics.ccip_model import load_ccip_model
 
     settings = ctx.settings
-    model_dir, refs_dir = settings.ccip_model_dir, settings.ccip_references
+    model_dir, refs_dir = Path(str(settings.ccip_model_dir)), Path(str(settings.ccip_references))
     with ctx.db.session(readonly=True) as session:
         groups = pool_images(session, settings.home, name, fixed_only=True)
     todo = []
     for character, images in sorted(groups.items(), key=lambda kv: kv[0] or ""):
-        folder = Path(refs_dir) / str(character)
-        references = image_files(folder) if character and folder.is_dir() else []
-        if references:
-            todo.append((character, images, references))
+        references = references_for(refs_dir, character)
+        if references.files:
+            todo.append((ScoreTarget.of_pool(name, character, images), references))
     if not todo:
         return [{"metric": "ccip", "skipped": "no character of this pool has reference images"}]
-    version = (
-        f"{sha256_file(Path(model_dir) / FEAT_FILE)[:16]}/"
-        f"{sha256_file(Path(model_dir) / METRICS_FILE)[:16]}"
-    )
+    version = ccip_files_version(model_dir)
     model = None
-    cache = DatabaseFeatureCache(ctx.db)
     out = []
-    for character, images, refs in todo:
-        shas = [i.sha256 for i in images]
-        ref_shas = [sha256_file(p) for p in refs]
-        known = _already(ctx, checkpoint_id, "ccip", character, version, shas, ref_shas)
+    for target, references in todo:
+        ref_shas = [sha256_file(p) for p in references.files]
+        with ctx.db.session(readonly=True) as session:
+            known = stored_score_id(session, name, "ccip", target.character, version,
+                                    target.image_sha256 or [], ref_shas)
         if known is not None:
-            out.append({"metric": "ccip", "character": character, "score_id": known,
+            out.append({"metric": "ccip", "character": target.character, "score_id": known,
                         "already": True})
-            ctx.progress.advance(len(images))
+            ctx.progress.advance(len(target.images))
             continue
         if model is None:
-            try:
-                model = load_ccip_model(Path(model_dir), device=_metric_device(ctx.device))
-            except CCIPModelError as exc:
-                raise JobFailed(str(exc)) from None
+            model = load_ccip_model(model_dir, device=_metric_device(ctx.device))
         try:
-            result = score_character(
-                model, refs, [i.path for i in images], image_sha256=shas, cache=cache,
-            )
+            result, score_id = score_ccip(ctx.db, model, target, references)
         except NothingToScoreError as exc:
-            out.append({"metric": "ccip", "character": character, "error": str(exc)})
+            out.append({"metric": "ccip", "character": target.character, "error": str(exc)})
             continue
-        with ctx.db.session() as session:
-            row = store_ccip(
-                session, result, checkpoint=name, character=character,
-                references=str(Path(refs_dir) / character),
-            )
-            out.append({"metric": "ccip", "character": character, "value": result.score,
-                        "score_id": row.id})
-        ctx.progress.advance(len(images))
+        out.append({"metric": "ccip", "character": target.character, "value": result.score,
+                    "score_id": score_id})
+        ctx.progress.advance(len(target.images))
     return out
 
 
-def _clip(ctx: JobContext, name: str, checkpoint_id: int) -> dict[str, Any]:
-    from arena.scores import pool_images, store_clip
+def _clip(ctx: JobContext, name: str) -> dict[str, Any]:
     from metrics.ccip import NothingToScoreError
-    from metrics.clip_score import ClipModelError, clip_score, load_clip_model
+    from metrics.clip_score import load_clip_model
 
     settings = ctx.settings
     with ctx.db.session(readonly=True) as session:
         images = pool_images(session, settings.home, name, fixed_only=False).get(None, [])
     if not images:
         return {"metric": "clip_score", "skipped": "no images in the pool"}
+    target = ScoreTarget.of_pool(name, None, images)
     weights = Path(str(settings.clip_weights))
-    version = sha256_file(weights)[:16]
-    shas = [i.sha256 for i in images]
-    known = _already(ctx, checkpoint_id, "clip_score", None, version, shas)
+    with ctx.db.session(readonly=True) as session:
+        known = stored_score_id(session, name, "clip_score", None,
+                                clip_version(sha256_file(weights)), target.image_sha256 or [])
     if known is not None:
         return {"metric": "clip_score", "score_id": known, "already": True}
+    model = load_clip_model(
+        str(settings.clip_model), weights, config=settings.clip_config,
+        device=_metric_device(ctx.device),
+    )
     try:
-        model = load_clip_model(
-            str(settings.clip_model), weights, config=settings.clip_config,
-            device=_metric_device(ctx.device),
-        )
-    except ClipModelError as exc:
-        raise JobFailed(str(exc)) from None
-    try:
-        result = clip_score(model, [i.path for i in images], [i.prompt for i in images])
+        result, score_id = score_clip(ctx.db, model, target, [i.prompt for i in images])
     except NothingToScoreError as exc:
         return {"metric": "clip_score", "error": str(exc)}
-    with ctx.db.session() as session:
-        row = store_clip(session, result, checkpoint=name, character=None)
-        return {"metric": "clip_score", "value": result.score, "score_id": row.id}
+    return {"metric": "clip_score", "value": result.score, "score_id": score_id}
 
 
 def score_checkpoint(ctx: JobContext) -> dict[str, Any]:
-    """Run one ``score`` job (see the module docstring)."""
+    """Run one ``score`` job (see the module docstring). An unknown checkpoint or a model
+    that cannot be loaded is an input error: the worker fails the job at once."""
     name = ctx.payload["checkpoint"]
     settings = ctx.settings
-    try:
-        with ctx.db.session(readonly=True) as session:
-            checkpoint_id = get_checkpoint(session, name).id
-    except UserError as exc:
-        raise JobFailed(str(exc)) from None
+    with ctx.db.session(readonly=True) as session:
+        get_checkpoint(session, name)
     scores: list[dict[str, Any]] = []
     ctx.progress.set(0, None, "images")
     if settings.ccip_model_dir and settings.ccip_references:
-        scores.extend(_ccip(ctx, name, checkpoint_id))
+        scores.extend(_ccip(ctx, name))
     else:
         scores.append({"metric": "ccip", "skipped": "ARENA_CCIP_MODEL_DIR and "
                        "ARENA_CCIP_REFERENCES are not both set"})
     if settings.clip_model and settings.clip_weights:
-        scores.append(_clip(ctx, name, checkpoint_id))
+        scores.append(_clip(ctx, name))
     else:
         scores.append({"metric": "clip_score", "skipped": "ARENA_CLIP_MODEL and "
                        "ARENA_CLIP_WEIGHTS are not both set"})

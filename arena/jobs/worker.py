@@ -3,7 +3,10 @@
 While a job runs, a heartbeat thread renews the job's lease and writes its progress into the
 row every few seconds; if the worker is killed the lease runs out and another worker takes
 the job again (see :mod:`arena.jobs.queue`). A job that raises is retried up to its
-``max_attempts``; :class:`arena.jobs.context.JobFailed` fails it at once (retrying cannot help).
+``max_attempts``; :class:`arena.jobs.context.JobFailed` and any input error
+(:class:`metrics.errors.InputError`: an unknown checkpoint, a model folder or prompt set that
+cannot be used) fail it at once with their one-line message (retrying cannot help). The one
+place a job's errors are translated.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arena.db import Database
-from arena.errors import UserError
+from arena.errors import InputError, UserError, one_line
 from arena.jobs import queue
 from arena.jobs.context import JobContext, JobFailed, JobLost, JobTimedOut
 from arena.jobs.kinds import KINDS
@@ -142,8 +145,8 @@ def run_one(
         queue.fail(db, claimed.id, worker, "the worker was interrupted", retryable=True)
         echo(f"{label}: interrupted; the job is queued again")
         raise
-    except JobFailed as exc:
-        error = (str(exc), False)
+    except (JobFailed, InputError) as exc:
+        error = (one_line(exc), False)
     except Exception as exc:  # any crash of a job is recorded on its row
         error = (_one_line(exc), True)
     finally:

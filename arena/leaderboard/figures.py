@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from arena.leaderboard.view import KNOBS, SYSTEMS, BoardView
+from arena.leaderboard.view import KNOBS, BoardView
+from metrics.rating_systems import SYSTEMS
 
 __all__ = [
     "FIGURES",
@@ -91,7 +92,7 @@ def rating_figure(view: BoardView) -> Figure:
     trace: dict[str, Any] = {
         "type": "scatter", "mode": "markers", "marker": {"size": 10},
         "x": [r["rating"] for r in rows], "y": [r["checkpoint"] for r in rows],
-        "name": SYSTEMS[view.system], "customdata": [r["config"] for r in rows],
+        "name": SYSTEMS[view.system].label, "customdata": [r["config"] for r in rows],
         "hovertemplate": "%{y} (%{customdata}): %{x:.1f}<extra></extra>",
     }
     if all(r["lower"] is not None for r in rows):
@@ -100,7 +101,8 @@ def rating_figure(view: BoardView) -> Figure:
             "array": [r["upper"] - r["rating"] for r in rows],
             "arrayminus": [r["rating"] - r["lower"] for r in rows],
         }
-    return _figure([trace], title, xaxis={"title": {"text": f"{SYSTEMS[view.system]} rating"}},
+    axis = f"{SYSTEMS[view.system].label} rating"
+    return _figure([trace], title, xaxis={"title": {"text": axis}},
                    height=160 + 40 * len(rows))
 
 
@@ -200,7 +202,7 @@ def character_figure(view: BoardView) -> Figure:
 def knob_figure(view: BoardView, knob: str = "checkpoint_step") -> Figure:
     """The rating of each checkpoint against one training knob, labelled with its config."""
     label = KNOBS.get(knob, knob)
-    title = f"{SYSTEMS[view.system]} rating against {label.lower()} · {view.board}"
+    title = f"{SYSTEMS[view.system].label} rating against {label.lower()} · {view.board}"
     points = [(view.checkpoints[r["checkpoint_id"]].knobs[knob], r)
               for r in view.rows if knob in view.checkpoints[r["checkpoint_id"]].knobs]
     if not points:

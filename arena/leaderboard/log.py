@@ -25,13 +25,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.errors import UserError
 from arena.leaderboard import store as board_store
 from arena.models import Match, MatchImage, Prompt, Vote
+from metrics.boards import boards_for, parse_board
 from metrics.bradley_terry import Ballot
 from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
 from metrics.outcomes import VoteRecord, pairwise
-from metrics.rating_book import RatingConfig, boards_for
+from metrics.rating_book import RatingConfig
 
 __all__ = [
     "MAX_POINTS",
@@ -39,6 +39,7 @@ __all__ = [
     "EloPoint",
     "board_log",
     "board_where",
+    "clear_cache",
     "log_parameters",
     "read_after",
     "record_from",
@@ -64,20 +65,12 @@ def record_from(outcome: str, winner_position: int | None, ranking: list[int] | 
 
 def board_where(board: str) -> list[Any]:
     """SQL conditions (on ``Match`` and ``Prompt``) selecting the votes of ``board``; a
-    UserError names a board that does not exist."""
-    from metrics.match_kinds import MATCH_KINDS
-    from metrics.rating_book import OVERALL
-
-    if board == OVERALL:
-        return []
-    if board in MATCH_KINDS:
-        return [Match.kind == board]
-    character = board.removeprefix("fixed/")
-    if board.startswith("fixed/") and character:
-        return [Match.kind == "fixed", Prompt.character == character]
-    raise UserError(
-        f"board: expected {OVERALL}, {', '.join(MATCH_KINDS)} or fixed/<character>, got {board!r}"
-    )
+    InputError names a board that does not exist (:mod:`metrics.boards` parses it)."""
+    parsed = parse_board(board)
+    where: list[Any] = [] if parsed.kind is None else [Match.kind == parsed.kind]
+    if parsed.character is not None:
+        where.append(Prompt.character == parsed.character)
+    return where
 
 
 @dataclass(frozen=True)
@@ -279,6 +272,13 @@ _LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
 _GUARD = threading.Lock()
 
 
+def clear_cache() -> None:
+    """Forget every board log held in memory, as a restarted process would."""
+    with _GUARD:
+        _CACHE.clear()
+        _LOCKS.clear()
+
+
 def log_parameters(config: RatingConfig) -> dict[str, Any]:
     """What decides a board log's numbers, and the layout of its stored state (the key of
     its stored aggregate: a row in another layout is never read)."""
@@ -306,7 +306,7 @@ def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None
 
     Votes are read by id range (the primary key: cheap however large the log, and the same
     plan on both databases) with their match kind and character, and kept when they count
-    on the board (:func:`metrics.rating_book.boards_for`, the one place that says so)."""
+    on the board (:func:`metrics.boards.boards_for`, the one place that says so)."""
     board_where(log.board)
     conn = session.connection()  # plain Core rows: no ORM row processing per vote
     after = max(log.last_vote_id, log.read_to)

@@ -19,9 +19,9 @@ import pandas as pd
 
 from arena.csv_cells import inert_frame
 from arena.db import Database
-from arena.demo.prepare import DEMO_NAMES, DEMO_NOTE
 from arena.leaderboard.figures import agreement_frame, all_figures, knob_frame, position_frame
 from arena.leaderboard.view import BoardView, board_choices, load_view, table_frame
+from arena.registry import DEMO_NAMES, DEMO_NOTE
 from arena.settings import Settings
 from metrics.pairing import STRATEGY_NOTES
 

@@ -22,12 +22,14 @@ from arena.leaderboard.figures import (
     to_plotly,
 )
 from arena.leaderboard.render import status_text
-from arena.leaderboard.view import SYSTEMS, BoardView, load_view, table_frame
+from arena.leaderboard.view import BoardView, load_view, table_frame
 from arena.settings import Settings
+from metrics.boards import kind_boards
+from metrics.rating_systems import REPORT_SYSTEM, SYSTEMS
 
 __all__ = ["DEFAULT_BOARDS", "render_report", "write_report"]
 
-DEFAULT_BOARDS = ("overall", "fixed", "free", "ffa")
+DEFAULT_BOARDS = kind_boards()
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1.5em; }
@@ -76,13 +78,13 @@ def render_report(views: Sequence[BoardView], knob: str = "checkpoint_step") -> 
         "<title>Illustrious Arena report</title>"
         f"<style>{_STYLE}</style></head><body>"
         f"<h1>Illustrious Arena report</h1><p>Generated {when}. Systems: "
-        f"{html.escape(', '.join(SYSTEMS.values()))}. Opens offline: everything is in this "
-        "file.</p>" + "\n".join(body) + "</body></html>\n"
+        f"{html.escape(', '.join(s.label for s in SYSTEMS.values()))}. Opens offline: "
+        "everything is in this file.</p>" + "\n".join(body) + "</body></html>\n"
     )
 
 
 def write_report(db: Database, settings: Settings, out: Path,
-                 boards: Sequence[str] = DEFAULT_BOARDS, system: str = "bt",
+                 boards: Sequence[str] = DEFAULT_BOARDS, system: str = REPORT_SYSTEM,
                  knob: str = "checkpoint_step") -> list[BoardView]:
     """Read every board (read-only) and write the report to ``out``; returns the views."""
     from arena.errors import UserError

@@ -1,2 +1,3 @@
-"""The web side of the arena: JSON API routers and the leaderboard dashboard (the app and the
-Gradio voting tabs still live in arena/)."""
+"""HTTP and UI only: the app, the shared HTTP plumbing, the voters' and the admin JSON API, the
+Gradio voting UI and its leaderboard tab. Imports the domain and :mod:`arena.leaderboard`;
+nothing outside web/ and cli/ imports it."""

@@ -24,11 +24,12 @@ from arena.db import Database
 from arena.errors import UserError
 from arena.leaderboard.figures import FIGURES
 from arena.leaderboard.render import RENDER_SECONDS, Rendered, status_text
-from arena.leaderboard.view import KNOBS, SYSTEMS, TABLE_COLUMNS, board_choices
+from arena.leaderboard.view import KNOBS, TABLE_COLUMNS, board_choices
 from arena.leaderboard.worker import worker_for
 from arena.registry import describe_config, get_config
 from arena.settings import Settings
-from metrics.rating_book import OVERALL
+from metrics.boards import OVERALL
+from metrics.rating_systems import DEFAULT_SYSTEM, SYSTEMS
 
 __all__ = [
     "VIEWS_PER_SECOND",
@@ -70,8 +71,8 @@ def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None
     with gr.Row():
         board = gr.Dropdown(choices=[OVERALL], value=OVERALL, label="Board", scale=2,
                             elem_id="leaderboard-board")
-        system = gr.Radio(choices=[(label, key) for key, label in SYSTEMS.items()],
-                          value="elo", label="Rating system", scale=3,
+        system = gr.Radio(choices=[(s.label, key) for key, s in SYSTEMS.items()],
+                          value=DEFAULT_SYSTEM, label="Rating system", scale=3,
                           elem_id="leaderboard-system")
         refresh = gr.Button("Refresh", scale=1)
     status = gr.Markdown("", elem_id="leaderboard-status")

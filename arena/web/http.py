@@ -30,7 +30,7 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.db import Database
-from arena.errors import Forbidden, UserError
+from arena.errors import Forbidden, InputError, UserError, one_line, status_code
 from arena.identity import client_address, issue_voter_id, verify_voter_id, voter_secret
 from arena.limits import ReadLimiter
 from arena.settings import Settings
@@ -179,16 +179,16 @@ def close_api(app: FastAPI) -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())[:300]
+    return one_line(text)[:300]
 
 
 def install(app: FastAPI) -> None:
     """Add the voter cookie, the error handlers (one error shape) and the writer threads to
     ``app``; ``app.state.settings`` and ``app.state.db`` must be set."""
 
-    @app.exception_handler(UserError)
-    async def _user_error(_request: Request, exc: UserError) -> JSONResponse:
-        return JSONResponse({"error": _one_line(str(exc))}, status_code=exc.status_code)
+    @app.exception_handler(InputError)  # the service's UserError family and the lower layers'
+    async def _input_error(_request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"error": _one_line(str(exc))}, status_code=status_code(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -23,9 +23,13 @@ from arena.web.http import (
     in_writer,
     json_response,
 )
+from metrics.boards import OVERALL
 from metrics.match_kinds import MatchKind
+from metrics.rating_systems import DEFAULT_SYSTEM, SYSTEMS
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+# The accepted ``system`` values are the registry's (an unknown one: 422 listing them).
+SystemName = Literal[tuple(SYSTEMS)]  # type: ignore[valid-type]
 
 
 class _Body(BaseModel):
@@ -132,14 +136,14 @@ def get_leaderboard(
     db: DB,
     settings: SETTINGS,
     address: ADDRESS,
-    board: str = "overall",
-    system: Literal["elo", "trueskill", "bt"] = "elo",
+    board: str = OVERALL,
+    system: SystemName = DEFAULT_SYSTEM,  # type: ignore[valid-type]
 ) -> dict[str, Any]:
-    """Ratings on one board in one system, with intervals, games and linked configs, and the
-    matchmaking strategy that chose the matches. An unknown board is a 404; reads are
-    limited per client address."""
+    """Ratings on one board in one system (:func:`arena.leaderboard.rows.board_rows`), with
+    intervals, ranks, games and linked configs, and the matchmaking strategy that chose the
+    matches. An unknown board is a 404; reads are limited per client address."""
+    from arena.leaderboard.rows import leaderboard
     from arena.leaderboard.view import board_choices
-    from arena.ratings import leaderboard
 
     request.app.state.read_limiter.charge(address)
     with db.session(readonly=True) as session:

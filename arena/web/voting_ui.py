@@ -19,33 +19,21 @@ from typing import Any
 import gradio as gr
 
 from arena.db import Database
-from arena.demo.prepare import DEMO_NOTE, serves_demo
-from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
+from arena.errors import Conflict, Forbidden, Gone, InputError, NotFound, UserError
 from arena.identity import client_address, verify_voter_id
 from arena.matches import IssuedMatch, issue_match, skip_match
+from arena.registry import DEMO_NOTE, serves_demo
 from arena.settings import Settings
 from arena.votes import Reveal, record_vote
 from arena.web.dashboard import build_leaderboard_tab
 from arena.web.http import VOTER_COOKIE
 from arena.web.voting_api import image_url
+from metrics.match_kinds import KINDS, MATCH_KINDS
 
 __all__ = ["build_ui", "requester", "voter_from_request"]
 
-# What a voter may answer in each kind of match: (button label, API suffix, winner value).
-DUEL_CHOICES: dict[str, tuple[tuple[str, str, int | str], ...]] = {
-    "fixed": (
-        ("A is better", "a", 0),
-        ("B is better", "b", 1),
-        ("Draw", "tie", "tie"),
-        ("Both bad", "both_bad", "both_bad"),
-    ),
-    "free": (
-        ("A is better", "a", 0),
-        ("B is better", "b", 1),
-        ("Both bad", "both_bad", "both_bad"),
-    ),
-}
-FFA_SIZE = 4
+# What a voter may answer, and how many images a match shows, come from the match kinds'
+# registry (:data:`metrics.match_kinds.KINDS`).
 PLACES = ("1st (best)", "2nd", "3rd", "4th")
 # Refusals after which the match cannot be voted on any more: the voter needs a new one.
 FINAL_REFUSALS = (Conflict, Gone, NotFound, Forbidden)
@@ -108,7 +96,7 @@ def image_html(url: str, caption: str) -> str:
 
 def position_label(mode: str, position: int) -> str:
     """How a position is named on screen: A/B in a duel, 1-4 in a four-way match."""
-    return str(position + 1) if mode == "ffa" else "AB"[position]
+    return KINDS[mode].position_label(position)
 
 
 def _escape(text: str) -> str:
@@ -142,14 +130,15 @@ class MatchPanel:
 
     def __init__(self, db: Database, settings: Settings, mode: str) -> None:
         self.db, self.settings, self.mode = db, settings, mode
-        self.size = FFA_SIZE if mode == "ffa" else 2
+        self.kind = KINDS[mode]
+        self.size = self.kind.size
         self.state = gr.State(None)
         self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=6)
         self.images: list[gr.HTML] = []
         self.choices: list[tuple[gr.Button, str, int | str]] = []
         self.ranks: list[gr.Dropdown] = []
         self.own_prompt: gr.Textbox | None = None
-        if mode == "ffa":
+        if self.kind.rankings:
             self._four_way_layout()
         else:
             self._duel_layout()
@@ -157,7 +146,7 @@ class MatchPanel:
         with gr.Row():
             self.next = gr.Button("Next match", variant="primary", visible=False)
             self.skip = gr.Button("Skip", variant="secondary")
-        if mode == "free":
+        if self.kind.typed_prompts:
             with gr.Row(equal_height=True):
                 self.own_prompt = gr.Textbox(
                     label="Your own prompt (optional)",
@@ -178,21 +167,18 @@ class MatchPanel:
             for position in range(self.size):
                 self._image(position)
         with gr.Row():
-            for label, key, winner in DUEL_CHOICES[self.mode]:
+            for label, key, winner in self.kind.buttons:
                 self.choices.append((gr.Button(label, interactive=False), key, winner))
 
     def _four_way_layout(self) -> None:
         gr.Markdown("Click **Best** under the image you like most, or rank all four below.")
         with gr.Row(equal_height=True):
-            for position in range(self.size):
+            for position, (label, key, winner) in enumerate(self.kind.buttons):
                 with gr.Column(min_width=160):
                     self._image(position)
-                    button = gr.Button(
-                        f"Best: {position_label(self.mode, position)}", interactive=False
-                    )
-                    self.choices.append((button, str(position + 1), position))
+                    self.choices.append((gr.Button(label, interactive=False), key, winner))
         with gr.Row(equal_height=True):
-            for place in PLACES:
+            for place in PLACES[:self.size]:
                 self.ranks.append(
                     gr.Dropdown(
                         choices=[position_label(self.mode, p) for p in range(self.size)],
@@ -207,7 +193,7 @@ class MatchPanel:
     @property
     def outputs(self) -> list[gr.components.Component]:
         """Every component a handler may update."""
-        extra = [*self.ranks, self.rank] if self.mode == "ffa" else []
+        extra = [*self.ranks, self.rank] if self.kind.rankings else []
         return [self.state, self.prompt, *self.images, self.status,
                 *(b for b, _, _ in self.choices), self.next, self.skip, *extra]
 
@@ -216,7 +202,7 @@ class MatchPanel:
         updates: dict[Any, Any] = {b: gr.update(interactive=voting) for b, _, _ in self.choices}
         updates[self.next] = gr.update(visible=not voting)
         updates[self.skip] = gr.update(interactive=voting)
-        if self.mode == "ffa":
+        if self.kind.rankings:
             updates[self.rank] = gr.update(interactive=voting)
         return updates
 
@@ -228,9 +214,9 @@ class MatchPanel:
         for image, shown in zip(self.images, issued.images, strict=True):
             updates[image] = image_html(image_url(shown.name),
                                         position_label(self.mode, shown.position))
-        how = "Pick the best image." if self.mode == "ffa" else "Which image is better?"
+        how = "Pick the best image." if self.kind.rankings else "Which image is better?"
         updates[self.status] = f"ℹ️ {issued.notice}\n\n{how}" if issued.notice else how
-        if self.mode == "ffa":
+        if self.kind.rankings:
             updates |= {d: gr.update(value=None) for d in self.ranks}
         return updates
 
@@ -249,7 +235,7 @@ class MatchPanel:
             voter, address = requester(self.settings, request)
             issued = issue_match(self.db, self.settings, voter, self.mode, prompt,
                                  address=address)
-        except UserError as exc:
+        except InputError as exc:
             return self._unavailable(str(exc))
         return self._shown(issued)
 
@@ -276,7 +262,7 @@ class MatchPanel:
             voter, address = requester(self.settings, request)
             reveal = record_vote(self.db, self.settings, current.token, voter,
                                  winner=winner, ranking=ranking, address=address)
-        except UserError as exc:
+        except InputError as exc:  # the service's refusals and a vote the kind forbids
             if isinstance(exc, FINAL_REFUSALS):
                 return {**self._controls(voting=False), self.status: f"⚠️ {exc}",
                         self.state: Current(current.token, current.names, open=False)}
@@ -319,7 +305,7 @@ class MatchPanel:
                 voter, address = requester(self.settings, request)
                 with suppress(*FINAL_REFUSALS):
                     skip_match(self.db, self.settings, current.token, voter, address)
-            except UserError as exc:  # over the skip limit, or no voter cookie
+            except InputError as exc:  # over the skip limit, or no voter cookie
                 return {self.status: f"⚠️ {exc}"}
         return self.issue(request)
 
@@ -335,9 +321,9 @@ class MatchPanel:
         self.next.click(self.next_match, inputs=None, outputs=outputs, api_name=f"{mode}_next")
         self.skip.click(self.skip_then_next, inputs=[self.state], outputs=outputs,
                         api_name=f"{mode}_skip")
-        if mode == "ffa":
+        if self.kind.rankings:
             self.rank.click(self._ranked, inputs=[*self.ranks, self.state], outputs=outputs,
-                            api_name="ffa_rank")
+                            api_name=f"{mode}_rank")
         if self.own_prompt is not None:
             self.use_prompt.click(self.with_prompt, inputs=[self.own_prompt], outputs=outputs,
                                   api_name="free_prompt")
@@ -361,16 +347,15 @@ def build_ui(db: Database, settings: Settings) -> gr.Blocks:
         demo_note = gr.Markdown(visible=False, elem_id="demo-note")
         with gr.Tabs():
             panels = {}
-            for mode, title in (("fixed", "Fixed character"), ("free", "Free prompt"),
-                                ("ffa", "Four-way")):
-                with gr.Tab(title, id=mode, elem_id=f"tab-{mode}") as tab:
+            for mode, kind in KINDS.items():
+                with gr.Tab(kind.label, id=mode, elem_id=f"tab-{mode}") as tab:
                     panels[mode] = panel = MatchPanel(db, settings, mode)
-                if mode != "fixed":  # the first tab gets its match on page load instead
+                if mode != MATCH_KINDS[0]:  # the first tab gets its match on page load instead
                     tab.select(panel.ensure, inputs=[panel.state], outputs=panel.outputs,
                                api_visibility="private")
             with gr.Tab("Leaderboard", id="leaderboard", elem_id="tab-leaderboard") as board_tab:
                 build_leaderboard_tab(db, settings, board_tab)
-        first = panels["fixed"]
+        first = panels[MATCH_KINDS[0]]
         blocks.load(first.ensure, inputs=[first.state], outputs=first.outputs,
                     api_visibility="private")
         blocks.load(lambda: demo_note_update(db), outputs=demo_note, api_visibility="private")

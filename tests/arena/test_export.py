@@ -18,12 +18,12 @@ from arena.db import Database
 from arena.demo.voters import simulate_votes
 from arena.errors import UserError
 from arena.export import export_votes, import_votes
+from arena.leaderboard.rows import leaderboard
 from arena.migrate import upgrade
 from arena.models import Vote
-from arena.ratings import leaderboard
 from arena.settings import Settings
-from tests.arena.test_ratings import snapshot_table
 from tests.support.pool import build_pool
+from tests.support.snapshots import snapshot_table
 
 SETTINGS = Settings(votes_per_minute=0, bootstrap_rounds=20)
 

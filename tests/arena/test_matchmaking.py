@@ -297,7 +297,7 @@ def test_a_new_process_settles_what_was_issued_a_window_ago(
             match.issued_at -= timedelta(seconds=matchmaking.SETTLE_SECONDS + 5)
             old.append(match.id)
     issue_match(arena_env, settings, "voter-new-0000", "fixed")
-    matchmaking._STATES.clear()  # a new process
+    matchmaking.clear_cache()  # a new process
     with arena_env.session(readonly=True) as session:
         seen = {c: s.issued for c, s in matchmaking.standings(session, "fixed", True).items()}
         settled_to = matchmaking._state(session).standings._settled_to

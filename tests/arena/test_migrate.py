@@ -23,12 +23,10 @@ def test_migrated_database_matches_models(db: Database) -> None:
 
 
 def test_both_backends_have_the_same_tables(
-    sqlite_template, pg_template: str  # type: ignore[no-untyped-def]
+    sqlite_template, pg_template: str, pg_server: str  # type: ignore[no-untyped-def]
 ) -> None:
-    from tests.conftest import PG_SERVER
-
     lite = Database(f"sqlite:///{sqlite_template}")
-    pg = Database(f"{PG_SERVER}/{pg_template}")
+    pg = Database(f"{pg_server}/{pg_template}")
     try:
         def shape(database: Database) -> dict[str, list[str]]:
             inspector = inspect(database.engine)

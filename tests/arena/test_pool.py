@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from arena.cli.main import app
 from arena.db import Database
-from arena.errors import NotFound
-from arena.image_store import ImageError, original_path, served_path, store_image
+from arena.errors import ImageError, NotFound
+from arena.image_store import original_path, served_path, store_image
 from arena.matches import prompt_hash
 from arena.models import Checkpoint, Image, Prompt
 from arena.pool import import_dir, import_records, pool_stats

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from arena.cli.main import app
 from arena.db import Database
-from arena.errors import UserError
+from arena.errors import InputError, UserError
+from arena.leaderboard.rows import leaderboard
 from arena.models import (
     Checkpoint,
     Image,
@@ -30,12 +31,14 @@ from arena.models import (
     Voter,
     utcnow,
 )
-from arena.ratings import leaderboard, recompute
+from arena.ratings import recompute
 from arena.settings import Settings
 from arena.votes import record_vote
+from metrics.boards import boards_for
 from metrics.outcomes import VoteRecord
-from metrics.rating_book import RatingBook, boards_for
+from metrics.rating_book import RatingBook
 from metrics.trueskill_fast import TrueSkillModel
+from tests.support.snapshots import snapshot_table
 
 CHECKPOINTS = 5
 CHARACTERS = ("alice", "bob")
@@ -108,16 +111,6 @@ def cast(world: World, kind: str, character: str | None, shown: list[int],
         record_vote(world.db, SETTINGS, token, VOTER, ranking=outcome)
     else:
         record_vote(world.db, SETTINGS, token, VOTER, winner=outcome)
-
-
-def snapshot_table(db: Database) -> list[tuple[Any, ...]]:
-    """Every snapshot column except the row id and the update time."""
-    with db.session() as s:
-        rows = s.scalars(select(RatingSnapshot).order_by(
-            RatingSnapshot.board, RatingSnapshot.system, RatingSnapshot.checkpoint_id)).all()
-        return [(r.board, r.system, r.checkpoint_id, r.rating, r.mu, r.sigma, r.games, r.wins,
-                 r.draws, r.losses, r.weighted_sum, r.held_since, r.first_time, r.last_vote_id,
-                 json.dumps(r.parameters, sort_keys=True)) for r in rows]
 
 
 def logged_votes(world: World) -> list[tuple[str, str | None, VoteRecord]]:
@@ -263,15 +256,24 @@ def test_leaderboard_refusals(db: Database) -> None:
     world = build_world(db)
     _sample_log(world)
     with db.session() as s:
-        with pytest.raises(UserError, match="board: expected"):
+        default = leaderboard(s, "overall", "elo", SETTINGS)
+        with pytest.raises(InputError, match="board: expected"):
             leaderboard(s, "weekly", "elo", SETTINGS)
-        with pytest.raises(UserError, match="system: expected"):
+        with pytest.raises(InputError, match="system: expected"):
             leaderboard(s, "overall", "glicko", SETTINGS)
         with pytest.raises(UserError, match="arena ratings recompute"):
             leaderboard(s, "overall", "elo", Settings(votes_per_minute=0, elo_k=16.0))
     recompute(db, Settings(elo_k=16.0), progress=False)
     with db.session() as s:
-        assert leaderboard(s, "overall", "elo", Settings(elo_k=16.0))
+        halved = leaderboard(s, "overall", "elo", Settings(elo_k=16.0))
+    # After the recompute the same games are rated with the other K: every checkpoint is
+    # there with its games, and every rating that moved from the start moved differently.
+    assert {r["checkpoint"]: r["games"] for r in halved} == {
+        r["checkpoint"]: r["games"] for r in default}
+    before = {r["checkpoint"]: r["rating"] for r in default}
+    assert any(rating != 1000.0 for rating in before.values())
+    assert all(r["rating"] != pytest.approx(before[r["checkpoint"]])
+               for r in halved if before[r["checkpoint"]] != 1000.0)
 
 
 def test_cli_json_matches_package_and_recompute(arena_env: Database) -> None:

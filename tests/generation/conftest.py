@@ -8,7 +8,6 @@ models are too small to gain from more, and the machine is shared.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -22,11 +21,8 @@ from tests.support.generation import CPU, TinyFiles  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _torch_on_one_thread(one_torch_thread: None) -> None:
+    """Every generation test runs torch on one thread (the root conftest's fixture)."""
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,11 @@ from PIL import Image
 
 from generation.errors import GenerationError
 from generation.manifest import BATCH_FIELDS, MANIFEST_FIELDS, read_manifest_rows
-from generation.parameters import ImageParameters, png_bytes, read_parameters
+from generation.parameters import png_bytes, read_parameters
 from generation.pipeline import CheckpointSpec, LoadedPipeline, Runtime
 from generation.pool import PIXEL_TOLERANCE, generate_pool, pool_items
 from generation.prompt_sets import PromptSet
-from tests.support.generation import CPU, TinyFiles
+from tests.support.generation import CPU, TinyFiles, render_bare
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -222,7 +222,6 @@ def test_png_parameters_alone_reproduce_the_image_with_a_bare_diffusers_call(
 ) -> None:
     """The promise's second half: from its PNG alone, a plain diffusers call (batch of one,
     its own generator) renders each pool image within the stated tolerance."""
-    import torch
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
 
     pipe = StableDiffusionXLPipeline.from_single_file(
@@ -237,30 +236,18 @@ def test_png_parameters_alone_reproduce_the_image_with_a_bare_diffusers_call(
     }
     assert len(files) == 8
 
-    def bare(params: ImageParameters, seed: int) -> np.ndarray:
-        pipe.scheduler = schedulers[params.sampler].from_config(pipe.scheduler.config)
-        image = pipe(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt or None,
-            num_inference_steps=params.steps,
-            guidance_scale=params.cfg,
-            width=params.width,
-            height=params.height,
-            generator=torch.Generator("cpu").manual_seed(seed),
-        ).images[0]
-        return np.asarray(image).astype(int)
-
     batched = 0
     for file in sorted(files):
         params = read_parameters(pool / file)
         batched += (params.batch_size or 1) > 1
         ours = np.asarray(Image.open(pool / file)).astype(int)
-        diff = np.abs(ours - bare(params, params.seed))
+        pipe.scheduler = schedulers[params.sampler].from_config(pipe.scheduler.config)
+        diff = np.abs(ours - render_bare(pipe, params))
         assert diff.max() <= PIXEL_TOLERANCE["max"], file
         assert diff.mean() <= PIXEL_TOLERANCE["mean"], file
     assert batched == 8  # the pool was rendered in batches, the bare calls one by one
     # the tolerance is far below what tells two images apart: another seed is far outside it
-    other = np.abs(ours - bare(params, params.seed + 1))
+    other = np.abs(ours - render_bare(pipe, replace(params, seed=params.seed + 1)))
     assert other.mean() > 10 * PIXEL_TOLERANCE["mean"]
 
 

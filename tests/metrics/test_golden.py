@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from metrics.boards import boards_for
 from metrics.bradley_terry import bradley_terry
 from metrics.outcomes import VoteRecord, trueskill_games
-from metrics.rating_book import RatingBook, RatingConfig, boards_for
+from metrics.rating_book import RatingBook, RatingConfig
 from metrics.trueskill_fast import TrueSkillModel
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "ratings.json").read_text())

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metrics.boards import boards_for
 from metrics.outcomes import VoteRecord
-from metrics.rating_book import CheckpointRating, RatingBook, RatingConfig, boards_for
+from metrics.rating_book import CheckpointRating, RatingBook, RatingConfig
 
 
 def test_boards() -> None:

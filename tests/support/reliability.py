@@ -88,7 +88,8 @@ class Verdict:
     snapshots: int
     faults: int
     restarts_ok: int
-    admin_refused: int
+    admin_refused: int  # admin calls with a missing or wrong token that were refused
+    admin_accepted: int  # ... and that were not: any is a hole
     token_in_logs: bool
 
     @property
@@ -96,7 +97,7 @@ class Verdict:
         return (
             self.lost == 0 and self.duplicated == 0 and self.stored_though_refused == 0
             and self.snapshot_mismatches == 0 and self.restarts_ok == self.faults
-            and not self.token_in_logs and self.acknowledged > 0
+            and not self.token_in_logs and self.acknowledged > 0 and self.admin_accepted == 0
         )
 
 
@@ -267,6 +268,7 @@ async def _load(base: str, clients: int, seconds: float, seed: int, tally: Tally
             voter = Voter(http, tally, random.Random(seed * 1000 + index), shared)
             if not await voter.register(deadline):
                 return
+            await voter.admin()  # every client tries the admin API at least once
             while time.monotonic() < deadline:
                 await voter.round()
 
@@ -343,7 +345,7 @@ def verify(db: Database, settings: Settings, tally: Tally, backend: str, clients
         unknown=len(tally.unknown - tally.acknowledged.keys()), lost=lost,
         duplicated=duplicated, stored_though_refused=stray, snapshot_mismatches=mismatches,
         snapshots=len(online), faults=faults, restarts_ok=restarts_ok,
-        admin_refused=tally.admin_refused if tally.admin_accepted == 0 else -1,
+        admin_refused=tally.admin_refused, admin_accepted=tally.admin_accepted,
         token_in_logs=leaked,
     )
 
@@ -370,7 +372,8 @@ def table(verdicts: list[Verdict], bad_inputs: tuple[int, int] | None = None) ->
         reasons = ", ".join(f"{k}: {n}" for k, n in sorted(v.refused.items()))
         lines.append(f"{v.backend} refused by reason: {reasons or 'none'}")
         lines.append(f"{v.backend} admin calls with missing/wrong tokens refused: "
-                     f"{v.admin_refused}; tokens in server log: {v.token_in_logs}")
+                     f"{v.admin_refused}, accepted: {v.admin_accepted}; "
+                     f"tokens in server log: {v.token_in_logs}")
     if bad_inputs is not None:
         lines.append(f"bad inputs tried: {bad_inputs[0]}, handled: {bad_inputs[1]}")
     return "\n".join(lines)

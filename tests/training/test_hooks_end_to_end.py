@@ -21,6 +21,7 @@ from arena.db import Database
 from arena.jobs.worker import run_worker
 from arena.matches import issue_match
 from arena.models import Checkpoint, Image, Job, MatchImage, MetricScore
+from arena.votes import record_vote
 from metrics.file_hash import sha256_file
 from tests.support.jobs import (
     CHARACTER,
@@ -34,6 +35,7 @@ from tests.support.jobs import (
 from tests.support.pool import serve_on
 from training import hooks
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 VOTER = "voter-hooks-0001"
 
 
@@ -42,14 +44,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
     return build_world(tmp_path_factory.mktemp("tiny-world"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _check_arena(db: Database, world: TinyWorld, settings, names: list[str],  # type: ignore[no-untyped-def]
@@ -93,6 +87,21 @@ def _check_arena(db: Database, world: TinyWorld, settings, names: list[str],  # 
                 for image in match.images
             }
     assert shown == set(names)
+
+
+def _vote_once(db: Database, settings) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """One fixed duel voted for the image at position 0: (winner, loser) checkpoint names."""
+    match = issue_match(db, settings, VOTER, "fixed")
+    reveal = record_vote(db, settings, match.token, VOTER, winner=0)
+    names = {image.position: image.checkpoint for image in reveal.images}
+    return names[0], names[1]
+
+
+def _assert_board_after_one_vote(board: list, winner: str, loser: str) -> None:  # type: ignore[type-arg]
+    """The Elo board after one decided duel: both checkpoints, one game each, winner first."""
+    assert [r["checkpoint"] for r in board] == [winner, loser]
+    assert [r["games"] for r in board] == [1, 1]
+    assert board[0]["rating"] > board[1]["rating"]
 
 
 def test_training_loop_registers_through_the_database_url(
@@ -139,7 +148,8 @@ def test_training_loop_registers_through_the_database_url(
     status = hooks.scores("tiny-step1", arena=db.url)
     assert status["step"] == 1 and status["pool"]["images"] == 4
     assert sorted(s["metric"] for s in status["scores"]) == ["ccip", "clip_score"]
-    assert isinstance(hooks.leaderboard("overall", "elo", arena=db.url), list)
+    winner, loser = _vote_once(db, settings)
+    _assert_board_after_one_vote(hooks.leaderboard("overall", "elo", arena=db.url), winner, loser)
     # registering the same checkpoint again queues nothing new
     again = hooks.register_checkpoint(tmp_path / "out" / "tiny-step1.safetensors", CONFIG,
                                       step=1, arena=db.url)
@@ -186,8 +196,9 @@ def test_training_loop_registers_through_the_http_api_with_outbox(
         status = hooks.scores("tiny-step2", arena=url, token="trainer-secret")
         assert status["registered"] and status["config"] == CONFIG["name"]
         assert [s["character"] for s in status["scores"]] == [CHARACTER]
+        winner, loser = _vote_once(db, settings)
         board = hooks.leaderboard("overall", "elo", arena=url, token="trainer-secret")
-        assert isinstance(board, list)
+        _assert_board_after_one_vote(board, winner, loser)
 
 
 def test_typed_prompt_is_rendered_then_served_in_a_free_duel(

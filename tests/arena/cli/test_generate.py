@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,9 @@ from arena.db import Database
 from arena.pool import pool_stats
 from training.presets import preset_path
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 pytest.importorskip("diffusers")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 runner = CliRunner()
 
@@ -31,12 +31,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     return written.checkpoint, written.config_dir
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def prompt_set(tmp_path: Path) -> Path:

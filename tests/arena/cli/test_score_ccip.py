@@ -167,22 +167,8 @@ def test_cli_scores_checkpoints_per_character_from_the_pool(
     lost = second_images[CHARACTERS[0]][0]
     original_path(arena_home, lost.sha256).unlink()  # a store file gone missing
 
-    result = runner.invoke(
-        app,
-        [
-            "score",
-            "ccip",
-            "--references",
-            str(refs),
-            "--checkpoint",
-            first,
-            "--checkpoint",
-            second,
-            "--model-dir",
-            str(model_dir),
-            "--json",
-        ],
-    )
+    result = invoke("--references", str(refs), "--checkpoint", first, "--checkpoint", second,
+                    "--model-dir", str(model_dir), "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["scores"]
     assert [(r["checkpoint"], r["character"]) for r in rows] == [
@@ -209,23 +195,8 @@ def test_cli_scores_checkpoints_per_character_from_the_pool(
     flat = tmp_path / "flat"
     shutil.copytree(refs / CHARACTERS[1], flat)
     table = tmp_path / "out.csv"
-    result = runner.invoke(
-        app,
-        [
-            "score",
-            "ccip",
-            "--references",
-            str(flat),
-            "--checkpoint",
-            first,
-            "--character",
-            CHARACTERS[1],
-            "--model-dir",
-            str(model_dir),
-            "--csv",
-            str(table),
-        ],
-    )
+    result = invoke("--references", str(flat), "--checkpoint", first, "--character",
+                    CHARACTERS[1], "--model-dir", str(model_dir), "--csv", str(table))
     assert result.exit_code == 0, result.output
     (line,) = list(csv.DictReader(table.open()))
     assert line["checkpoint"] == first and line["character"] == CHARACTERS[1]
@@ -238,19 +209,8 @@ def test_cli_reports_characters_without_references(
     pool = build_pool(arena_env, arena_home, tmp_path / "pool")
     refs = tmp_path / "refs"
     solid(refs / CHARACTERS[0] / "r.png", (10, 200, 200))
-    result = runner.invoke(
-        app,
-        [
-            "score",
-            "ccip",
-            "--references",
-            str(refs),
-            "--checkpoint",
-            pool.checkpoints[0].name,
-            "--model-dir",
-            str(model_dir),
-        ],
-    )
+    result = invoke("--references", str(refs), "--checkpoint", pool.checkpoints[0].name,
+                    "--model-dir", str(model_dir))
     assert result.exit_code == 0, result.output
     assert f"not scored: no reference images in {refs}/{CHARACTERS[1]}/" in result.output
 

@@ -75,8 +75,7 @@ def test_demo_then_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_the_voting_page_says_why_demo_images_look_like_noise(
     arena_env: Database, arena_home: Path, tmp_path: Path
 ) -> None:
-    from arena.demo.prepare import DEMO_NOTE
-    from arena.registry import add_checkpoint, add_config
+    from arena.registry import DEMO_NOTE, add_checkpoint, add_config
     from arena.web.voting_ui import demo_note_update
     from training.presets import PRESET_NAMES, load_preset
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,13 +49,10 @@ def _register(db: Database, settings: Settings, paths: list[Path]) -> None:
 
 
 @pytest.fixture
-def pg_db(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    from tests.conftest import _fresh_database
-
-    for url in _fresh_database("postgresql", request, tmp_path):
-        database = Database(url)
-        yield database
-        database.dispose()
+def pg_db(pg_db_url: str) -> Iterator[Database]:
+    database = Database(pg_db_url)
+    yield database
+    database.dispose()
 
 
 def test_two_worker_processes_on_postgresql_run_each_job_once(pg_db: Database,

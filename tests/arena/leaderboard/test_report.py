@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from arena.cli.main import app
 from arena.db import Database
 from arena.demo.voters import simulate_votes
-from arena.ratings import leaderboard
+from arena.leaderboard.rows import leaderboard
 from arena.settings import Settings, get_settings
 from tests.support.pool import build_pool
 

@@ -32,9 +32,8 @@ BOARDS = ("overall", "ffa", f"fixed/{CHARACTERS[0]}")
 
 def forget_caches() -> None:
     """What a restarted process knows: nothing in memory."""
-    board_log_module._CACHE.clear()
-    board_log_module._LOCKS.clear()
-    ratings._BT_CACHE.clear()
+    board_log_module.clear_cache()
+    ratings.clear_cache()
 
 
 def shown(db: Database, board: str, system: str, settings: Settings = SETTINGS) -> str:

@@ -14,10 +14,10 @@ from gradio_client import Client
 from sqlalchemy import select
 
 from arena.db import Database
-from arena.hashing import sha256_bytes
 from arena.models import Image, Match, Vote, Voter, utcnow
 from arena.settings import Settings
 from arena.web.app import create_app
+from metrics.file_hash import sha256_bytes
 from tests.support.pool import FIXED_PROMPTS, FREE_PROMPTS, PoolFixture, build_pool, serve
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
+from metrics.boards import boards_for  # noqa: E402
 from metrics.bradley_terry import bradley_terry  # noqa: E402
 from metrics.outcomes import VoteRecord  # noqa: E402
-from metrics.rating_book import RatingBook, RatingConfig, boards_for  # noqa: E402
+from metrics.rating_book import RatingBook, RatingConfig  # noqa: E402
 
 BT_ROUNDS, BT_SEED = 200, 2024
 T0 = 1_700_000_000.0
