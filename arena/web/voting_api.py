@@ -141,22 +141,31 @@ def get_leaderboard(
 ) -> dict[str, Any]:
     """Ratings on one board in one system (:func:`arena.leaderboard.rows.board_rows`), with
     intervals, ranks, games and linked configs, and the matchmaking strategy that chose the
-    matches. An unknown board is a 404; reads are limited per client address."""
-    from arena.leaderboard.rows import leaderboard
+    matches. An unknown board is a 404; reads are limited per client address.
+
+    The rows are computed in the leaderboard worker process, never in this one: Bradley-Terry
+    is the fit at hand (stored, or the worker's newest; a refit starts there when newer votes
+    exist), and ``fit_vote_id`` says the newest vote it covers."""
+    from arena.errors import StaleRatings
     from arena.leaderboard.view import board_choices
+    from arena.leaderboard.worker import worker_for
 
     request.app.state.read_limiter.charge(address)
     with db.session(readonly=True) as session:
         boards = board_choices(session)
-        if board not in boards:
-            shown = ", ".join(boards[:8]) + (", ..." if len(boards) > 8 else "")
-            raise NotFound(f"unknown board {board[:80]!r}; expected one of: {shown}")
-        rows = leaderboard(session, board, system, settings)
+    if board not in boards:
+        shown = ", ".join(boards[:8]) + (", ..." if len(boards) > 8 else "")
+        raise NotFound(f"unknown board {board[:80]!r}; expected one of: {shown}")
+    found = worker_for(db, settings).rows(board, system)
+    if found.stale is not None:
+        raise StaleRatings(found.stale)
+    covers = {row["fit_vote_id"] for row in found.rows if row.get("fit_vote_id") is not None}
     return {
         "board": board,
         "system": system,
         "matchmaking": settings.matchmaking_strategy,
-        "rows": rows,
+        "fit_vote_id": max(covers) if covers else None,
+        "rows": found.rows,
     }
 
 

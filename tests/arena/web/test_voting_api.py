@@ -340,3 +340,28 @@ def test_leaderboard_reads_are_limited_per_address(
     assert "at most 3 leaderboard reads a minute per address" in refused["error"]
     other = client.get("/api/v1/leaderboard", headers={"X-Forwarded-For": "192.0.2.11"})
     assert other.status_code == 200
+
+
+def test_bradley_terry_is_never_fitted_in_the_voting_process(
+    client: TestClient, arena_env: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's Bradley-Terry rows come from the leaderboard worker process (the stored fit
+    or its own), saying which vote they cover: a fit in this process would fail here."""
+    import arena.ratings
+
+    for _ in range(6):
+        match = new_match(client, "fixed")
+        assert client.post("/api/v1/votes", json={"token": match["token"], "winner": 0},
+                           headers=client.voter).status_code == 200
+
+    def no_fit_here(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a Bradley-Terry fit ran in the voting process")
+
+    monkeypatch.setattr(arena.ratings, "_store_fit", no_fit_here)
+    monkeypatch.setattr(arena.ratings, "_refit_later", no_fit_here)
+    body = client.get("/api/v1/leaderboard", params={"system": "bt"}).json()
+    assert body["rows"] and body["fit_vote_id"] is not None, body
+    with arena_env.session() as s:
+        newest = s.scalar(select(func.max(Vote.id)))
+    assert body["fit_vote_id"] <= newest
+    assert {r["fit_vote_id"] for r in body["rows"]} == {body["fit_vote_id"]}
