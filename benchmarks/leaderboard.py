@@ -217,9 +217,10 @@ POLLERS = 8
 
 
 def api_poller(db: Database, settings: Settings, stop: threading.Event, index: int,
-               polls: list[int]) -> None:
-    """One client polling ``GET /api/v1/leaderboard?system=bt`` on rotating boards, against
-    the API app served in this process (as a server process serves votes and reads)."""
+               polls: list[int], limited: list[int]) -> None:
+    """One client polling ``GET /api/v1/leaderboard?system=bt`` on rotating boards, as fast
+    as the server answers, against the API app served in this process (as a server process
+    serves votes and reads); refused by the per-address read limit, it waits a second."""
     from fastapi.testclient import TestClient
 
     from arena.web.app import create_app
@@ -233,6 +234,10 @@ def api_poller(db: Database, settings: Settings, stop: threading.Event, index: i
         response = client.get("/api/v1/leaderboard",
                               params={"board": boards[n % len(boards)], "system": "bt"},
                               headers={"X-Forwarded-For": f"192.0.2.{index}"})
+        if response.status_code == 429:  # the per-address read limit: wait as a client would
+            limited[index] += 1
+            stop.wait(1.0)
+            continue
         if response.status_code != 200:
             raise SystemExit(f"leaderboard poll answered {response.status_code}: "
                              f"{response.text[:200]}")
@@ -252,7 +257,8 @@ def vote_latencies(db: Database, settings: Settings, rate: float, seconds: float
     stop = threading.Event()
     views = [0]
     polls = [0] * POLLERS
-    pollers = [threading.Thread(target=api_poller, args=(db, settings, stop, i, polls),
+    limited = [0] * POLLERS
+    pollers = [threading.Thread(target=api_poller, args=(db, settings, stop, i, polls, limited),
                                 daemon=True) for i in range(POLLERS)] if with_polls else []
     for poller in pollers:
         poller.start()
@@ -297,7 +303,7 @@ def vote_latencies(db: Database, settings: Settings, rate: float, seconds: float
         poller.join()
     if with_polls:
         print(f"    API polls (system=bt, rotating boards, {POLLERS} clients) meanwhile: "
-              f"{sum(polls)}")
+              f"{sum(polls)} answered, {sum(limited)} refused by the per-address read limit")
     return latencies
 
 
@@ -341,8 +347,10 @@ def run(backend: str, args: argparse.Namespace) -> None:
     try:
         upgrade(url)
         db = Database(url)
+        # Each API poller is its own client address (the proxy header names it), under the
+        # per-address read limit in force by default.
         settings = Settings(home=folder, database_url=url, votes_per_minute=0,
-                            address_reads_per_minute=0)
+                            trusted_proxy_header="X-Forwarded-For")
         print(f"\n== {backend}: {args.votes:,} votes, {args.checkpoints} checkpoints ==")
         if fresh:
             began = time.perf_counter()
