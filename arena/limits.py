@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -121,12 +120,18 @@ class ReadLimiter:
     """Per-address reads a minute (``ARENA_ADDRESS_READS_PER_MINUTE``), counted in this
     process's memory: a read writes nothing, so counting it in the database would add a write
     to every poll of a board; what the limit protects is this process's own vote path.
-    Addresses are grouped as every per-address limit groups them (IPv6 by network)."""
+
+    A token bucket per address: it refills at the limit's rate and holds at most ten
+    seconds' worth, so a client polling in a loop is held to the rate at once instead of
+    spending a minute's reads in a burst. Addresses are grouped as every per-address limit
+    groups them (IPv6 by network)."""
+
+    BURST_SECONDS = 10.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._seen: dict[str, deque[float]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
         self._swept = time.monotonic()
 
     def charge(self, address: str) -> None:
@@ -134,16 +139,19 @@ class ReadLimiter:
         allowed = self.settings.address_reads_per_minute
         if not allowed:
             return
+        rate = allowed / 60.0
+        burst = max(1.0, rate * self.BURST_SECONDS)
         key = limit_address(self.settings, address)
         now = time.monotonic()
         with self._lock:
-            if now - self._swept > 60:  # forget addresses silent for a minute
-                self._seen = {k: q for k, q in self._seen.items() if q and now - q[-1] < 60}
+            if now - self._swept > 60:  # forget addresses whose bucket is full again
+                self._buckets = {k: (t, w) for k, (t, w) in self._buckets.items()
+                                 if t + (now - w) * rate < burst}
                 self._swept = now
-            times = self._seen.setdefault(key, deque())
-            while times and now - times[0] >= 60:
-                times.popleft()
-            if len(times) >= allowed:
+            tokens, when = self._buckets.get(key, (burst, now))
+            tokens = min(burst, tokens + (now - when) * rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
                 raise RateLimited(f"rate limit: at most {allowed} leaderboard reads a minute "
                                   "per address; wait a little")
-            times.append(now)
+            self._buckets[key] = (tokens - 1.0, now)
