@@ -5,6 +5,7 @@ leaderboard and health. Shared plumbing (errors, dependencies, writer threads) i
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -130,6 +131,9 @@ async def create_skip(body: SkipRequest, request: Request, caller: CALLER) -> Re
     return Response(status_code=204)
 
 
+SHARED_READ_SECONDS = 1.0  # one answer per board and system serves every reader for 1 s
+
+
 @router.get("/leaderboard")
 def get_leaderboard(
     request: Request,
@@ -151,6 +155,11 @@ def get_leaderboard(
     from arena.leaderboard.worker import worker_for
 
     request.app.state.read_limiter.charge(address)
+    shared = request.app.state.board_reads
+    now = time.monotonic()
+    hit = shared.get((board, system))
+    if hit is not None and now - hit[0] < SHARED_READ_SECONDS:
+        return hit[1]
     with db.session(readonly=True) as session:
         boards = board_choices(session)
     if board not in boards:
@@ -160,13 +169,15 @@ def get_leaderboard(
     if found.stale is not None:
         raise StaleRatings(found.stale)
     covers = {row["fit_vote_id"] for row in found.rows if row.get("fit_vote_id") is not None}
-    return {
+    answer = {
         "board": board,
         "system": system,
         "matchmaking": settings.matchmaking_strategy,
         "fit_vote_id": max(covers) if covers else None,
         "rows": found.rows,
     }
+    shared[(board, system)] = (now, answer)
+    return answer
 
 
 IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
