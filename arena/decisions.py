@@ -27,6 +27,7 @@ __all__ = [
     "excluded_voter_ids",
     "hidden_prompt_ids",
     "record_decision",
+    "voter_excluded",
 ]
 
 # Each subject's actions, as (action, the action that undoes it) pairs.
@@ -110,6 +111,18 @@ def _in_force(session: Session | Connection, subject: str, on: str) -> dict[int,
 def excluded_voter_ids(session: Session | Connection) -> dict[int, Decision]:
     """Voter row ids whose votes are excluded from every board, with the decision in force."""
     return _in_force(session, "voter", "exclude")
+
+
+def voter_excluded(session: Session | Connection, voter_id: int) -> bool:
+    """Whether an exclusion of this voter's votes is in force (one indexed row read: the vote
+    path asks it for every vote)."""
+    newest = session.execute(
+        select(OperatorDecision.action)
+        .where(OperatorDecision.subject == "voter", OperatorDecision.subject_id == voter_id,
+               OperatorDecision.action.in_(("exclude", "include")))
+        .order_by(OperatorDecision.id.desc()).limit(1)
+    ).scalar()
+    return newest == "exclude"
 
 
 def excluded_prompt_ids(session: Session | Connection) -> dict[int, Decision]:

@@ -2,7 +2,9 @@
 
 One exported vote names everything needed to understand it outside the arena: match kind,
 prompt, the image shown at each position with its checkpoint (name and sha256) and training
-config, the outcome, the time, and a pseudonym of the voter (a hash, never the cookie).
+config, the outcome, the time, a pseudonym of the voter (a hash, never the cookie), and
+``excluded``: the reason in force when an operator excluded the voter's votes from every board
+(:mod:`arena.decisions`; None when the vote counts). Excluded votes stay in the export.
 
 ``fastchat`` is the battle-record layout public arenas publish (Chiang et al. 2024, the
 ``clean_battle`` files of FastChat): a JSON list of ``{"model_a", "model_b", "winner",
@@ -31,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.db import Database
+from arena.decisions import excluded_voter_ids
 from arena.errors import InputError, UserError
 from arena.models import (
     VOTE_OUTCOMES,
@@ -56,6 +59,7 @@ __all__ = [
     "fastchat_battles",
     "import_votes",
     "vote_documents",
+    "voter_pseudonym",
 ]
 
 VOTE_FORMATS = ("jsonl", "csv", "parquet", "fastchat")
@@ -63,7 +67,8 @@ SCHEMA = "illustrious-arena/votes/1"
 _BATCH = 2000
 
 
-def _pseudonym(external_id: str) -> str:
+def voter_pseudonym(external_id: str) -> str:
+    """The name exports and operator tools give a voter: a hash of its id, never the id."""
     return sha256_bytes(external_id.encode())[:24]
 
 
@@ -76,7 +81,9 @@ def _winner(vote: Vote) -> int | str | None:
 
 
 def vote_documents(session: Session) -> Iterator[dict[str, Any]]:
-    """Every vote, oldest first, as one JSON-ready document."""
+    """Every vote, oldest first, as one JSON-ready document; ``excluded`` holds the reason
+    an operator excluded the voter's votes from every board (None: they count)."""
+    excluded = excluded_voter_ids(session)
     checkpoints = {
         cid: {"checkpoint": name, "checkpoint_sha256": sha, "step": step, "config": config}
         for cid, name, sha, step, config in session.execute(
@@ -125,7 +132,9 @@ def vote_documents(session: Session) -> Iterator[dict[str, Any]]:
                 "winner": _winner(vote),
                 "winner_position": vote.winner_position,
                 "ranking": vote.ranking,
-                "voter": _pseudonym(voter),
+                "voter": voter_pseudonym(voter),
+                "excluded": excluded[vote.voter_id].reason if vote.voter_id in excluded
+                else None,
                 "time": vote.created_at.isoformat(),
                 "tstamp": vote.created_at.timestamp(),
             }

@@ -1,13 +1,13 @@
-"""Rating snapshots in SQL: online updates in the vote transaction, replay, Bradley-Terry fits.
+"""Rating snapshots in SQL: online updates in the vote transaction and the replay of the log.
 
 Votes are the source of truth; ``rating_snapshots`` rows are derived. Each vote updates the
 Elo and TrueSkill rows of its participants on every board it counts on
 (:func:`metrics.boards.boards_for`), inside the caller's serialized transaction, through
-the same :class:`metrics.rating_book.RatingBook` that :func:`recompute` uses to replay the log
+the same :class:`metrics.rating_book.RatingBook` that :func:`replay` uses to replay the log
 in id order, so both give the same numbers bit for bit. Bradley-Terry is not updated per
-vote: the leaderboard fits it with bootstrap intervals from the board's aggregated log
-(:mod:`arena.leaderboard.log`), once per board and newest vote on that board; the newest fit is
-stored with the board's aggregates (:mod:`arena.leaderboard.store`) for the next server start.
+vote: the leaderboard fits it from the board's aggregated log (:mod:`arena.leaderboard.fits`,
+which also holds ``arena ratings recompute``). This module also says which votes a board holds
+(:func:`board_where`) and how a stored vote reads to the rating systems (:func:`record_from`).
 
 A snapshot row maps 1:1 to :class:`metrics.rating_book.CheckpointRating`: the ``elo`` row holds
 the Elo rating and its time-weighted-average state, the ``trueskill`` row ``mu``, ``sigma`` and
@@ -17,22 +17,14 @@ parameters the row was computed with.
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
-import multiprocessing.pool
-import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from arena.db import Database
+from arena.decisions import excluded_voter_ids
 from arena.errors import StaleRatings, Unavailable, UserError
-from arena.leaderboard import store as board_store
-from arena.leaderboard.log import BoardLog, board_log, board_where, record_from, store_log
 from arena.models import (
     Match,
     MatchImage,
@@ -41,30 +33,26 @@ from arena.models import (
     Vote,
     utcnow,
 )
-from arena.registry import checkpoint_labels
 from arena.settings import Settings, get_settings
-from metrics.boards import OVERALL, boards_for
-from metrics.bradley_terry import RIDGE, Ballot, bradley_terry, group_ballots
+from metrics.boards import OVERALL, boards_for, parse_board
+from metrics.bradley_terry import RIDGE
 from metrics.elo import EloParams
-from metrics.outcomes import InvalidVote, VoteRecord, placements
+from metrics.outcomes import InvalidVote, VoteRecord
 from metrics.rating_book import CheckpointRating, RatingBook, RatingConfig
 from metrics.rating_systems import ONLINE_SYSTEMS, check_system
+from metrics.robust import RobustParams
 from metrics.trueskill_fast import TrueSkillParams
 
 __all__ = [
     "apply_vote_online",
-    "bt_parameters",
-    "bt_rows",
-    "clear_cache",
-    "fit_bt_rows",
+    "board_where",
     "rating_config",
     "rating_parameters",
-    "recompute",
-    "refit_pool",
+    "record_from",
+    "replay",
+    "robust_params",
     "snapshot_rows",
     "stale_boards",
-    "store_fit",
-    "stored_fit",
     "vote_record",
 ]
 
@@ -101,12 +89,22 @@ def _parameters(config: RatingConfig, system: str) -> dict[str, Any]:
     return {**values, "both_bad_as_draw": config.both_bad_as_draw}
 
 
+def robust_params(settings: Settings | None = None) -> RobustParams:
+    """The robust board's parameters in force (bootstrap rounds and seed as Bradley-Terry's)."""
+    s = settings or get_settings()
+    return RobustParams(rounds=s.bootstrap_rounds, seed=s.bootstrap_seed,
+                        both_bad_as_draw=s.both_bad_as_draw)
+
+
 def rating_parameters(system: str, settings: Settings | None = None) -> dict[str, Any]:
     """The parameters that produce a system's numbers, for provenance (``--json``)."""
     s = settings or get_settings()
     entry = check_system(system)
     system = entry.parameters
     config = rating_config(s)
+    if system == "robust":
+        return {**robust_params(s).describe(),
+                "scale": "elo: 400 points per factor 10 in odds, mean 1000"}
     if system == "bt":
         return {
             "bootstrap_rounds": s.bootstrap_rounds,
@@ -118,6 +116,26 @@ def rating_parameters(system: str, settings: Settings | None = None) -> dict[str
         }
     extra = {"sort": entry.sort} if system == "trueskill" else {}
     return {**_parameters(config, system), **extra}
+
+
+def record_from(outcome: str, winner_position: int | None, ranking: list[int] | None,
+                participants: list[int], time: float) -> VoteRecord:
+    """The rating systems' view of a stored vote's columns (participants by shown position)."""
+    if outcome == "ranking":
+        return VoteRecord(tuple(participants), ranking=tuple(ranking or ()), time=time)
+    if outcome == "win":
+        return VoteRecord(tuple(participants), winner=winner_position, time=time)
+    return VoteRecord(tuple(participants), winner=outcome, time=time)  # type: ignore[arg-type]
+
+
+def board_where(board: str) -> list[Any]:
+    """SQL conditions (on ``Match`` and ``Prompt``) selecting the votes of ``board``; a
+    InputError names a board that does not exist (:mod:`metrics.boards` parses it)."""
+    parsed = parse_board(board)
+    where: list[Any] = [] if parsed.kind is None else [Match.kind == parsed.kind]
+    if parsed.character is not None:
+        where.append(Prompt.character == parsed.character)
+    return where
 
 
 def vote_record(vote: Vote, participants: list[int]) -> VoteRecord:
@@ -277,8 +295,9 @@ def apply_vote_online(session: Session | Connection, vote_id: int, record: VoteR
 
 def _log(session: Session, board: str = OVERALL) -> Iterator[tuple[int, VoteRecord, str,
                                                                    str | None]]:
-    """``(vote id, record, match kind, character)`` for the votes on ``board``, in id order."""
-    where = board_where(board)
+    """``(vote id, record, match kind, character)`` for the votes on ``board`` that count
+    (not by an excluded voter), in id order."""
+    where = [*board_where(board), Vote.voter_id.not_in(sorted(excluded_voter_ids(session)))]
     positions: dict[int, list[int]] = {}
     for match_id, checkpoint_id in session.execute(
         select(MatchImage.match_id, MatchImage.checkpoint_id)
@@ -300,53 +319,46 @@ def _log(session: Session, board: str = OVERALL) -> Iterator[tuple[int, VoteReco
         yield vote.id, vote_record(vote, positions[vote.match_id]), kind, character
 
 
-def recompute(db: Database, settings: Settings | None = None, progress: bool = True) -> int:
-    """Replay the whole vote log in id order and rewrite every snapshot and every board's
-    stored aggregates (:mod:`arena.leaderboard.store`: the board log and its Bradley-Terry fit);
-    returns the number of votes replayed. Runs as one serialized transaction, so no vote
-    lands half-way."""
+def replay(session: Session, settings: Settings | None = None, progress: bool = True,
+           observe: Callable[[int, str, VoteRecord, list[str]], None] | None = None) -> int:
+    """Replay the whole vote log in id order inside ``session`` (the caller's serialized
+    transaction) and rewrite every snapshot; ``observe(vote_id, kind, record, boards)`` sees
+    each vote (:func:`arena.leaderboard.fits.recompute` aggregates the boards with it).
+    Returns the number of votes replayed."""
     from tqdm import tqdm
 
-    s = settings or get_settings()
-    config = rating_config(s)
+    config = rating_config(settings or get_settings())
     parameters = {system: _parameters(config, system) for system in ONLINE_SYSTEMS}
     books: dict[str, RatingBook] = {}
-    logs: dict[str, BoardLog] = {}
     last_vote: dict[tuple[str, int], int] = {}
-    with db.session(serialized=True) as session:
-        total = session.scalar(select(func.count(Vote.id))) or 0
-        session.execute(delete(RatingSnapshot))
-        board_store.clear(session)
-        bar = tqdm(total=total, desc="replaying votes", unit="vote",
-                   disable=None if progress else True)
-        replayed = newest = 0
-        for vote_id, record, kind, character in _log(session):
-            newest = vote_id
-            for board in boards_for(kind, character):
-                book = books.get(board)
-                if book is None:
-                    book = books[board] = RatingBook(config)
-                    logs[board] = BoardLog(board, config.elo, config.both_bad_as_draw)
-                for c in book.apply(record):
-                    last_vote[(board, c)] = vote_id
-                logs[board].add(vote_id, kind, record)
-            replayed += 1
-            bar.update()
-        bar.close()
-        rows = [
-            {"board": board, "system": system, "checkpoint_id": c,
-             **_values(system, state, last_vote[(board, c)], parameters[system])}
-            for board, book in books.items()
-            for c, state in book.states.items()
-            for system in ONLINE_SYSTEMS
-        ]
-        if rows:
-            session.execute(insert(RatingSnapshot), rows)
-        for log in tqdm(logs.values(), desc="storing boards and Bradley-Terry fits",
-                        unit="board", disable=None if progress else True):
-            log.read_to = newest  # every board's log has seen every vote
-            store_log(session, log)
-            store_fit(session, log, s, fit_bt_rows(log.ballots, config, s, log.last_vote_id))
+    total = session.scalar(select(func.count(Vote.id)).where(
+        Vote.voter_id.not_in(sorted(excluded_voter_ids(session))))) or 0
+    session.execute(delete(RatingSnapshot))
+    bar = tqdm(total=total, desc="replaying votes", unit="vote",
+               disable=None if progress else True)
+    replayed = 0
+    for vote_id, record, kind, character in _log(session):
+        boards = boards_for(kind, character)
+        for board in boards:
+            book = books.get(board)
+            if book is None:
+                book = books[board] = RatingBook(config)
+            for c in book.apply(record):
+                last_vote[(board, c)] = vote_id
+        if observe is not None:
+            observe(vote_id, kind, record, boards)
+        replayed += 1
+        bar.update()
+    bar.close()
+    rows = [
+        {"board": board, "system": system, "checkpoint_id": c,
+         **_values(system, state, last_vote[(board, c)], parameters[system])}
+        for board, book in books.items()
+        for c, state in book.states.items()
+        for system in ONLINE_SYSTEMS
+    ]
+    if rows:
+        session.execute(insert(RatingSnapshot), rows)
     return replayed
 
 
@@ -366,178 +378,3 @@ def snapshot_rows(session: Session, board: str, system: str,
             "parameters; run `arena ratings recompute`"
         )
     return list(snapshots)
-
-
-# Bradley-Terry fits per (database, board, parameters), each with the newest vote it covers:
-# the log is append-only, so a fit at newest vote N stays exact until the board gets a new
-# vote, and a vote on another board keeps this board's fit.
-_BT_CACHE: dict[tuple[Any, ...], BTFit] = {}
-_BT_CACHE_SIZE = 64
-_BT_GUARD = threading.Lock()
-
-
-def clear_cache() -> None:
-    """Forget every Bradley-Terry fit held in memory, as a restarted process would."""
-    with _BT_GUARD:
-        _BT_CACHE.clear()
-
-
-# A dashboard view does not wait for a refit: it shows the newest fit (saying which vote it
-# covers) and one background refit per board runs at most this often.
-BT_REFIT_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class BTFit:
-    """Bradley-Terry rows (without names) fitted on the board's votes up to ``last_vote_id``."""
-
-    last_vote_id: int
-    rows: tuple[dict[str, Any], ...]
-    fitted_at: float
-
-
-_BT_RUNNING: set[tuple[Any, ...]] = set()
-
-
-def bt_rows(session: Session, board: str, settings: Settings | None = None,
-            wait: bool = True) -> list[dict[str, Any]]:
-    """The Bradley-Terry board (see :func:`leaderboard`), fitted with bootstrap intervals on
-    the board's aggregated log (:mod:`arena.leaderboard.log`); every row carries ``fit_vote_id``,
-    the newest vote the fit covers. ``wait=False`` (the dashboard) returns the cached fit even
-    when newer votes exist and refits in the background, at most every ``BT_REFIT_SECONDS``;
-    only a board never fitted (or fitted before it had votes) is fitted on the spot."""
-    s = settings or get_settings()
-    config = rating_config(s)
-    log = board_log(session, board, config)
-    key = (str(session.get_bind().url), board, s.bootstrap_rounds, s.bootstrap_seed,
-           config.both_bad_as_draw)
-    with _BT_GUARD:
-        fit = _BT_CACHE.get(key)
-    if fit is None:
-        fit = stored_fit(session, board, s)
-        if fit is not None:
-            fit = _keep_fit(key, fit)
-    stale = fit is not None and fit.last_vote_id != log.last_vote_id
-    # A board never fitted, or fitted before its first vote, is fitted on the spot.
-    if fit is None or (stale and (wait or not fit.rows)):
-        fit = _store_fit(key, log.last_vote_id, log.ballots, config, s)
-    elif fit.last_vote_id != log.last_vote_id:
-        _refit_later(key, fit, log.last_vote_id, log.ballots, config, s)
-    names = checkpoint_labels(session, [r["checkpoint_id"] for r in fit.rows])
-    return [{**row, "checkpoint": names[row["checkpoint_id"]][0],
-             "config": names[row["checkpoint_id"]][1]} for row in fit.rows]
-
-
-def bt_parameters(settings: Settings) -> dict[str, Any]:
-    """What decides a Bradley-Terry fit's numbers (the key of its stored aggregate)."""
-    return {"bootstrap_rounds": settings.bootstrap_rounds, "seed": settings.bootstrap_seed,
-            "ridge": RIDGE, "both_bad_as_draw": settings.both_bad_as_draw}
-
-
-def stored_fit(session: Session, board: str, settings: Settings) -> BTFit | None:
-    """The board's stored fit made with exactly these parameters, or None. It counts as
-    fitted long ago, so a view that finds newer votes starts a refit at once."""
-    found = board_store.load(session, board, board_store.BT, bt_parameters(settings))
-    if found is None:
-        return None
-    last_vote_id, rows = found
-    return BTFit(last_vote_id, tuple(rows), float("-inf"))
-
-
-def store_fit(session: Session, log: BoardLog, settings: Settings,
-              rows: Sequence[dict[str, Any]]) -> None:
-    """Store the fit of ``log``'s ballots (rows without names, as :func:`fit_bt_rows` makes
-    them) as its board's stored fit."""
-    board_store.save(session, log.board, board_store.BT, bt_parameters(settings),
-                     log.last_vote_id, log.votes, list(rows))
-
-
-def _store_fit(key: tuple[Any, ...], last_vote_id: int, ballots: Mapping[Ballot, int],
-               config: RatingConfig, settings: Settings) -> BTFit:
-    fit = BTFit(last_vote_id, tuple(fit_bt_rows(ballots, config, settings, last_vote_id)),
-                time.monotonic())
-    return _keep_fit(key, fit)
-
-
-def _keep_fit(key: tuple[Any, ...], fit: BTFit) -> BTFit:
-    with _BT_GUARD:
-        current = _BT_CACHE.get(key)
-        if current is None or current.last_vote_id < fit.last_vote_id:
-            _BT_CACHE.pop(key, None)
-            _BT_CACHE[key] = fit
-        while len(_BT_CACHE) > _BT_CACHE_SIZE:
-            _BT_CACHE.pop(next(iter(_BT_CACHE)))
-    return fit
-
-
-def _refit_later(key: tuple[Any, ...], fit: BTFit, last_vote_id: int,
-                 ballots: Mapping[Ballot, int], config: RatingConfig,
-                 settings: Settings) -> None:
-    with _BT_GUARD:
-        if key in _BT_RUNNING or time.monotonic() - fit.fitted_at < BT_REFIT_SECONDS:
-            return
-        _BT_RUNNING.add(key)
-
-    def done(rows: list[dict[str, Any]]) -> None:
-        _keep_fit(key, BTFit(last_vote_id, tuple(rows), time.monotonic()))
-        with _BT_GUARD:
-            _BT_RUNNING.discard(key)
-
-    def failed(_error: BaseException | None = None) -> None:  # the next view tries again
-        with _BT_GUARD:
-            _BT_RUNNING.discard(key)
-
-    try:
-        refit_pool().apply_async(fit_bt_rows, (dict(ballots), config, settings, last_vote_id),
-                                 callback=done, error_callback=failed)
-    except Exception:  # a pool that cannot start: the next view tries again
-        failed()
-        raise
-
-
-_POOL: list[multiprocessing.pool.Pool] = []
-
-
-def refit_pool() -> multiprocessing.pool.Pool:
-    """The process Bradley-Terry refits run in: a refit is seconds of Python on a large
-    board, which would hold this interpreter's lock (the dashboard's renders in the
-    leaderboard worker; the votes, were it the server). Daemonic, so it ends with this
-    process."""
-    with _BT_GUARD:
-        if not _POOL:
-            pool = multiprocessing.get_context("spawn").Pool(1)
-            atexit.register(pool.terminate)  # before interpreter teardown, not in __del__
-            _POOL.append(pool)
-        return _POOL[0]
-
-
-def fit_bt_rows(ballots: Mapping[Ballot, int], config: RatingConfig,
-                settings: Settings, last_vote_id: int) -> list[dict[str, Any]]:
-    """Bradley-Terry rows (without names) fitted on a board log's ``ballots``."""
-    result = bradley_terry(
-        group_ballots(ballots, config.both_bad_as_draw),
-        rounds=settings.bootstrap_rounds,
-        seed=settings.bootstrap_seed,
-    )
-    counts: dict[int, dict[str, int]] = {}
-    for (participants, winner, ranking), n in ballots.items():
-        record = VoteRecord(participants, winner, ranking)
-        for c, placed in placements(record, config.both_bad_as_draw).items():
-            tally = counts.setdefault(c, {"games": 0, "win": 0, "draw": 0, "loss": 0})
-            tally["games"] += n
-            tally[placed] += n
-    return [
-        {
-            "rank": r.rank,
-            "checkpoint_id": r.checkpoint_id,
-            "rating": r.rating,
-            "lower": r.lower,
-            "upper": r.upper,
-            "games": counts[r.checkpoint_id]["games"],
-            "wins": counts[r.checkpoint_id]["win"],
-            "draws": counts[r.checkpoint_id]["draw"],
-            "losses": counts[r.checkpoint_id]["loss"],
-            "fit_vote_id": last_vote_id,
-        }
-        for r in result.ratings
-    ]

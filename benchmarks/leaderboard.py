@@ -341,7 +341,7 @@ def _database(backend: str, args: argparse.Namespace) -> tuple[str, Path, bool, 
 
 
 def run(backend: str, args: argparse.Namespace) -> None:
-    from arena.ratings import recompute
+    from arena.leaderboard.fits import recompute
 
     url, folder, fresh, cleanup = _database(backend, args)
     try:

@@ -25,7 +25,7 @@ __all__ = [
     "system_help",
 ]
 
-Source = Literal["elo", "tw_elo", "trueskill", "bt"]
+Source = Literal["elo", "tw_elo", "trueskill", "bt", "robust"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,11 @@ SYSTEMS: dict[str, RatingSystem] = {
                      parameters="trueskill", sort="mu - 3 sigma", simulated=True),
         RatingSystem("bt", "Bradley-Terry", "bt", has_intervals=True, online=False,
                      parameters="bt", sort="Bradley-Terry rating (bootstrap intervals)",
+                     simulated=True),
+        RatingSystem("robust", "Robust Bradley-Terry", "robust", has_intervals=True,
+                     online=False, parameters="robust",
+                     sort="reliability-weighted, position-aware Bradley-Terry rating without "
+                          "flagged voters (intervals resampled by voter; metrics/robust.py)",
                      simulated=True),
     )
 }

@@ -28,6 +28,14 @@ as None). Also reported: the first evaluated vote count at which tau reached the
 all (``votes_first_tau``), which a noisy estimator reaches long before it stays there. A
 four-way vote counts as one vote.
 
+Attack and voter behaviour: with ``attack`` set (:mod:`metrics.attack`), a share of the
+votes comes from a vote-rigging attacker spread over many voter ids, who skips the matches it
+does not act on; ``random_voters`` is the share of voters who answer every vote at random and
+``skip_rate`` the chance an honest voter skips a match. ``run(..., keep_log=True)`` (or the
+``robust`` estimator, :mod:`metrics.robust`) keeps every shown match with its voter, vote or
+skip and answer time (:class:`metrics.reliability.VoterMatch`), and a run that keeps its log
+goes on to ``max_votes``.
+
 Newcomer: with ``newcomer_after`` set, the last checkpoint joins only after that many votes;
 reported are the votes (all matches, from its arrival) until its estimated rank stays within one
 place of its true rank, by the same settling rule.
@@ -39,12 +47,13 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from statistics import median
 from typing import Any, Literal
 
 import numpy as np
 
+from metrics.attack import AttackConfig, Attacker, answer_seconds
 from metrics.bradley_terry import fit_strengths
 from metrics.elo import EloParams
 from metrics.errors import InputError
@@ -53,6 +62,8 @@ from metrics.outcomes import BOTH_BAD, TIE, VoteRecord, pairwise
 from metrics.pairing import PairingParams, Standing, Strategy, check_strategy, pick_checkpoints
 from metrics.rating_book import RatingBook, RatingConfig
 from metrics.rating_systems import SYSTEMS
+from metrics.reliability import VoterMatch
+from metrics.robust import RobustParams, robust_bradley_terry
 from metrics.trueskill_fast import TrueSkillParams
 
 __all__ = [
@@ -67,7 +78,7 @@ __all__ = [
     "summarize",
 ]
 
-Estimator = Literal["elo", "trueskill", "bt"]
+Estimator = Literal["elo", "trueskill", "bt", "robust"]
 # The rating systems the simulator ranks by (:data:`metrics.rating_systems.SYSTEMS`).
 ESTIMATORS: tuple[Estimator, ...] = tuple(  # type: ignore[assignment]
     name for name, s in SYSTEMS.items() if s.simulated)
@@ -112,6 +123,9 @@ class SimulationConfig:
     grid_factor: float = 1.05
     newcomer_after: int | None = None
     pairing: PairingParams = field(default_factory=PairingParams)
+    attack: AttackConfig | None = None
+    random_voters: float = 0.0
+    skip_rate: float = 0.0
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
@@ -135,6 +149,12 @@ class SimulationConfig:
             raise InputError(f"max_votes: expected a positive number, got {self.max_votes}")
         if self.spread <= 0:
             raise InputError(f"spread: expected a positive number, got {self.spread}")
+        for name in ("random_voters", "skip_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"{name}: expected a share in [0, 1), got {getattr(self, name)!r}")
+        if self.attack is not None and self.attack.target_place > self.checkpoints:
+            raise InputError(f"attack target_place: expected at most {self.checkpoints}, "
+                             f"got {self.attack.target_place}")
         if self.grid_factor <= 1.0:
             raise InputError(f"grid_factor: expected a number above 1, got {self.grid_factor}")
 
@@ -160,6 +180,10 @@ class RunResult:
     newcomer_votes: int | None = None
     newcomer_games: int | None = None
     matched: dict[int, int] = field(default_factory=dict)
+    theta: dict[int, float] = field(default_factory=dict)
+    target: int | None = None
+    attacker_ids: frozenset[int] = frozenset()
+    log: list[VoterMatch] = field(default_factory=list)
 
 
 def kendall_tau(estimate: Sequence[float], truth: Sequence[float]) -> float:
@@ -235,8 +259,93 @@ def _grid(config: SimulationConfig) -> list[int]:
     return sorted(set(points))
 
 
-def run(config: SimulationConfig, seed: int) -> RunResult:
-    """Simulate one arena under ``seed`` (deterministic: same config and seed, same result)."""
+class _Crowd:
+    """Issues matches to simulated voters (honest ones and an attacker's ids) until one votes;
+    keeps the shown matches when asked. The honest path draws from ``rng`` exactly as before
+    attackers existed, so runs without them are unchanged; answer times and image draws come
+    from a second stream."""
+
+    def __init__(self, config: SimulationConfig, rng: random.Random, seed: int,
+                 theta: dict[int, float], standings: dict[int, Standing], keep: bool) -> None:
+        self.config, self.rng, self.theta, self.standings = config, rng, theta, standings
+        self.aux = random.Random(f"{seed}/voters")
+        self.kinds = list(config.kinds)
+        self.weights = [config.kinds[k] for k in self.kinds]
+        self.recent: dict[int, deque[frozenset[int]]] = {}
+        self.random_voters = round(config.random_voters * config.voters)
+        self.random_model = replace(config.voter, lapse=1.0)
+        order = sorted(theta, key=lambda c: -theta[c])
+        attack = config.attack
+        self.attacker = Attacker.against(attack, order) if attack and attack.share else None
+        self.log: list[VoterMatch] | None = [] if keep else None
+
+    def _issue(self, available: list[int], first: int, count: int,
+               ) -> tuple[int, str, tuple[int, ...]]:
+        """A match for one of voters ``first .. first + count - 1`` (drawn after the kind)."""
+        rng = self.rng
+        kind = self.kinds[0] if len(self.kinds) == 1 else rng.choices(
+            self.kinds, weights=self.weights)[0]
+        voter = first + rng.randrange(count)
+        history = self.recent.setdefault(voter, deque(maxlen=RECENT_SETS))
+        group = pick_checkpoints(
+            self.config.strategy, available, MATCH_SIZES[kind], self.standings, rng,
+            avoid=history, last=history[-1] if history else None, params=self.config.pairing,
+        )
+        history.append(frozenset(group))
+        return voter, kind, group
+
+    def _skipped(self, voter: int, kind: str, group: tuple[int, ...]) -> None:
+        for c in group:  # an issued match counts for matchmaking even when skipped
+            old = self.standings.get(c)
+            if old is not None:
+                self.standings[c] = Standing(old.issued + 1, old.mu, old.sigma)
+        if self.log is not None:
+            self.log.append(VoterMatch(voter, kind, group))
+
+    def _voted(self, voter: int, kind: str, record: VoteRecord, who: str) -> None:
+        seconds = answer_seconds(who, self.aux)  # drawn whether kept or not: same streams
+        if self.log is not None:
+            self.log.append(VoterMatch(voter, kind, record.participants, record, seconds))
+
+    def _attacker_vote(self, available: list[int], time: float,
+                       ) -> tuple[tuple[int, ...], VoteRecord] | None:
+        attacker = self.attacker
+        assert attacker is not None
+        for _ in range(attacker.config.max_tries):
+            voter, kind, group = self._issue(available, self.config.voters, attacker.config.ids)
+            images = tuple(self.aux.randrange(attacker.config.pool) for _ in group)
+            record, recognised = attacker.answer(kind, group, images, self.rng, time)
+            if record is None:
+                self._skipped(voter, kind, group)
+                continue
+            attacker.reveal(group, images)
+            self._voted(voter, kind, record, "recognised" if recognised else "random")
+            return group, record
+        return None
+
+    def next_vote(self, available: list[int], time: float,
+                  ) -> tuple[tuple[int, ...], VoteRecord]:
+        """The next vote cast: the checkpoints shown and the ballot."""
+        attack = self.config.attack
+        if self.attacker is not None and attack and self.aux.random() < attack.share:
+            done = self._attacker_vote(available, time)
+            if done is not None:
+                return done
+        while True:
+            voter, kind, group = self._issue(available, 0, self.config.voters)
+            if self.config.skip_rate and self.aux.random() < self.config.skip_rate:
+                self._skipped(voter, kind, group)
+                continue
+            careless = voter < self.random_voters
+            model = self.random_model if careless else self.config.voter
+            record = simulated_vote(kind, group, self.theta, model, self.rng, time)
+            self._voted(voter, kind, record, "random" if careless else "honest")
+            return group, record
+
+
+def run(config: SimulationConfig, seed: int, keep_log: bool = False) -> RunResult:
+    """Simulate one arena under ``seed`` (deterministic: same config and seed, same result);
+    ``keep_log`` keeps every shown match in the result and runs to ``max_votes``."""
     rng = random.Random(seed)
     n = config.checkpoints
     ids = list(range(1, n + 1))
@@ -250,9 +359,8 @@ def run(config: SimulationConfig, seed: int) -> RunResult:
     wins = np.zeros((n, n))
     newcomer = ids[-1] if config.newcomer_after is not None else None
     available = [c for c in ids if c != newcomer]
-    kinds = list(config.kinds)
-    weights = [config.kinds[k] for k in kinds]
-    recent: dict[int, deque[frozenset[int]]] = {}
+    crowd = _Crowd(config, rng, seed, theta, standings,
+                   keep_log or config.estimator == "robust")
     grid = deque(_grid(config))
     result = RunResult(seed)
     tau_settle, target_settle, newcomer_settle = _Settle(), _Settle(), _Settle()
@@ -261,6 +369,10 @@ def run(config: SimulationConfig, seed: int) -> RunResult:
     def estimate() -> list[float]:
         if config.estimator == "bt":
             return list(fit_strengths(wins))
+        if config.estimator == "robust":
+            fitted = robust_bradley_terry(crowd.log or [], RobustParams(rounds=0))
+            ratings = {row.checkpoint_id: row.rating for row in fitted.ratings}
+            return [ratings.get(c, 1000.0) for c in ids]
         if config.estimator == "trueskill":
             return [book.get(c).mu for c in ids]
         return [book.get(c).elo for c in ids]
@@ -269,15 +381,7 @@ def run(config: SimulationConfig, seed: int) -> RunResult:
         if newcomer is not None and votes - 1 == config.newcomer_after:
             available.append(newcomer)
             arrived = votes - 1
-        kind = kinds[0] if len(kinds) == 1 else rng.choices(kinds, weights=weights)[0]
-        voter = rng.randrange(config.voters)
-        history = recent.setdefault(voter, deque(maxlen=RECENT_SETS))
-        group = pick_checkpoints(
-            config.strategy, available, MATCH_SIZES[kind], standings, rng,
-            avoid=history, last=history[-1] if history else None, params=params,
-        )
-        history.append(frozenset(group))
-        record = simulated_vote(kind, group, theta, config.voter, rng, float(votes))
+        group, record = crowd.next_vote(available, float(votes))
         book.apply(record)
         for a, b, score in pairwise(record):
             wins[index[a], index[b]] += score
@@ -313,7 +417,8 @@ def run(config: SimulationConfig, seed: int) -> RunResult:
             result.votes_first_tau = votes
         target_settle.update(votes, tau >= config.target_tau and top_ok)
         newcomer_done = newcomer is None or newcomer_settle.settled is not None
-        if tau_settle.settled is not None and target_settle.settled is not None and newcomer_done:
+        settled = tau_settle.settled is not None and target_settle.settled is not None
+        if settled and newcomer_done and not keep_log:
             break
     result.votes_to_tau = tau_settle.settled
     result.votes_to_target = target_settle.settled
@@ -321,6 +426,13 @@ def run(config: SimulationConfig, seed: int) -> RunResult:
         result.newcomer_votes = newcomer_settle.settled
         result.newcomer_games = book.get(newcomer).games
     result.matched = {c: standings[c].issued if c in standings else 0 for c in ids}
+    if keep_log:
+        result.theta = dict(theta)
+        result.log = crowd.log or []
+        if crowd.attacker is not None:
+            result.target = crowd.attacker.target
+            result.attacker_ids = frozenset(
+                range(config.voters, config.voters + crowd.attacker.config.ids))
     return result
 
 

@@ -139,6 +139,18 @@ def db(db_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
+def second_db(db: Database, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A second fresh, migrated database on the same backend as ``db``."""
+    backend = "sqlite" if db.url.startswith("sqlite") else "postgresql"
+    (tmp_path / "second").mkdir()
+    urls = _fresh_database(backend, request, tmp_path / "second")
+    other = Database(next(urls))
+    yield other
+    other.dispose()
+    next(urls, None)
+
+
+@pytest.fixture
 def arena_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A temporary ARENA_HOME with the settings cache cleared around the test."""
     home = tmp_path / "home"

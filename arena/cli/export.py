@@ -57,6 +57,7 @@ def export_leaderboard_command(
             "board": board, "system": system, "notices": view.notices,
             "matchmaking_strategy": view.strategy,
             "parameters": rating_parameters(system, settings), "rows": view.rows,
+            "robust": view.robust,
         }, indent=2, default=str) + "\n"
     if out is None:
         typer.echo(text, nl=False)

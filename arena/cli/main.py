@@ -18,6 +18,7 @@ from arena.cli import (
     score,
     serve,
     simulate,
+    voters,
 )
 from arena.cli import jobs as jobs_cli
 from arena.cli import prompts as prompts_cli
@@ -30,6 +31,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(registry.app, name="registry")
 app.add_typer(pool.app, name="pool")
 app.add_typer(ratings.app, name="ratings")
+app.add_typer(voters.app, name="voters")
 app.add_typer(score.app, name="score")
 app.command("serve")(serve.serve)
 app.command("generate")(generate.generate)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from arena.cli.common import new_app, open_database, print_json
 from metrics.boards import OVERALL, board_help
 from metrics.rating_systems import DEFAULT_SYSTEM, system_help
 
-app = new_app("Leaderboards (Elo, TrueSkill, Bradley-Terry) and the replay of the vote log.")
+app = new_app("Leaderboards (Elo, TrueSkill, Bradley-Terry, robust); the replay of the vote log.")
 # `arena ratings` alone prints the overall Elo board instead of the help.
 app.info.no_args_is_help = False
 app.info.invoke_without_command = True
@@ -27,19 +29,20 @@ def show(
     checkpoints whose 95% intervals overlap share a rank)."""
     if ctx.invoked_subcommand is not None:
         return
-    from arena.leaderboard.rows import leaderboard
+    from arena.leaderboard.rows import board_document
     from arena.ratings import rating_parameters
     from arena.settings import get_settings
 
     settings = get_settings()
     db = open_database()
     with db.session(readonly=True) as session:
-        rows = leaderboard(session, board, system, settings)
+        document = board_document(session, board, system, settings)
+    rows = document["rows"]
     if as_json:
-        print_json({"board": board, "system": system,
-                    "parameters": rating_parameters(system, settings),
-                    "rows": rows})
+        print_json({**document, "parameters": rating_parameters(system, settings)})
         return
+    if "robust" in document:
+        typer.echo(_discounted(document["robust"]))
     if not rows:
         typer.echo(f"(no votes on board {board!r} yet)")
         return
@@ -54,10 +57,18 @@ def show(
                    f"{r['config']}")
 
 
+def _discounted(summary: dict[str, Any]) -> str:
+    """What the robust board left out and discounted, in one line."""
+    return (f"robust board: {summary['flagged_voters']} flagged voters left out "
+            f"({summary['flagged_votes']} votes); {summary['discounted_voters']} voters "
+            f"({summary['discounted_votes']} votes) count less than half a reliable voter "
+            f"(see `arena voters suspicious`)")
+
+
 @app.command("recompute")
 def recompute_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Replay the whole vote log in order and rewrite every Elo and TrueSkill snapshot."""
-    from arena.ratings import recompute
+    from arena.leaderboard.fits import recompute
 
     db = open_database()
     replayed = recompute(db, progress=not as_json)

@@ -14,7 +14,7 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +27,14 @@ if TYPE_CHECKING:  # arena.scores loads numpy and the metric modules: only when 
     from arena.scores import References, ScoreTarget
 
 app = new_app("Metric scores: CCIP character fidelity and CLIP score, stored with provenance.")
+
+
+# The options `arena score ccip` and `arena score clip` share.
+ImagesOpt = Annotated[Path | None, typer.Option("--images", help="A folder of generated images.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Image decoding threads.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")]
 
 
 @dataclass
@@ -173,7 +181,7 @@ def ccip(
     references: Path | None = typer.Option(
         None, "--references", help="Reference images of the character, or one subfolder each."
     ),
-    images: Path | None = typer.Option(None, "--images", help="A folder of generated images."),
+    images: ImagesOpt = None,
     checkpoint: list[str] | None = typer.Option(
         None, "--checkpoint", help="Score this checkpoint's pool images (repeatable)."
     ),
@@ -184,11 +192,11 @@ def ccip(
     pairs: tuple[Path, Path] | None = typer.Option(
         None, "--pairs", help="Print the CCIP difference between two images."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    workers: int = typer.Option(4, "--workers", min=1, help="Image decoding threads."),
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 4,
     chunk_size: int = typer.Option(32, "--chunk-size", min=1, help="Images per model call."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    csv_file: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
+    as_json: JsonOpt = False,
+    csv_file: CsvOpt = None,
 ) -> None:
     """CCIP character fidelity: the mean fraction of references judged the same character."""
     from metrics.ccip import extract_features
@@ -286,7 +294,7 @@ def _prompts_from_files(group: Group, prompt: str | None) -> None:
 
 @app.command("clip")
 def clip(
-    images: Path | None = typer.Option(None, "--images", help="A folder of generated images."),
+    images: ImagesOpt = None,
     checkpoint: list[str] | None = typer.Option(
         None, "--checkpoint", help="Score this checkpoint's pool images (repeatable)."
     ),
@@ -299,11 +307,11 @@ def clip(
     prompt: str | None = typer.Option(
         None, "--prompt", help="Prompt for every --images file (default: its parameters text)."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    workers: int = typer.Option(4, "--workers", min=1, help="Image decoding threads."),
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 4,
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per model call."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    csv_file: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
+    as_json: JsonOpt = False,
+    csv_file: CsvOpt = None,
 ) -> None:
     """CLIPScore (Hessel et al. 2021): 2.5 * max(cos(image, prompt), 0), averaged."""
     from metrics.clip_score import CLIPSCORE_W, load_clip_model

@@ -80,9 +80,23 @@ def simulate(
     ),
     quick: bool = typer.Option(False, "--quick", help="Small sizes (20 checkpoints, 3 seeds)."),
     plot: Path | None = typer.Option(None, "--plot", help="Write tau against votes (HTML)."),
+    attack_share: float | None = typer.Option(
+        None, "--attack-share", help="An attacker casting this share of all votes (e.g. 0.05): "
+        "prints the target's place on plain Bradley-Terry and on the robust board."),
+    attack_strategy: str = typer.Option(
+        "target_only", "--attack-strategy", help="target_only or omnipresent."),
+    recognition: float = typer.Option(
+        0.6, "--recognition", help="Chance the attacker recognises an unrevealed image."),
+    target_place: int = typer.Option(12, "--target-place", help="The target's true place."),
+    attack_ids: int = typer.Option(20, "--attack-ids", help="Voter ids the attacker uses."),
+    random_voters: float = typer.Option(
+        0.0, "--random-voters", help="Share of voters answering every vote at random."),
+    skip_rate: float = typer.Option(0.0, "--skip-rate", help="Chance a voter skips a match."),
+    voters: int = typer.Option(200, "--voters", help="Honest voters."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Simulate voters on checkpoints of known strength; print the votes needed per strategy."""
+    """Simulate voters on checkpoints of known strength; print the votes needed per strategy,
+    or, with --attack-share, how far a vote-rigging attacker moves its target."""
     from arena.cli.common import print_json
     from metrics.convergence import limit_lines, run_benchmark, tau_figure_html
     from metrics.simulate import SimulationConfig, VoterModel, run_many, summarize
@@ -95,11 +109,16 @@ def simulate(
         voter=VoterModel(lapse=lapse, draw_rate=draw_rate, both_bad_rate=both_bad_rate,
                          full_ranking=full_ranking),
         max_votes=max_votes, target_tau=target_tau, top_k=top_k,
-        newcomer_after=newcomer_after,
+        newcomer_after=newcomer_after, voters=voters, random_voters=random_voters,
+        skip_rate=skip_rate,
     )
     configs = {s: SimulationConfig(**{**base.__dict__, "strategy": s}) for s in strategies}
     if seeds < 1:
         raise UserError(f"--seeds: expected at least 1, got {seeds}")
+    if attack_share is not None:
+        _attack(base, strategies, attack_share, attack_strategy, recognition, target_place,
+                attack_ids, seeds, as_json)
+        return
     if benchmark:
         report = run_benchmark(base, range(seeds), _bar)
         summaries = report["arms"]
@@ -129,3 +148,36 @@ def simulate(
                            f"(target {target:.0f}x)")
         for line in limit_lines(report):
             typer.echo(line)
+
+
+def _attack(base: Any, strategies: list[str], share: float, strategy: str,
+            recognition: float, target_place: int, ids: int, seeds: int,
+            as_json: bool) -> None:
+    """``arena simulate --attack-share``: one attack over the seeds, both boards read."""
+    from dataclasses import replace
+
+    from arena.cli.common import print_json
+    from metrics.attack import AttackConfig
+    from metrics.manipulation import attack_row
+    from metrics.simulate import SimulationConfig
+
+    attack = AttackConfig(share=share, strategy=strategy,  # type: ignore[arg-type]
+                          recognition=recognition, target_place=target_place, ids=ids)
+    config: SimulationConfig = replace(base, strategy=strategies[-1], attack=attack)
+    row = attack_row(config, range(seeds), _bar(f"{strategy} {share:.0%}"))
+    if as_json:
+        print_json({"config": config.describe(), **row})
+        return
+
+    def share_text(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    typer.echo(f"{config.checkpoints} checkpoints, {config.voters} voters, {config.max_votes} "
+               f"votes, {config.strategy} matchmaking, {seeds} seeds; {strategy} attacker with "
+               f"{share:.0%} of the votes over {ids} ids, target truly {target_place}th")
+    typer.echo(f"median places gained: plain Bradley-Terry {row['gain_plain']:+.1f}, "
+               f"robust {row['gain_robust']:+.1f}")
+    typer.echo(f"attacker votes discounted by the robust board: "
+               f"{share_text(row['discounted_share'])}; attacker ids flagged: "
+               f"{share_text(row['attacker_ids_flagged_share'])}; honest voters flagged: "
+               f"{share_text(row['honest_flagged_share'])}")

@@ -25,9 +25,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena.decisions import excluded_voter_ids
 from arena.leaderboard import store as board_store
 from arena.models import Match, MatchImage, Prompt, Vote
-from metrics.boards import boards_for, parse_board
+from arena.ratings import board_where, record_from
+from metrics.boards import boards_for
 from metrics.bradley_terry import Ballot
 from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
 from metrics.outcomes import VoteRecord, pairwise
@@ -38,11 +40,9 @@ __all__ = [
     "BoardLog",
     "EloPoint",
     "board_log",
-    "board_where",
     "clear_cache",
     "log_parameters",
     "read_after",
-    "record_from",
     "store_log",
     "stored_log",
 ]
@@ -51,26 +51,6 @@ MAX_POINTS = 400
 STATE_LAYOUT = 2  # of BoardLog.to_state; a change of layout gets a new number
 _CACHE_SIZE = 64
 _BATCH = 20_000
-
-
-def record_from(outcome: str, winner_position: int | None, ranking: list[int] | None,
-                participants: list[int], time: float) -> VoteRecord:
-    """The rating systems' view of a stored vote's columns (participants by shown position)."""
-    if outcome == "ranking":
-        return VoteRecord(tuple(participants), ranking=tuple(ranking or ()), time=time)
-    if outcome == "win":
-        return VoteRecord(tuple(participants), winner=winner_position, time=time)
-    return VoteRecord(tuple(participants), winner=outcome, time=time)  # type: ignore[arg-type]
-
-
-def board_where(board: str) -> list[Any]:
-    """SQL conditions (on ``Match`` and ``Prompt``) selecting the votes of ``board``; a
-    InputError names a board that does not exist (:mod:`metrics.boards` parses it)."""
-    parsed = parse_board(board)
-    where: list[Any] = [] if parsed.kind is None else [Match.kind == parsed.kind]
-    if parsed.character is not None:
-        where.append(Prompt.character == parsed.character)
-    return where
 
 
 @dataclass(frozen=True)
@@ -113,6 +93,8 @@ class BoardLog:
     pair_wins: dict[tuple[int, int], float] = field(default_factory=dict)
     pair_games: dict[tuple[int, int], int] = field(default_factory=dict)
     _elo: dict[int, _EloState] = field(default_factory=dict)
+    # Voters whose votes an operator excluded (arena.decisions): read_after leaves them out.
+    excluded: frozenset[int] = frozenset()
 
     def add(self, vote_id: int, kind: str, record: VoteRecord) -> None:
         """Fold one vote (the next in id order) into the aggregate."""
@@ -204,11 +186,11 @@ class BoardLog:
 
     @classmethod
     def from_state(cls, board: str, elo_params: EloParams, both_bad_as_draw: bool,
-                   state: dict[str, Any]) -> BoardLog:
+                   state: dict[str, Any], excluded: frozenset[int] = frozenset()) -> BoardLog:
         """The aggregate :meth:`to_state` wrote (for the same board and parameters)."""
         log = cls(board, elo_params, both_bad_as_draw, last_vote_id=state["last_vote_id"],
                   read_to=state["read_to"], votes=state["votes"],
-                  last_time=state["last_time"], stride=state["stride"])
+                  last_time=state["last_time"], stride=state["stride"], excluded=excluded)
         log.ballots = _unflat_ballots(state["ballots"])
         log.position_wins = {k: list(v) for k, v in state["position_wins"].items()}
         log.history = [EloPoint(v, t, {c: e for c, e, _ in points},
@@ -279,25 +261,32 @@ def clear_cache() -> None:
         _LOCKS.clear()
 
 
-def log_parameters(config: RatingConfig) -> dict[str, Any]:
+def log_parameters(config: RatingConfig,
+                   excluded: frozenset[int] = frozenset()) -> dict[str, Any]:
     """What decides a board log's numbers, and the layout of its stored state (the key of
-    its stored aggregate: a row in another layout is never read)."""
-    return {"elo": asdict(config.elo), "both_bad_as_draw": config.both_bad_as_draw,
-            "layout": STATE_LAYOUT}
+    its stored aggregate: a row in another layout, or made with other voters excluded, is
+    never read)."""
+    parameters = {"elo": asdict(config.elo), "both_bad_as_draw": config.both_bad_as_draw,
+                  "layout": STATE_LAYOUT}
+    if excluded:
+        parameters["excluded_voters"] = sorted(excluded)
+    return parameters
 
 
-def stored_log(session: Session, board: str, config: RatingConfig) -> BoardLog | None:
-    """The board's stored aggregate made with exactly ``config``'s parameters, or None."""
-    found = board_store.load(session, board, board_store.LOG, log_parameters(config))
+def stored_log(session: Session, board: str, config: RatingConfig,
+               excluded: frozenset[int] = frozenset()) -> BoardLog | None:
+    """The board's stored aggregate made with exactly ``config``'s parameters and the
+    ``excluded`` voters left out, or None."""
+    found = board_store.load(session, board, board_store.LOG, log_parameters(config, excluded))
     if found is None:
         return None
-    return BoardLog.from_state(board, config.elo, config.both_bad_as_draw, found[1])
+    return BoardLog.from_state(board, config.elo, config.both_bad_as_draw, found[1], excluded)
 
 
 def store_log(session: Session, log: BoardLog) -> None:
     """Store ``log`` as its board's aggregate (a writing session)."""
     config = RatingConfig(elo=log.elo_params, both_bad_as_draw=log.both_bad_as_draw)
-    board_store.save(session, log.board, board_store.LOG, log_parameters(config),
+    board_store.save(session, log.board, board_store.LOG, log_parameters(config, log.excluded),
                      log.last_vote_id, log.votes, log.to_state())
 
 
@@ -314,7 +303,7 @@ def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None
         bound = [] if upto is None else [Vote.id <= upto]
         votes = conn.execute(
             select(Vote.id, Vote.match_id, Vote.outcome, Vote.winner_position, Vote.ranking,
-                   Vote.created_at)
+                   Vote.created_at, Vote.voter_id)
             .where(Vote.id > after, *bound)
             .order_by(Vote.id)
             .limit(_BATCH)
@@ -332,7 +321,8 @@ def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None
             )
         }
         after = log.read_to = votes[-1].id
-        kept = [v for v in votes if log.board in boards_for(*kinds[v.match_id])]
+        kept = [v for v in votes if log.board in boards_for(*kinds[v.match_id])
+                and v.voter_id not in log.excluded]
         positions: dict[int, list[int]] = {}
         if kept:
             for match_id, checkpoint_id in conn.execute(
@@ -354,14 +344,15 @@ def board_log(session: Session, board: str, config: RatingConfig) -> BoardLog:
     reads votes after the cached newest one); the caller gets its own copy. A UserError names
     an unknown board."""
     board_where(board)
-    key = (str(session.get_bind().url), board, config.elo, config.both_bad_as_draw)
+    excluded = frozenset(excluded_voter_ids(session))
+    key = (str(session.get_bind().url), board, config.elo, config.both_bad_as_draw, excluded)
     with _GUARD:
         lock = _LOCKS.setdefault(key, threading.Lock())
     with lock:
         log = _CACHE.get(key)
         if log is None:
-            log = (stored_log(session, board, config)
-                   or BoardLog(board, config.elo, config.both_bad_as_draw))
+            log = (stored_log(session, board, config, excluded)
+                   or BoardLog(board, config.elo, config.both_bad_as_draw, excluded=excluded))
         read_after(session, log)
         with _GUARD:
             _CACHE[key] = log

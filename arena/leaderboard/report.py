@@ -8,7 +8,7 @@ The file embeds plotly.js once and every figure's data, so it opens offline in a
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,7 +50,7 @@ def _markdown_line(text: str) -> str:
     return "\n".join(out)
 
 
-def _section(view: BoardView, knob: str, first: bool) -> str:
+def _section(view: BoardView, knob: str, first: bool, robust: BoardView | None = None) -> str:
     parts = [f'<section id="board-{html.escape(view.board)}">',
              f"<h2>{html.escape(view.label)}</h2>", _markdown_line(status_text(view)),
              table_frame(view).to_html(index=False, na_rep="—", classes="leaderboard")]
@@ -65,14 +65,20 @@ def _section(view: BoardView, knob: str, first: bool) -> str:
             parts.append(agreement_frame(view).to_html(index=False, na_rep="—"))
         if key == "position" and view.position:
             parts.append(position_frame(view).to_html(index=False, na_rep="—"))
+    if robust is not None:  # beside plain Bradley-Terry: the board without what it discounts
+        parts += [f"<h3>{html.escape(robust.label)}</h3>", _markdown_line(status_text(robust)),
+                  table_frame(robust).to_html(index=False, na_rep="—", classes="robust")]
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def render_report(views: Sequence[BoardView], knob: str = "checkpoint_step") -> str:
-    """The whole HTML document for ``views`` (plotly.js inlined once, before the first plot)."""
+def render_report(views: Sequence[BoardView], knob: str = "checkpoint_step",
+                  robust: Mapping[str, BoardView] | None = None) -> str:
+    """The whole HTML document for ``views`` (plotly.js inlined once, before the first plot);
+    ``robust``: per board, its robust board, shown after the board's table and figures."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = [_section(view, knob, first=i == 0) for i, view in enumerate(views)]
+    body = [_section(view, knob, i == 0, (robust or {}).get(view.board))
+            for i, view in enumerate(views)]
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<title>Illustrious Arena report</title>"
@@ -86,12 +92,16 @@ def render_report(views: Sequence[BoardView], knob: str = "checkpoint_step") -> 
 def write_report(db: Database, settings: Settings, out: Path,
                  boards: Sequence[str] = DEFAULT_BOARDS, system: str = REPORT_SYSTEM,
                  knob: str = "checkpoint_step") -> list[BoardView]:
-    """Read every board (read-only) and write the report to ``out``; returns the views."""
+    """Read every board (read-only) and write the report to ``out``; returns the views. With
+    plain Bradley-Terry, each board is followed by its robust board (what it discounted and
+    where the two disagree in its notices)."""
     from arena.errors import UserError
 
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: the folder {out.parent} does not exist")
     with db.session(readonly=True) as session:
         views = [load_view(session, board, system, settings, wait=True) for board in boards]
-    out.write_text(render_report(views, knob), encoding="utf-8")
+        robust = ({board: load_view(session, board, "robust", settings, wait=True)
+                   for board in boards} if system == "bt" else {})
+    out.write_text(render_report(views, knob, robust), encoding="utf-8")
     return views

@@ -25,17 +25,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.errors import StaleRatings
+from arena.leaderboard.fits import BT_REFIT_SECONDS, bt_rows
 from arena.leaderboard.log import board_where
+from arena.leaderboard.robust import robust_rows, robust_summary
 from arena.models import Checkpoint, MetricScore, RatingSnapshot, TrainingConfigRecord
-from arena.ratings import bt_rows, snapshot_rows
+from arena.ratings import snapshot_rows
 from arena.settings import Settings, get_settings
 from metrics.boards import OVERALL, parse_board
 from metrics.elo import time_weighted_average
 from metrics.rating_systems import DEFAULT_SYSTEM, RatingSystem, check_system
 from metrics.trueskill_fast import conservative_score
 
-__all__ = ["Z95", "BoardRows", "board_rows", "latest_scores", "leaderboard", "rank_rows",
-           "system_for"]
+__all__ = ["Z95", "BoardRows", "board_document", "board_rows", "latest_scores", "leaderboard",
+           "rank_rows", "system_for"]
 
 # Two-sided 95% normal quantile: TrueSkill's interval is mu +- Z95 sigma.
 Z95 = 1.959963984540054
@@ -51,6 +53,9 @@ class BoardRows:
     rows: list[dict[str, Any]]
     notices: list[str] = field(default_factory=list)
     stale: str | None = None
+    # The robust system: what it discounted and its fitted position terms
+    # (:func:`arena.leaderboard.robust.robust_summary`).
+    robust: dict[str, Any] | None = None
 
 
 def system_for(name: str) -> RatingSystem:
@@ -120,7 +125,9 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
                settings: Settings | None = None, wait: bool = True) -> BoardRows:
     """The rows of ``board`` in ``system`` (read-only). A UserError names an unknown board or
     system. Bradley-Terry: the newest fit, unless ``wait=False`` (the dashboard), which takes
-    the fit at hand and refits in the background (:func:`arena.ratings.bt_rows`)."""
+    the fit at hand and refits in the background (:func:`arena.leaderboard.fits.bt_rows`);
+    the robust board likewise takes a fit up to ``BT_REFIT_SECONDS`` old when not waiting, and
+    says what it discounted in ``robust``."""
     s = settings or get_settings()
     chosen = system_for(system)
     board_where(board)
@@ -131,7 +138,13 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
         return out
     bt = ({r["checkpoint_id"]: r for r in bt_rows(session, board, s, wait=wait)}
           if chosen.source == "bt" else {})
-    source = {"elo": elo, "tw_elo": elo, "trueskill": ts, "bt": bt}[chosen.source] or {}
+    if chosen.source == "robust":  # a fitted system like bt: the same columns
+        fitted, result = robust_rows(session, board, s,
+                                     max_age=0.0 if wait else BT_REFIT_SECONDS)
+        bt = {r["checkpoint_id"]: r for r in fitted}
+        out.robust = robust_summary(result)
+    source = {"elo": elo, "tw_elo": elo, "trueskill": ts, "bt": bt,
+              "robust": bt}[chosen.source] or {}
     ids = list(source)
     labels = _labels(session, ids)
     character = parse_board(board).character
@@ -190,11 +203,22 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
     return out
 
 
-def leaderboard(session: Session, board: str = OVERALL, system: str = DEFAULT_SYSTEM,
-                settings: Settings | None = None) -> list[dict[str, Any]]:
-    """:func:`board_rows`' rows for the API, ``arena ratings`` and the hooks:
+def board_document(session: Session, board: str = OVERALL, system: str = DEFAULT_SYSTEM,
+                   settings: Settings | None = None) -> dict[str, Any]:
+    """:func:`board_rows` for the API and ``arena ratings``: board, system, rows and, for the
+    robust system, ``robust`` (what it discounted, its position terms);
     :class:`arena.errors.StaleRatings` when the system's snapshots are stale."""
     found = board_rows(session, board, system, settings)
     if found.stale is not None:
         raise StaleRatings(found.stale)
-    return found.rows
+    document: dict[str, Any] = {"board": board, "system": system, "rows": found.rows}
+    if found.robust is not None:
+        document["robust"] = found.robust
+    return document
+
+
+def leaderboard(session: Session, board: str = OVERALL, system: str = DEFAULT_SYSTEM,
+                settings: Settings | None = None) -> list[dict[str, Any]]:
+    """:func:`board_document`'s rows (the hooks)."""
+    rows: list[dict[str, Any]] = board_document(session, board, system, settings)["rows"]
+    return rows

@@ -1,8 +1,10 @@
 """Board aggregates stored in SQL, so that a cold leaderboard view reads only a short tail.
 
-Two aggregates per board: ``log`` (the :class:`arena.leaderboard.log.BoardLog` state: ballots, pair
-counts, wins by position, Elo state and its sampled history) and ``bt`` (a Bradley-Terry fit
-with its bootstrap intervals). Each row says the newest vote it covers and is keyed by the
+Three aggregates per board: ``log`` (the :class:`arena.leaderboard.log.BoardLog` state:
+ballots, pair counts, wins by position, Elo state and its sampled history), ``bt`` (a
+Bradley-Terry fit with its bootstrap intervals) and ``robust`` (the robust board with every
+voter's reliability and signals, stored by :func:`arena.leaderboard.voters.robust_fit`).
+Each row says the newest vote it covers and is keyed by the
 exact parameters that decide its numbers: a row made with other parameters is never read.
 They are derived like the rating snapshots: ``arena ratings recompute`` rewrites them from a
 replay of the whole log, and the server's leaderboard worker stores newer ones as votes come

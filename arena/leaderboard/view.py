@@ -20,10 +20,17 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena.leaderboard.fits import BT_REFIT_SECONDS, bt_rows
 from arena.leaderboard.log import BoardLog, board_log
+from arena.leaderboard.robust import (
+    disagreements,
+    position_warnings,
+    robust_rows,
+    robust_summary,
+)
 from arena.leaderboard.rows import board_rows, latest_scores
 from arena.models import Checkpoint, Prompt, RatingSnapshot, TrainingConfigRecord
-from arena.ratings import BT_REFIT_SECONDS, rating_config, rating_parameters
+from arena.ratings import rating_config, rating_parameters
 from arena.settings import Settings, get_settings
 from metrics.boards import CHARACTER_KIND, OVERALL, board_name, kind_boards, parse_board
 from metrics.elo import time_weighted_average
@@ -94,6 +101,8 @@ class BoardView:
     knobs: list[KnobCorrelation] = field(default_factory=list)
     agreement: dict[str, RankCorrelation] = field(default_factory=dict)
     position: dict[str, PositionBias] = field(default_factory=dict)
+    # The robust board: what it discounted and its fitted position terms.
+    robust: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -194,15 +203,29 @@ def load_view(session: Session, board: str = OVERALL, system: str = DEFAULT_SYST
     for kind in MATCH_KINDS:
         wins = log.position_wins.get(kind)
         if wins and len(wins) == MATCH_SIZES[kind]:
-            bias = view.position[kind] = position_bias(wins)
-            if bias.significant():
-                shares = ", ".join(f"{share:.0%}" for share in bias.shares)
-                notices.append(
-                    f"position bias in {kind} matches: wins by shown position {shares} "
-                    f"(p = {bias.p_value:.3g}); positions are shuffled, so this is the voters' "
-                    "habit, not the checkpoints'"
-                )
+            view.position[kind] = position_bias(wins)
+    _robust_notices(session, view, s, wait)
     return view
+
+
+def _robust_notices(session: Session, view: BoardView, settings: Settings, wait: bool) -> None:
+    """What the robust board says about this board: the position bias from its fitted term
+    (win shares by position mix the bias with who was shown where), checkpoints whose plain
+    and robust places differ by more than their intervals allow, and what it discounted."""
+    robust, result = robust_rows(session, view.board, settings,
+                                 max_age=0.0 if wait else BT_REFIT_SECONDS)
+    view.robust = robust_summary(result)
+    for warning in position_warnings(result):
+        view.notices.append(f"position bias in {warning}; positions are shuffled, so this is "
+                            "the voters' habit, not the checkpoints'")
+    plain = (view.rows if view.system == "bt"
+             else bt_rows(session, view.board, settings, wait=wait))
+    view.notices.extend(disagreements(plain, robust))
+    if view.system == "robust" and result.flagged_voters + result.discounted_voters:
+        view.notices.append(
+            f"robust board: {result.flagged_voters} flagged voters left out "
+            f"({result.flagged_votes} votes), {result.discounted_voters} voters "
+            f"({result.discounted_votes} votes) counted at less than half weight")
 
 
 def knob_correlations(view: BoardView) -> list[KnobCorrelation]:

@@ -72,16 +72,19 @@ def refresh(db: Database, settings: Settings, state: Refresher,
     also loads each board's Bradley-Terry fit, later ones leave refits to views), then store
     the aggregate of each board that gained ``STORE_EVERY`` settled votes since last stored,
     with its Bradley-Terry fit. ``now``: the monotonic time (tests pass their own)."""
+    from arena.decisions import excluded_voter_ids
+    from arena.leaderboard.fits import bt_rows, fit_bt_rows, refit_pool, store_fit
     from arena.leaderboard.log import BoardLog, board_log, read_after, store_log, stored_log
     from arena.leaderboard.view import board_choices
     from arena.models import Vote
-    from arena.ratings import bt_rows, fit_bt_rows, rating_config, refit_pool, store_fit
+    from arena.ratings import rating_config
 
     config = rating_config(settings)
     first = not state.seen
     with db.session(readonly=True) as session:
         newest = session.scalar(select(func.max(Vote.id))) or 0
         boards = board_choices(session)
+        excluded = frozenset(excluded_voter_ids(session))
         for board in boards:
             board_log(session, board, config)
             if first:
@@ -90,10 +93,11 @@ def refresh(db: Database, settings: Settings, state: Refresher,
     for board in boards:
         with db.session(readonly=True) as session:
             settled = state.settled.get(board)
-            if settled is None:
-                settled = stored_log(session, board, config)
+            if settled is None or settled.excluded != excluded:  # a new operator decision
+                settled = stored_log(session, board, config, excluded)
                 state.stored_votes[board] = settled.votes if settled else 0
-                settled = settled or BoardLog(board, config.elo, config.both_bad_as_draw)
+                settled = settled or BoardLog(board, config.elo, config.both_bad_as_draw,
+                                              excluded=excluded)
                 state.settled[board] = settled
             read_after(session, settled, upto=settle_to)
         if settled.votes - state.stored_votes[board] < STORE_EVERY:

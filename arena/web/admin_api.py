@@ -1,5 +1,6 @@
-"""Admin JSON API for trainers: register a checkpoint (202 + its queued jobs), read a
-checkpoint's state (config, jobs, pool, scores, ratings) and a job.
+"""Admin JSON API for trainers and operators: register a checkpoint (202 + its queued jobs),
+read a checkpoint's state (config, jobs, pool, scores, ratings) and a job, and list the voters
+the robust board flags on a board (reliability, signals, why).
 
 Every route needs the admin bearer token (``ARENA_ADMIN_TOKEN``); without it nothing is read
 or stored.
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from arena.jobs.plan import CheckpointRequest as Request
 from arena.jobs.plan import queue_checkpoint
 from arena.jobs.queue import describe_job, get_job
+from arena.leaderboard.voters import suspicious
 from arena.registry import checkpoint_status
 from arena.web.http import DB, ERROR_RESPONSES, SETTINGS, require_admin
 
@@ -63,3 +65,13 @@ def read_job(job_id: int, db: DB) -> dict[str, Any]:
     """One job: status, attempts, progress, error, result."""
     with db.session(readonly=True) as session:
         return describe_job(get_job(session, job_id))
+
+
+@router.get("/voters/suspicious")
+def suspicious_voters(db: DB, settings: SETTINGS,
+                      board: str = Query("overall", max_length=250),
+                      every: bool = Query(False, alias="all")) -> dict[str, Any]:
+    """Voters of a board flagged as possible vote riggers (``all=true``: every voter), with
+    reliability, behaviour signals and the reasons, and the exclusions in force."""
+    with db.session(readonly=True) as session:
+        return suspicious(session, board, settings, every=every)

@@ -21,7 +21,7 @@ import pandas as pd
 from gradio.components.plot import PlotData
 
 from arena.db import Database
-from arena.errors import UserError
+from arena.errors import InputError
 from arena.leaderboard.figures import FIGURES
 from arena.leaderboard.render import RENDER_SECONDS, Rendered, status_text
 from arena.leaderboard.view import KNOBS, TABLE_COLUMNS, board_choices
@@ -109,7 +109,7 @@ def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None
     def show(board_name: str, system_name: str, knob_name: str) -> dict[Any, Any]:
         try:
             shown = serve_view(db, settings, board_name, system_name, knob_name)
-        except UserError as exc:
+        except InputError as exc:
             with db.session(readonly=True) as session:
                 choices = board_choices(session)
             return {board: gr.update(choices=choices), status: f"⚠️ {exc}",
@@ -133,7 +133,7 @@ def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None
         with db.session(readonly=True) as session:
             try:
                 return describe_config(get_config(session, str(frame.iloc[row]["Training config"])))
-            except UserError as exc:
+            except InputError as exc:
                 return {"error": str(exc)}
 
     outputs = [board, status, table, download, knobs, agreement, position, *plots.values()]

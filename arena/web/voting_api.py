@@ -145,7 +145,8 @@ def get_leaderboard(
 ) -> dict[str, Any]:
     """Ratings on one board in one system (:func:`arena.leaderboard.rows.board_rows`), with
     intervals, ranks, games and linked configs, and the matchmaking strategy that chose the
-    matches. An unknown board is a 404; reads are limited per client address.
+    matches; ``system=robust`` adds ``robust``: the voters and votes it discounted and its
+    fitted position terms. An unknown board is a 404; reads are limited per client address.
 
     The rows are computed in the leaderboard worker process, never in this one: Bradley-Terry
     is the fit at hand (stored, or the worker's newest; a refit starts there when newer votes
@@ -176,6 +177,8 @@ def get_leaderboard(
         "fit_vote_id": max(covers) if covers else None,
         "rows": found.rows,
     }
+    if found.robust is not None:
+        answer["robust"] = found.robust
     shared[(board, system)] = (now, answer)
     return answer
 

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from arena.cli.main import app
 from arena.db import Database
 from arena.errors import InputError, UserError
+from arena.leaderboard.fits import recompute
 from arena.leaderboard.rows import leaderboard
 from arena.models import (
     Checkpoint,
@@ -31,7 +32,6 @@ from arena.models import (
     Voter,
     utcnow,
 )
-from arena.ratings import recompute
 from arena.settings import Settings
 from arena.votes import record_vote
 from metrics.boards import boards_for

@@ -45,14 +45,15 @@ def test_match_kinds_say_what_a_vote_may_answer() -> None:
 
 def test_rating_systems_table() -> None:
     assert DEFAULT_SYSTEM in SYSTEMS
-    assert system_help() == "elo, tw_elo, trueskill or bt."
-    assert {n for n, s in SYSTEMS.items() if s.has_intervals} == {"trueskill", "bt"}
+    assert system_help() == "elo, tw_elo, trueskill, bt or robust."
+    assert {n for n, s in SYSTEMS.items() if s.has_intervals} == {"trueskill", "bt", "robust"}
     assert SYSTEMS["tw_elo"].parameters == "elo"
-    assert system_help(simulated=True) == "elo, trueskill or bt."
-    assert ESTIMATORS == ("elo", "trueskill", "bt")
+    assert system_help(simulated=True) == "elo, trueskill, bt or robust."
+    assert ESTIMATORS == ("elo", "trueskill", "bt", "robust")
     with pytest.raises(ValueError) as error:
         check_system("glicko")
-    assert str(error.value) == "system: expected one of elo, tw_elo, trueskill, bt, got 'glicko'"
+    assert str(error.value) == (
+        "system: expected one of elo, tw_elo, trueskill, bt, robust, got 'glicko'")
 
 
 @given(st.sampled_from(MATCH_KINDS), st.one_of(st.none(), st.text(min_size=1, max_size=12)))

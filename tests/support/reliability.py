@@ -35,8 +35,8 @@ import httpx
 from sqlalchemy import func, select
 
 from arena.db import Database
+from arena.leaderboard.fits import recompute
 from arena.models import Match, RatingSnapshot, Vote
-from arena.ratings import recompute
 from arena.settings import Settings
 
 ADMIN_TOKEN = "harness-admin-token-7f3c9e"  # a test value, checked absent from the logs

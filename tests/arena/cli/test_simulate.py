@@ -56,3 +56,23 @@ def test_benchmark_prints_the_arms_ratios_and_the_information_limit() -> None:
     assert len(limits) == 2
     four, duel = (float(line.split("at least ")[1].split()[0]) for line in limits)
     assert 0 < four < duel  # a four-way ranking carries more than a duel
+
+
+def test_an_attack_reports_both_boards() -> None:
+    args = ["simulate", "-n", "12", "--seeds", "1", "--max-votes", "1500", "--kinds",
+            "fixed=1,ffa=1", "-s", "active", "--random-voters", "0.15", "--skip-rate", "0.05",
+            "--attack-share", "0.1", "--target-place", "8", "--recognition", "0.8"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["config"]["attack"]["share"] == 0.1 and row["target_place"] == 8
+    outcome = row["outcomes"][0]
+    assert outcome["attacker_votes"] > 0 and outcome["honest_voters"] > 0
+    assert row["gain_plain"] > row["gain_robust"]  # the attack moves plain BT more
+    text = CliRunner().invoke(app, args)
+    assert "median places gained: plain Bradley-Terry" in text.stdout
+    for bad in (["--attack-share", "1.5"], ["--attack-strategy", "everywhere"],
+                ["--target-place", "99"]):
+        result = CliRunner().invoke(app, [*args, *bad])
+        assert result.exit_code == 2, (bad, result.output)
+        assert result.output.startswith("error: ") and len(result.output.splitlines()) == 1

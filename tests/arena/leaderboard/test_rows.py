@@ -177,7 +177,7 @@ def test_unknown_system_or_board_lists_the_valid_ones(voted: Database, tmp_path:
     with voted.session(readonly=True) as s, pytest.raises(InputError) as error:
         board_rows(s, "overall", "glicko")
     assert str(error.value) == (
-        "system: expected one of elo, tw_elo, trueskill, bt, got 'glicko'")
+        "system: expected one of elo, tw_elo, trueskill, bt, robust, got 'glicko'")
     client = make_client(voted, tmp_path / "api-home")
     answer = client.get("/api/v1/leaderboard", params={"system": "glicko"})
     assert answer.status_code == 422

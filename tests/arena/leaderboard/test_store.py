@@ -10,19 +10,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from arena import ratings
 from arena.db import Database
 from arena.demo.voters import simulate_votes
+from arena.leaderboard import fits
 from arena.leaderboard import log as board_log_module
 from arena.leaderboard import store as board_store
 from arena.leaderboard import worker as board_worker
 from arena.leaderboard.figures import all_figures
+from arena.leaderboard.fits import bt_rows, recompute, stored_fit
 from arena.leaderboard.log import BoardLog, read_after, store_log, stored_log
 from arena.leaderboard.view import load_view
 from arena.leaderboard.worker import Refresher, refresh
 from arena.matchmaking import SETTLE_SECONDS
 from arena.models import BoardAggregate
-from arena.ratings import bt_rows, rating_config, recompute, stored_fit
+from arena.ratings import rating_config
 from arena.settings import Settings
 from tests.support.pool import CHARACTERS, build_pool
 
@@ -33,7 +34,7 @@ BOARDS = ("overall", "ffa", f"fixed/{CHARACTERS[0]}")
 def forget_caches() -> None:
     """What a restarted process knows: nothing in memory."""
     board_log_module.clear_cache()
-    ratings.clear_cache()
+    fits.clear_cache()
 
 
 def shown(db: Database, board: str, system: str, settings: Settings = SETTINGS) -> str:
@@ -173,7 +174,7 @@ def test_refresher_stores_only_settled_votes(recomputed: Database,
         read_after(s, upto, upto=seen)
     assert after.to_state() == upto.to_state()
     assert [r["rating"] for r in fit.rows] == [
-        r["rating"] for r in ratings.fit_bt_rows(upto.ballots, config, SETTINGS, seen)]
+        r["rating"] for r in fits.fit_bt_rows(upto.ballots, config, SETTINGS, seen)]
 
 
 def test_recompute_rewrites_the_aggregates(recomputed: Database) -> None:

@@ -19,16 +19,17 @@ import pytest
 from scipy import stats
 from sqlalchemy import select
 
-from arena import ratings
 from arena.db import Database
 from arena.demo.voters import VoterModel, preset_strengths, simulate_votes
+from arena.leaderboard import fits
 from arena.leaderboard.figures import all_figures, knob_frame
+from arena.leaderboard.fits import bt_rows, fit_bt_rows
 from arena.leaderboard.log import board_log
 from arena.leaderboard.view import load_view, table_frame
 from arena.models import Checkpoint, MetricScore, utcnow
-from arena.ratings import _log, bt_rows, fit_bt_rows, rating_config
+from arena.ratings import _log, rating_config
 from arena.settings import Settings
-from metrics.bradley_terry import bradley_terry
+from metrics.bradley_terry import bradley_terry, group_ballots
 from metrics.outcomes import pairwise
 from metrics.rating_book import RatingBook
 from tests.support.pool import CHARACTERS, build_pool
@@ -92,8 +93,13 @@ def test_view_matches_ratings_from_the_votes(voted: Database, board: str) -> Non
         assert trace["y"][-1] == pytest.approx(book.states[cid].elo, abs=1e-9)
         assert trace["x"][-1] == elo.log.last_vote_id
 
-    # Bradley-Terry from the records directly, the same bootstrap.
-    direct = bradley_terry(records, rounds=SETTINGS.bootstrap_rounds, seed=SETTINGS.bootstrap_seed)
+    # Bradley-Terry from the records directly, the same bootstrap (drawn over the distinct
+    # ballots in the one order arena.ratings.fit_bt_rows puts them in).
+    ballots = Counter((r.participants, r.winner, r.ranking) for r in records)
+    canonical = dict(sorted(ballots.items(), key=lambda b: (b[0][0], str(b[0][1]),
+                                                            b[0][2] or ())))
+    direct = bradley_terry(group_ballots(canonical), rounds=SETTINGS.bootstrap_rounds,
+                           seed=SETTINGS.bootstrap_seed)
     assert [(r["checkpoint_id"], pytest.approx(r["rating"]), pytest.approx(r["lower"]))
             for r in bt.rows] == [(r.checkpoint_id, r.rating, r.lower) for r in direct.ratings]
     bt_figure = all_figures(bt)["ratings"]["data"][0]
@@ -194,7 +200,7 @@ def test_bt_cache_survives_votes_on_other_boards(voted: Database,
         fitted.append(last_vote_id)
         return fit_bt_rows(ballots, config, settings, last_vote_id)
 
-    monkeypatch.setattr(ratings, "fit_bt_rows", counting_fit)
+    monkeypatch.setattr(fits, "fit_bt_rows", counting_fit)
     with voted.session(readonly=True) as s:
         first = bt_rows(s, "ffa", SETTINGS)
     fit_vote_id = first[0]["fit_vote_id"]
@@ -316,7 +322,6 @@ def test_background_refit_catches_up(voted: Database, monkeypatch: pytest.Monkey
     and covers the newest vote."""
     import time
 
-    from arena import ratings
     from arena.matches import issue_match
     from arena.votes import record_vote
 
@@ -324,7 +329,7 @@ def test_background_refit_catches_up(voted: Database, monkeypatch: pytest.Monkey
         first = bt_rows(s, "overall", SETTINGS)
     match = issue_match(voted, SETTINGS, "voter-refit-000", "fixed")
     record_vote(voted, SETTINGS, match.token, "voter-refit-000", winner=1)
-    monkeypatch.setattr(ratings, "BT_REFIT_SECONDS", 0.0)
+    monkeypatch.setattr(fits, "BT_REFIT_SECONDS", 0.0)
     with voted.session(readonly=True) as s:
         newest = board_log(s, "overall", rating_config(SETTINGS)).last_vote_id
         stale = bt_rows(s, "overall", SETTINGS, wait=False)
@@ -345,7 +350,7 @@ def test_background_refit_catches_up(voted: Database, monkeypatch: pytest.Monkey
 def test_the_worker_process_serves_the_view_rendered_here(voted: Database) -> None:
     """The tab's views come from the leaderboard worker process; they equal a render made
     in this process, and an unknown board is the same one-line error."""
-    from arena.errors import UserError
+    from arena.errors import InputError
     from arena.leaderboard.render import render
     from arena.leaderboard.worker import close_workers, worker_for
     from arena.web.dashboard import view
@@ -357,7 +362,7 @@ def test_the_worker_process_serves_the_view_rendered_here(voted: Database) -> No
         assert served.table.equals(here.table)
         assert served.plots == here.plots and served.status == here.status
         assert Path(served.csv).read_text() == here.table.to_csv(index=False)
-        with pytest.raises(UserError, match="board"):
+        with pytest.raises(InputError, match="board"):
             view(voted, SETTINGS, "no-such-board", "elo")
     finally:
         close_workers()

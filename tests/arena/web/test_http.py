@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from arena.cli.main import app as cli
 from arena.db import Database
 from arena.image_store import served_path
+from arena.leaderboard.fits import recompute
 from arena.models import Image, Match, MatchImage, RatingSnapshot, Vote, utcnow
-from arena.ratings import recompute, stale_boards
+from arena.ratings import stale_boards
 from arena.settings import Settings, get_settings
 from tests.support.api_client import make_client as api_client
 from tests.support.api_client import new_voter

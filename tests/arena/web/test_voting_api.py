@@ -356,7 +356,7 @@ def test_bradley_terry_is_never_fitted_in_the_voting_process(
 ) -> None:
     """The API's Bradley-Terry rows come from the leaderboard worker process (the stored fit
     or its own), saying which vote they cover: a fit in this process would fail here."""
-    import arena.ratings
+    import arena.leaderboard.fits as fits
 
     for _ in range(6):
         match = new_match(client, "fixed")
@@ -366,8 +366,8 @@ def test_bradley_terry_is_never_fitted_in_the_voting_process(
     def no_fit_here(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("a Bradley-Terry fit ran in the voting process")
 
-    monkeypatch.setattr(arena.ratings, "_store_fit", no_fit_here)
-    monkeypatch.setattr(arena.ratings, "_refit_later", no_fit_here)
+    monkeypatch.setattr(fits, "_store_fit", no_fit_here)
+    monkeypatch.setattr(fits, "_refit_later", no_fit_here)
     body = client.get("/api/v1/leaderboard", params={"system": "bt"}).json()
     assert body["rows"] and body["fit_vote_id"] is not None, body
     with arena_env.session() as s:

@@ -1,0 +1,246 @@
+"""Voters as the robust board sees them: what each was shown, how far each can be trusted, and
+the operator's exclusions.
+
+The robust board (:mod:`metrics.robust`) needs every match a voter was shown on a board, voted
+or not (a skip is a signal), with the seconds from issue to vote. :func:`shown_matches` reads
+them: a match counts as shown once it was voted, skipped, or expired unanswered (a match still
+open may yet be voted). Votes of voters excluded by an operator (:mod:`arena.decisions`) are
+left out here as on every other board; :func:`exclude_voter` / :func:`include_voter` record a
+decision and replay the log (:func:`arena.leaderboard.fits.recompute`), so every board, plain
+and robust, is recomputed without (or again with) the voter's votes, which stay in the log.
+
+Voters are named by their row id and by the pseudonym the vote export uses
+(:func:`arena.export.voter_pseudonym`), never by the signed id their browser holds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import Connection, func, or_, select
+from sqlalchemy.orm import Session
+
+from arena.db import Database
+from arena.decisions import Decision, excluded_voter_ids, record_decision
+from arena.errors import NotFound, UserError
+from arena.export import voter_pseudonym
+from arena.leaderboard import store as board_store
+from arena.models import Match, MatchImage, Prompt, Vote, Voter, utcnow
+from arena.ratings import board_where, record_from, robust_params
+from arena.registry import checkpoint_labels
+from arena.settings import Settings
+from metrics.reliability import VoterMatch
+from metrics.robust import RobustParams, RobustResult, robust_bradley_terry
+
+ROBUST = "robust"  # the stored aggregate's name (arena.leaderboard.store)
+
+__all__ = [
+    "exclude_voter",
+    "include_voter",
+    "resolve_voter",
+    "robust_fit",
+    "shown_matches",
+    "suspicious",
+]
+
+
+def shown_matches(session: Session | Connection, board: str,
+                  excluded: set[int] | None = None) -> list[VoterMatch]:
+    """Every match shown to a voter on ``board`` (voted, skipped or expired), in issue order,
+    leaving out voters in ``excluded`` (default: those an operator excluded)."""
+    where = board_where(board)
+    excluded = set(excluded_voter_ids(session)) if excluded is None else excluded
+    now = utcnow()
+    rows = session.execute(
+        select(Match.id, Match.voter_id, Match.kind, Match.issued_at, Vote.outcome,
+               Vote.winner_position, Vote.ranking, Vote.created_at)
+        .join(Prompt, Prompt.id == Match.prompt_id)
+        .outerjoin(Vote, Vote.match_id == Match.id)
+        .where(*where, or_(Vote.id.is_not(None), Match.skipped_at.is_not(None),
+                           Match.expires_at < now))
+        .order_by(Match.id)
+    ).all()
+    positions: dict[int, list[int]] = {}
+    for match_id, checkpoint_id in session.execute(
+        select(MatchImage.match_id, MatchImage.checkpoint_id)
+        .join(Match, Match.id == MatchImage.match_id)
+        .join(Prompt, Prompt.id == Match.prompt_id)
+        .where(*where)
+        .order_by(MatchImage.match_id, MatchImage.position)
+    ):
+        positions.setdefault(match_id, []).append(checkpoint_id)
+    shown = []
+    for match_id, voter, kind, issued, outcome, winner, ranking, voted in rows:
+        if voter in excluded or match_id not in positions:
+            continue
+        participants = tuple(positions[match_id])
+        if outcome is None:
+            shown.append(VoterMatch(voter, kind, participants))
+            continue
+        record = record_from(outcome, winner, ranking, list(participants), voted.timestamp())
+        seconds = max((voted - issued).total_seconds(), 0.0)
+        shown.append(VoterMatch(voter, kind, participants, record, seconds))
+    return shown
+
+
+# Robust fits per (database, board, parameters, exclusions) with the newest match and vote
+# they cover: a fit stays exact until the board gets a new shown match or vote.
+_CACHE: dict[tuple[Any, ...], tuple[list[int], RobustResult, float]] = {}
+_CACHE_SIZE = 32
+_GUARD = threading.Lock()
+STATE_LAYOUT = 1  # of RobustResult.to_state
+
+
+def _stored_parameters(params: RobustParams, excluded: set[int]) -> dict[str, Any]:
+    return {**params.describe(), "excluded_voters": sorted(excluded), "layout": STATE_LAYOUT}
+
+
+def robust_fit(session: Session | Connection, board: str, settings: Settings | None = None,
+               store: bool = False, max_age: float = 0.0) -> RobustResult:
+    """The robust board of ``board`` without excluded voters: from memory or from its stored
+    aggregate (:mod:`arena.leaderboard.store`, keyed by its parameters and the exclusions)
+    while no match or vote came since (or, with ``max_age``, fitted at most that many
+    seconds ago: a dashboard does not refit on every view), else fitted anew; ``store`` (a
+    writing session) stores a new fit, voter reliabilities and signals included."""
+    params = robust_params(settings)
+    excluded = set(excluded_voter_ids(session))
+    url = str(session.get_bind().url) if isinstance(session, Session) else str(session.engine.url)
+    key = (url, board, params, frozenset(excluded))
+    newest = [session.scalar(select(func.max(Match.id))) or 0,
+              session.scalar(select(func.max(Vote.id))) or 0]
+    with _GUARD:
+        cached = _CACHE.get(key)
+    if cached is not None and (cached[0] == newest or time.monotonic() - cached[2] < max_age):
+        return cached[1]
+    stored = (board_store.load(session, board, ROBUST, _stored_parameters(params, excluded))
+              if isinstance(session, Session) else None)
+    if stored is not None and stored[1]["newest"] == newest:
+        result = RobustResult.from_state(stored[1]["result"], params)
+    else:
+        result = robust_bradley_terry(shown_matches(session, board, excluded), params)
+        if store and isinstance(session, Session):
+            board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
+                             newest[1], result.n_votes,
+                             {"newest": newest, "result": result.to_state()})
+    with _GUARD:
+        _CACHE[key] = (newest, result, time.monotonic())
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+    return result
+
+
+def _voter_row(voter: int, external: str, result: RobustResult,
+               names: dict[int, tuple[str, str]]) -> dict[str, Any]:
+    s = result.voters[voter]
+    focus = names.get(s.focus, (str(s.focus), ""))[0] if s.focus is not None else None
+    return {
+        "voter_id": voter,
+        "voter": voter_pseudonym(external),
+        "flagged": s.flagged,
+        "reasons": [_named(reason, names) for reason in s.reasons],
+        "votes": s.votes,
+        "skips": s.skips,
+        "reliability": s.reliability,
+        "weight": result.weights.get(voter),
+        "agreement": s.agreement,
+        "focus_checkpoint": focus,
+        "focus_share": s.focus_share,
+        "focus_expected": s.focus_expected,
+        "concentration_p": s.concentration_p,
+        "skip_p": s.skip_p,
+        "selective_p": s.selective_p,
+        "median_seconds": s.median_seconds,
+    }
+
+
+def _named(reason: str, names: dict[int, tuple[str, str]]) -> str:
+    """A reason with checkpoint ids replaced by checkpoint names."""
+    words = reason.split(" ")
+    for i, word in enumerate(words):
+        if i and words[i - 1] == "checkpoint":
+            head = word.rstrip(",;)")
+            ids = [int(part) for part in head.split(",") if part.isdigit()]
+            if ids and len(ids) == len(head.split(",")):
+                words[i] = ",".join(names.get(c, (str(c), ""))[0] for c in ids) + word[len(head):]
+    return " ".join(words)
+
+
+def suspicious(session: Session, board: str, settings: Settings | None = None,
+               every: bool = False, store: bool = False) -> dict[str, Any]:
+    """The voters of ``board`` with their reliability and signals, flagged ones first (all
+    voters with ``every``), the checkpoints voted selectively, what the robust board
+    discounted, and the voters excluded now with the decision in force (``store``: see
+    :func:`robust_fit`)."""
+    result = robust_fit(session, board, settings, store)
+    ids = list(result.voters)
+    externals = dict(session.execute(select(Voter.id, Voter.external_id)
+                                      .where(Voter.id.in_(ids))).all()) if ids else {}
+    checkpoints = sorted({s.focus for s in result.voters.values() if s.focus is not None}
+                         | set(result.selective))
+    names = checkpoint_labels(session, checkpoints)
+    rows = [_voter_row(v, externals[v], result, names) for v in ids
+            if every or result.voters[v].flagged]
+    rows.sort(key=lambda r: (not r["flagged"], -(r["votes"]), r["voter_id"]))
+    excluded = excluded_voter_ids(session)
+    excluded_externals = dict(session.execute(
+        select(Voter.id, Voter.external_id).where(Voter.id.in_(list(excluded)))).all())
+    return {
+        "board": board,
+        "parameters": result.params.describe(),
+        "votes": result.n_votes,
+        "voters": len(result.voters),
+        "flagged_voters": result.flagged_voters,
+        "flagged_votes": result.flagged_votes,
+        "discounted_voters": result.discounted_voters,
+        "discounted_votes": result.discounted_votes,
+        "selective_checkpoints": {names.get(c, (str(c), ""))[0]: p
+                                  for c, p in result.selective.items()},
+        "rows": rows,
+        "excluded": [{"voter_id": d.subject_id,
+                      "voter": voter_pseudonym(excluded_externals[d.subject_id]),
+                      **{k: v for k, v in d.as_dict().items() if k in ("reason", "created_at")}}
+                     for d in excluded.values()],
+    }
+
+
+def resolve_voter(session: Session, voter: str) -> int:
+    """A voter's row id from its row id or its export pseudonym; NotFound otherwise."""
+    text = voter.strip()
+    if text.isdigit() and session.get(Voter, int(text)) is not None:
+        return int(text)
+    for voter_id, external in session.execute(select(Voter.id, Voter.external_id)):
+        if voter_pseudonym(external) == text:
+            return int(voter_id)
+    raise NotFound(f"no voter {voter!r}: expected a voter row id or pseudonym "
+                   "(see `arena voters suspicious --all`)")
+
+
+def _decide(db: Database, voter: str, action: str, reason: str,
+            settings: Settings | None) -> tuple[Decision, int]:
+    from arena.leaderboard.fits import recompute
+
+    with db.session() as session:
+        voter_id = resolve_voter(session, voter)
+        in_force = excluded_voter_ids(session)
+        if (action == "exclude") == (voter_id in in_force):
+            state = "already excluded" if voter_id in in_force else "not excluded"
+            raise UserError(f"voter {voter} is {state}; nothing recorded")
+        decision = record_decision(session, "voter", voter_id, action, reason)
+    replayed = recompute(db, settings, progress=False)
+    return decision, replayed
+
+
+def exclude_voter(db: Database, voter: str, reason: str,
+                  settings: Settings | None = None) -> tuple[Decision, int]:
+    """Record that ``voter``'s votes are excluded (with ``reason``) and replay the log so
+    every board is recomputed without them; returns the decision and the votes replayed."""
+    return _decide(db, voter, "exclude", reason, settings)
+
+
+def include_voter(db: Database, voter: str, reason: str,
+                  settings: Settings | None = None) -> tuple[Decision, int]:
+    """Record that ``voter``'s votes count again and replay the log."""
+    return _decide(db, voter, "include", reason, settings)
+

@@ -1,0 +1,304 @@
+"""Voters: the robust board's view of them, and operator exclusions honoured by every board and
+by a replay (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from arena.cli.main import app
+from arena.db import Database
+from arena.decisions import decisions
+from arena.errors import InputError, NotFound, UserError
+from arena.export import vote_documents
+from arena.leaderboard import store as board_store
+from arena.leaderboard import voters as voters_module
+from arena.leaderboard.rows import leaderboard
+from arena.leaderboard.voters import exclude_voter, include_voter, robust_fit, suspicious
+from arena.matches import skip_match
+from arena.models import (
+    Checkpoint,
+    Image,
+    Match,
+    MatchImage,
+    Prompt,
+    TrainingConfigRecord,
+    Voter,
+    utcnow,
+)
+from arena.ratings import robust_params
+from arena.settings import Settings
+from arena.votes import record_vote
+from arena.web.app import create_app
+
+SETTINGS = Settings(votes_per_minute=0, skips_per_minute=0, bootstrap_rounds=20)
+CHECKPOINTS = 8
+BOARDS = ("overall", "fixed", "fixed/alice", "free", "ffa")
+HONEST = tuple(f"honest-{i}" for i in range(5))
+RIGGER = "rigger-0001"
+
+
+@dataclass
+class World:
+    db: Database
+    checkpoints: list[int]
+    prompts: dict[str, int]
+    voters: dict[str, int] = field(default_factory=dict)
+
+
+def build(db: Database) -> World:
+    """Eight checkpoints, a prompt and an image per checkpoint for each kind, and the voters
+    (created in the same order in every arena, so their row ids agree)."""
+    with db.session() as s:
+        config = TrainingConfigRecord(name="cfg", content_hash="c" * 64, data={})
+        s.add(config)
+        s.flush()
+        checkpoints = []
+        for i in range(CHECKPOINTS):
+            ckpt = Checkpoint(name=f"ckpt-{i}", path=f"/m/{i}", format="safetensors",
+                              sha256=f"{i:064d}", short_hash=f"{i:010d}", size_bytes=1,
+                              config_id=config.id)
+            s.add(ckpt)
+            s.flush()
+            checkpoints.append(ckpt.id)
+        prompts = {}
+        for kind, character in (("fixed", "alice"), ("free", None), ("ffa", None)):
+            prompt = Prompt(text=f"{kind} prompt", text_hash=uuid.uuid4().hex, kind=kind,
+                            character=character)
+            s.add(prompt)
+            s.flush()
+            prompts[kind] = prompt.id
+            for cid in checkpoints:
+                s.add(Image(sha256=uuid.uuid4().hex * 2, served_sha256=uuid.uuid4().hex * 2,
+                            checkpoint_id=cid, prompt_id=prompt.id, width=8, height=8))
+        world = World(db, checkpoints, prompts)
+        for name in (*HONEST, RIGGER):
+            voter = Voter(external_id=name)
+            s.add(voter)
+            s.flush()
+            world.voters[name] = voter.id
+        return world
+
+
+def play(world: World, voter: str, kind: str, shown: list[int], outcome: Any) -> None:
+    """Show a match (checkpoints by index) to ``voter``; vote ``outcome`` or skip it."""
+    token = uuid.uuid4().hex
+    with world.db.session() as s:
+        match = Match(token=token, kind=kind, prompt_id=world.prompts[kind],
+                      voter_id=world.voters[voter], expires_at=utcnow() + timedelta(hours=1))
+        s.add(match)
+        s.flush()
+        for position, index in enumerate(shown):
+            cid = world.checkpoints[index]
+            image = s.query(Image).filter_by(checkpoint_id=cid,
+                                             prompt_id=world.prompts[kind]).one()
+            s.add(MatchImage(match_id=match.id, position=position, checkpoint_id=cid,
+                             image_id=image.id))
+    if outcome == "skip":
+        skip_match(world.db, SETTINGS, token, voter)
+    elif isinstance(outcome, list):
+        record_vote(world.db, SETTINGS, token, voter, ranking=outcome)
+    else:
+        record_vote(world.db, SETTINGS, token, voter, winner=outcome)
+
+
+def events(seed: int, count: int, target: int = 5) -> list[tuple[str, str, list[int], Any]]:
+    """Honest voters voting by index (lower is better, with noise) and skipping now and then;
+    a rigger who votes for checkpoint ``target`` when it is shown and skips the rest."""
+    rng = random.Random(seed)
+    out: list[tuple[str, str, list[int], Any]] = []
+    for _ in range(count):
+        kind = rng.choice(("fixed", "free", "ffa"))
+        shown = rng.sample(range(CHECKPOINTS), 4 if kind == "ffa" else 2)
+        voter = RIGGER if rng.random() < 0.3 else rng.choice(HONEST)
+        if voter == RIGGER:
+            outcome: Any = shown.index(target) if target in shown else "skip"
+        elif rng.random() < 0.05:
+            outcome = "skip"
+        elif kind == "ffa":
+            outcome = sorted(range(4), key=lambda p: shown[p] + rng.gauss(0, 2))
+        else:
+            noisy = [shown[p] + rng.gauss(0, 2) for p in range(2)]
+            outcome = "tie" if kind == "fixed" and rng.random() < 0.1 else noisy.index(min(noisy))
+        out.append((voter, kind, shown, outcome))
+    return out
+
+
+def boards(db: Database) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+    """Every board and system, by checkpoint name: the numbers that depend on the votes."""
+    shown: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    with db.session(readonly=True) as s:
+        for board in BOARDS:
+            for system in ("elo", "trueskill"):
+                shown[(board, system)] = sorted(
+                    (r["checkpoint"], round(r["rating"], 9), r["games"], r["wins"], r["draws"],
+                     r["losses"]) for r in leaderboard(s, board, system, SETTINGS))
+            shown[(board, "bt")] = sorted(
+                (r["checkpoint"], round(r["rating"], 6), round(r["lower"], 6),
+                 round(r["upper"], 6), r["games"]) for r in leaderboard(s, board, "bt", SETTINGS))
+            shown[(board, "robust")] = sorted(
+                (r.checkpoint_id, round(r.rating, 6), round(r.lower, 6), round(r.upper, 6))
+                for r in robust_fit(s, board, SETTINGS).ratings)
+    return shown
+
+
+def test_excluding_a_voter_equals_a_fresh_arena_without_their_votes(
+        db: Database, second_db: Database) -> None:
+    arena, clean = build(db), build(second_db)
+    before, after = events(1, 90), events(2, 30)
+    for event in before:
+        play(arena, *event)
+    all_votes = boards(db)
+    decision, replayed = exclude_voter(db, str(arena.voters[RIGGER]), "votes only for ckpt-5",
+                                       SETTINGS)
+    assert decision.action == "exclude" and replayed == sum(
+        1 for v, _, _, o in before if o != "skip" and v != RIGGER)
+    for event in after:  # the excluded voter's new votes are stored and count nowhere
+        play(arena, *event)
+    for event in before + after:
+        if event[0] != RIGGER:
+            play(clean, *event)
+    assert boards(db) == boards(second_db)
+    # Once included again, the boards count the rigger's votes again, as a replay does.
+    include_voter(db, str(arena.voters[RIGGER]), "test over", SETTINGS)
+    with db.session(readonly=True) as s:
+        games = sum(r["wins"] + r["draws"] for r in leaderboard(s, "overall", "elo", SETTINGS))
+        assert [d.action for d in decisions(s, "voter")] == ["exclude", "include"]
+    votes = sum(1 for _, _, _, o in before + after if o != "skip")
+    assert games >= votes  # every vote has a winner or two drawers: nobody left out
+    assert boards(db) != all_votes  # the later votes count too
+
+
+def test_suspicious_names_the_rigger_and_the_checkpoint(db: Database) -> None:
+    world = build(db)
+    for event in events(3, 160):
+        play(world, *event)
+    with db.session(readonly=True) as s:
+        report = suspicious(s, "overall", SETTINGS)
+        everyone = suspicious(s, "overall", SETTINGS, every=True)
+    flagged = [r for r in report["rows"] if r["flagged"]]
+    assert [r["voter_id"] for r in flagged] == [world.voters[RIGGER]]
+    assert any("ckpt-5" in reason for reason in flagged[0]["reasons"])
+    assert flagged[0]["focus_checkpoint"] == "ckpt-5"
+    assert RIGGER not in json.dumps(report)  # a pseudonym, never the voter's own id
+    assert report["flagged_votes"] == flagged[0]["votes"] > 0
+    assert len(everyone["rows"]) == len(HONEST) + 1
+
+
+def test_the_robust_fit_is_stored_with_its_parameters(db: Database) -> None:
+    world = build(db)
+    for event in events(6, 60):
+        play(world, *event)
+    with db.session() as s:
+        fitted = robust_fit(s, "overall", SETTINGS, store=True)
+    voters_module._CACHE.clear()  # a restarted process: only the stored aggregate is left
+    with db.session(readonly=True) as s:
+        stored = board_store.load(s, "overall", voters_module.ROBUST,
+                                  voters_module._stored_parameters(robust_params(SETTINGS), set()))
+        again = robust_fit(s, "overall", SETTINGS)
+    assert stored is not None and stored[1]["result"]["ratings"]
+    assert again == fitted
+    assert {v: s.reliability for v, s in again.voters.items()} == {
+        v: s.reliability for v, s in fitted.voters.items()}
+
+
+def test_bad_operator_input_is_refused_and_records_nothing(db: Database) -> None:
+    world = build(db)
+    play(world, HONEST[0], "free", [0, 1], 0)
+    with pytest.raises(NotFound):
+        exclude_voter(db, "99999", "no such voter", SETTINGS)
+    with pytest.raises(UserError, match="reason"):
+        exclude_voter(db, str(world.voters[HONEST[0]]), "  ", SETTINGS)
+    with pytest.raises(UserError, match="not excluded"):
+        include_voter(db, str(world.voters[HONEST[0]]), "never excluded", SETTINGS)
+    with db.session(readonly=True) as s:
+        assert decisions(s) == []
+        with pytest.raises(InputError, match="board"):
+            suspicious(s, "nowhere", SETTINGS)
+
+
+def test_export_says_which_votes_are_excluded_and_why(db: Database) -> None:
+    world = build(db)
+    play(world, HONEST[0], "free", [0, 1], 0)
+    play(world, RIGGER, "free", [5, 1], 0)
+    exclude_voter(db, str(world.voters[RIGGER]), "rigging ckpt-5", SETTINGS)
+    with db.session(readonly=True) as s:
+        docs = list(vote_documents(s))
+    assert [d["excluded"] for d in docs] == [None, "rigging ckpt-5"]
+
+
+def test_cli_lists_excludes_and_includes(arena_env: Database) -> None:
+    world = build(arena_env)
+    for event in events(4, 160):
+        play(world, *event)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["voters", "suspicious", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)["rows"]
+    pseudonym = next(r["voter"] for r in rows if r["voter_id"] == world.voters[RIGGER])
+    text = runner.invoke(app, ["voters", "suspicious"])
+    assert text.exit_code == 0 and "FLAGGED" in text.output and "ckpt-5" in text.output
+    excluded = runner.invoke(app, ["voters", "exclude", pseudonym, "--reason", "rigging"])
+    assert excluded.exit_code == 0, excluded.output
+    assert "no longer count on every board" in excluded.output
+    again = runner.invoke(app, ["voters", "exclude", pseudonym, "--reason", "twice"])
+    assert again.exit_code == 2 and "already excluded" in again.output
+    listed = json.loads(runner.invoke(app, ["voters", "suspicious", "--json"]).output)
+    assert [e["voter"] for e in listed["excluded"]] == [pseudonym]
+    assert world.voters[RIGGER] not in [r["voter_id"] for r in listed["rows"]]
+    missing = runner.invoke(app, ["voters", "exclude", "nobody", "--reason", "x"])
+    assert missing.exit_code == 2 and missing.output.count("\n") == 1
+    included = runner.invoke(app, ["voters", "include", pseudonym, "--json"])
+    assert included.exit_code == 0, included.output
+    assert json.loads(included.output)["decision"]["action"] == "include"
+
+
+def test_admin_endpoint_needs_the_admin_token(db: Database, tmp_path: Path) -> None:
+    world = build(db)
+    for event in events(5, 120):
+        play(world, *event)
+    settings = Settings(home=tmp_path / "home", database_url=db.url,
+                        admin_token="admin-secret", bootstrap_rounds=20)
+    client = TestClient(create_app(settings, db, ui=False))
+    url = "/api/v1/voters/suspicious"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer "}):
+        refused = client.get(url, headers=headers)
+        assert refused.status_code == 403 and set(refused.json()) == {"error"}, headers
+    ok = client.get(url, params={"board": "overall"},
+                    headers={"Authorization": "Bearer admin-secret"})
+    assert ok.status_code == 200, ok.text
+    assert [r["voter_id"] for r in ok.json()["rows"]] == [world.voters[RIGGER]]
+    unknown = client.get(url, params={"board": "nowhere"},
+                         headers={"Authorization": "Bearer admin-secret"})
+    assert unknown.status_code in (400, 404) and "board" in unknown.json()["error"]
+
+
+def test_the_robust_board_says_what_it_discounted_on_every_surface(
+        arena_env: Database, tmp_path: Path) -> None:
+    world = build(arena_env)
+    for event in events(7, 160):
+        play(world, *event)
+    runner = CliRunner()
+    text = runner.invoke(app, ["ratings", "--system", "robust"])
+    assert text.exit_code == 0, text.output
+    assert "robust board: 1 flagged voters left out" in text.output
+    shown = json.loads(runner.invoke(app, ["ratings", "--system", "robust", "--json"]).output)
+    assert shown["robust"]["flagged_voters"] == 1 and shown["parameters"]["rounds"] == 100
+    rigged = sum(1 for v, _, _, o in events(7, 160) if v == RIGGER and o != "skip")
+    assert shown["robust"]["flagged_votes"] == rigged
+    settings = Settings(home=tmp_path / "home", database_url=arena_env.url)
+    client = TestClient(create_app(settings, arena_env, ui=False))
+    answer = client.get("/api/v1/leaderboard", params={"system": "robust"}).json()
+    assert answer["robust"]["flagged_votes"] == rigged
+    assert [r["checkpoint"] for r in answer["rows"]] == [r["checkpoint"] for r in shown["rows"]]
+    exported = runner.invoke(app, ["export", "leaderboard", "--format", "json", "--system", "bt"])
+    assert json.loads(exported.output)["robust"]["flagged_voters"] == 1
