@@ -251,7 +251,7 @@ def test_a_pool_import_fills_in_the_images_an_imported_vote_only_named(
                                   Image.seed)
                            .join(Checkpoint).join(Prompt)).all()
     files = {p.name: p for p in (tmp_path / "pool").glob("*.png")}
-    from arena.hashing import sha256_bytes
+    from metrics.file_hash import sha256_bytes
 
     by_sha = {sha256_bytes(p.read_bytes()): p for p in files.values()}
     records = [{"file": str(by_sha[sha]), "checkpoint": name, "kind": kind, "seed": seed,
