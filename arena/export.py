@@ -45,7 +45,9 @@ from arena.models import (
     TrainingConfigRecord,
     Vote,
     Voter,
+    utcnow,
 )
+from arena.pool import placeholder_image
 from arena.settings import Settings
 from metrics.file_hash import sha256_bytes
 from metrics.match_kinds import MATCH_SIZES
@@ -202,7 +204,9 @@ def export_votes(db: Database, fmt: str, out: Path) -> int:
         frame = pd.DataFrame([_flat(doc) for doc in docs])
         count = len(frame)
         if fmt == "csv":
-            frame.to_csv(out, index=False)
+            from arena.csv_cells import inert_frame
+
+            inert_frame(frame).to_csv(out, index=False)
         else:
             frame.to_parquet(out, index=False)
     return count
@@ -285,23 +289,25 @@ class _Resolver:
         if sha not in self.images:
             row = self.session.scalar(select(Image).where(Image.sha256 == sha))
             if row is None:  # known by hash only: recorded hidden, never served
-                served = sha256_bytes(f"imported:{sha}".encode())
-                row = Image(sha256=sha, served_sha256=served,
-                            checkpoint_id=checkpoint_id, prompt_id=prompt.id,
-                            seed=image.get("seed"), width=0, height=0, hidden=True,
-                            parameters="imported vote; image not in this pool")
+                row = placeholder_image(sha, checkpoint_id, prompt.id, image.get("seed"))
                 self.session.add(row)
                 self.session.flush()
             self.images[sha] = row.id
         return self.images[sha]
 
 
-def _time(doc: dict[str, Any], where: str) -> datetime:
+def _time(doc: dict[str, Any], where: str, now: datetime) -> datetime:
+    """The vote's time; a time after ``now`` is refused (a vote from the future would hold the
+    time-weighted Elo of its checkpoints at its date)."""
     try:
         value = datetime.fromisoformat(doc["time"])
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{where}: 'time' must be an ISO time, got {doc.get('time')!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value > now:
+        raise UserError(f"{where}: 'time' {doc['time']!r} is in the future (now "
+                        f"{now.isoformat(timespec='seconds')}); nothing was imported")
+    return value
 
 
 def import_votes(db: Database, path: Path, settings: Settings,
@@ -312,6 +318,7 @@ def import_votes(db: Database, path: Path, settings: Settings,
     from arena.ratings import apply_vote_online, vote_record
 
     docs = _read(path)
+    now = utcnow()
     imported = duplicates = 0
     with db.session(serialized=True) as session:
         resolve = _Resolver(session, str(path))
@@ -343,7 +350,7 @@ def import_votes(db: Database, path: Path, settings: Settings,
                     session.add(voter)
                     session.flush()
                 voters[pseudonym] = voter.id
-            created = _time(doc, where)
+            created = _time(doc, where, now)
             match = Match(token=doc["match_token"], kind=doc["kind"], prompt_id=prompt.id,
                           voter_id=voters[pseudonym], issued_at=created, expires_at=created)
             match.prompt = prompt

@@ -16,8 +16,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 from arena.errors import Forbidden, UserError
@@ -28,12 +30,14 @@ __all__ = [
     "address_key",
     "client_address",
     "issue_voter_id",
+    "limit_address",
     "verify_voter_id",
     "voter_secret",
 ]
 
 SECRET_FILE = "voter-secret"
 _NONCE_BYTES = 16
+MIN_SECRET_BYTES = 32
 _SECRETS: dict[tuple[str, str], bytes] = {}
 
 
@@ -42,13 +46,21 @@ def _b64(data: bytes) -> str:
 
 
 def _read_or_create(path: Path) -> bytes:
-    """The key in ``path``, created (mode 0600, exclusively) when absent."""
+    """The key in ``path``, created (mode 0600, exclusively) when absent; a file that does not
+    hold a whole key (empty, truncated, not hex) is refused, never used."""
     try:
-        return bytes.fromhex(path.read_text().strip())
+        key = bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
         pass
     except ValueError:
         raise UserError(f"{path} does not hold a hex key; delete it to make a new one") from None
+    else:
+        if len(key) < MIN_SECRET_BYTES:
+            raise UserError(
+                f"{path} holds a {len(key)}-byte key; at least {MIN_SECRET_BYTES} bytes are "
+                "needed (an empty or truncated file?); delete it to make a new one"
+            )
+        return key
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
     try:
@@ -62,8 +74,14 @@ def _read_or_create(path: Path) -> bytes:
 
 def voter_secret(settings: Settings) -> bytes:
     """The key that signs voter ids (from the settings, else ``$ARENA_HOME/voter-secret``)."""
-    if settings.voter_secret is not None and settings.voter_secret.get_secret_value():
-        return settings.voter_secret.get_secret_value().encode()
+    if settings.voter_secret is not None:
+        given = settings.voter_secret.get_secret_value().encode()
+        if len(given) < MIN_SECRET_BYTES:
+            raise UserError(
+                f"ARENA_VOTER_SECRET is {len(given)} bytes; at least {MIN_SECRET_BYTES} are "
+                "needed (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return given
     # Keyed by the absolute path (no symlink resolution: that costs a syscall per path
     # component on every request); two spellings of one file read the same key.
     path = os.path.abspath(settings.home / SECRET_FILE)
@@ -100,21 +118,39 @@ def verify_voter_id(settings: Settings, value: str | None) -> str:
     return value
 
 
-def client_address(settings: Settings, peer: str | None, headers: dict[str, str]) -> str:
-    """The client's address: the trusted proxy header when configured (its rightmost entry,
-    the one the proxy itself added), else the connection's peer address.
-
-    ``headers`` must map lower-case header names to values.
-    """
+def client_address(settings: Settings, peer: str | None, forwarded: Sequence[str] = ()) -> str:
+    """The client's address, the one rule for the JSON API and the page: with
+    ``ARENA_TRUSTED_PROXY_HEADER`` set, the rightmost entry of that header (the one the proxy
+    itself added; ``forwarded`` holds every line of the header in the order received, and
+    several lines read as one comma-separated list), else the connection's peer address."""
     if settings.trusted_proxy_header:
-        value = headers.get(settings.trusted_proxy_header.lower(), "")
-        last = value.split(",")[-1].strip()
-        if last:
-            return last
+        for line in reversed(forwarded):
+            last = line.split(",")[-1].strip()
+            if last:
+                return last
+            if line.strip():
+                break  # a list ending in an empty entry names no address
     return peer or "unknown"
+
+
+def limit_address(settings: Settings, address: str) -> str:
+    """The address as a limit counts it: an IPv6 address stands for its network of
+    ``ARENA_IPV6_PREFIX`` bits (a host can pick any address of its own /64), an IPv4-mapped
+    IPv6 address for its IPv4 address; anything else as given."""
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]").split("%")[0])
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        network = ipaddress.IPv6Network((parsed, settings.ipv6_prefix), strict=False)
+        return str(network)
+    return str(parsed)
 
 
 def address_key(settings: Settings, address: str) -> str:
     """The limit key of an address: an HMAC, never the address itself."""
-    digest = hmac.new(voter_secret(settings), b"address:" + address.encode(), hashlib.sha256)
+    grouped = limit_address(settings, address)
+    digest = hmac.new(voter_secret(settings), b"address:" + grouped.encode(), hashlib.sha256)
     return digest.hexdigest()

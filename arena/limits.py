@@ -14,18 +14,20 @@ are pruned now and then.
 from __future__ import annotations
 
 import random
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
 
 from arena.errors import RateLimited
-from arena.identity import address_key
+from arena.identity import address_key, limit_address
 from arena.models import LimitEvent, utcnow
 from arena.settings import Settings
 from metrics.file_hash import sha256_bytes
 
-__all__ = ["ACTIONS", "Limit", "charge"]
+__all__ = ["ACTIONS", "Limit", "ReadLimiter", "charge"]
 
 _PRUNE_EVERY = 200  # on average one transaction in this many prunes expired rows
 
@@ -112,3 +114,44 @@ def charge(
                                  "created_at": now})
     if random.random() < 1 / _PRUNE_EVERY:
         conn.execute(_PRUNE, {"before": now - timedelta(seconds=_LONGEST)})
+
+
+class ReadLimiter:
+    """Per-address reads a minute (``ARENA_ADDRESS_READS_PER_MINUTE``), counted in this
+    process's memory: a read writes nothing, so counting it in the database would add a write
+    to every poll of a board; what the limit protects is this process's own vote path.
+
+    A token bucket per address: it refills at the limit's rate and holds at most ten
+    seconds' worth, so a client polling in a loop is held to the rate at once instead of
+    spending a minute's reads in a burst. Addresses are grouped as every per-address limit
+    groups them (IPv6 by network)."""
+
+    BURST_SECONDS = 10.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+        self._swept = time.monotonic()
+
+    def charge(self, address: str) -> None:
+        """Count one read from ``address``, or raise :class:`RateLimited` at the limit."""
+        allowed = self.settings.address_reads_per_minute
+        if not allowed:
+            return
+        rate = allowed / 60.0
+        burst = max(1.0, rate * self.BURST_SECONDS)
+        key = limit_address(self.settings, address)
+        now = time.monotonic()
+        with self._lock:
+            if now - self._swept > 60:  # forget addresses whose bucket is full again
+                self._buckets = {k: (t, w) for k, (t, w) in self._buckets.items()
+                                 if t + (now - w) * rate < burst}
+                self._swept = now
+            tokens, when = self._buckets.get(key, (burst, now))
+            tokens = min(burst, tokens + (now - when) * rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                raise RateLimited(f"rate limit: at most {allowed} leaderboard reads a minute "
+                                  "per address; wait a little")
+            self._buckets[key] = (tokens - 1.0, now)

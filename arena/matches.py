@@ -9,7 +9,6 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +16,9 @@ from sqlalchemy.orm import Session
 
 from arena import matchmaking
 from arena.db import Database
+from arena.decisions import hidden_prompt_ids
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
+from arena.identity import address_key
 from arena.image_store import served_path
 from arena.limits import charge
 from arena.models import (
@@ -33,9 +34,8 @@ from arena.models import (
     new_served_name,
     utcnow,
 )
+from arena.prompt_policy import check_typed_prompt
 from arena.settings import Settings
-from generation.errors import GenerationError
-from generation.prompts import apply_safe_mode
 from metrics.file_hash import sha256_bytes
 from metrics.match_kinds import KINDS, TYPED_PROMPT_KIND, check_kind
 
@@ -113,14 +113,23 @@ def prompt_hash(text: str) -> str:
     return sha256_bytes(" ".join(text.split()).encode())
 
 
-def _request_generation(session: Session, settings: Settings, text: str, voter_id: int) -> str:
-    """Record a typed prompt the pool lacks and queue its rendering; return the voter's notice.
+def _request_generation(session: Session, settings: Settings, typed: str, text: str,
+                        voter_id: int, address: str | None) -> str:
+    """Record a typed prompt the pool lacks (``typed`` as given, ``text`` in safe mode) and
+    queue its rendering; return the voter's notice. A prompt an operator hid is not queued.
 
     One ``generate`` job per active checkpoint (deduplicated per checkpoint and prompt), within
     the per-voter and total bounds (:func:`arena.jobs.plan.queue_free_prompt`).
     """
     from arena.jobs.plan import queue_free_prompt
 
+    hidden = hidden_prompt_ids(session)
+    if hidden and session.scalar(select(Prompt.id).where(
+            Prompt.text_hash.in_({prompt_hash(t) for t in (typed, text)}),
+            Prompt.kind == TYPED_PROMPT_KIND,
+            Prompt.id.in_(list(hidden))).limit(1)) is not None:
+        return ("Your prompt was withdrawn by the arena's operators and is not rendered. "
+                "Here is a prompt from the pool.")
     digest = prompt_hash(text)
     prompt = session.scalar(select(Prompt).where(Prompt.text_hash == digest,
                                                  Prompt.kind == TYPED_PROMPT_KIND))
@@ -129,7 +138,8 @@ def _request_generation(session: Session, settings: Settings, text: str, voter_i
                         source="voter")
         session.add(prompt)
         session.flush()
-    queued = queue_free_prompt(session, settings, prompt.id, prompt.text, voter_id)
+    submitter = address_key(settings, address) if address is not None else None
+    queued = queue_free_prompt(session, settings, prompt.id, prompt.text, voter_id, submitter)
     session.add(GenerationRequest(
         prompt_id=prompt.id, voter_id=voter_id, job_id=queued.jobs[0] if queued.jobs else None
     ))
@@ -170,11 +180,8 @@ def issue_match(
     if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r" for c in typed):
         raise UserError("prompt contains control characters; type plain text")
     check_voter_id(voter_external_id)
-    if typed:
-        try:  # pools are rendered in the report's safe mode: only the `general` rating
-            typed_safe = apply_safe_mode(typed)
-        except GenerationError as exc:
-            raise UserError(f"this arena serves only the 'general' rating: {exc}") from None
+    if typed:  # pools are rendered in the report's safe mode: only the `general` rating
+        typed_safe = check_typed_prompt(typed, settings)
     notice = None
     token = secrets.token_urlsafe(24)
     # One transaction reads what the choice needs and writes the match: on SQLite the write
@@ -201,7 +208,8 @@ def issue_match(
             charge(conn, settings, "prompt", voter_external_id, address)
         if typed and prompt_id is None:
             with Session(bind=conn) as session:  # the rare path: ORM rows and a queued job
-                notice = _request_generation(session, settings, typed_safe, voter_id)
+                notice = _request_generation(session, settings, typed, typed_safe, voter_id,
+                                             address)
                 session.flush()
         now = utcnow()
         match_id = conn.execute(_INSERT_MATCH, {
@@ -291,8 +299,8 @@ def skip_match(
         conn.execute(_SKIP, {"match_id": match.id, "now": utcnow()})
 
 
-def served_image_for(db: Database, settings: Settings, name: str, voter_external_id: str) -> Path:
-    """The metadata-free file behind a match's image ``name``, for the voter the match was
+def served_image_for(db: Database, settings: Settings, name: str, voter_external_id: str) -> bytes:
+    """The metadata-free bytes behind a match's image ``name``, for the voter the match was
     issued to and only until it expires or is skipped."""
     if not SERVED_NAME.match(name):
         raise NotFound("unknown image")
@@ -312,4 +320,5 @@ def served_image_for(db: Database, settings: Settings, name: str, voter_external
         raise Forbidden("this image belongs to a match issued to another voter")
     if expires_at <= utcnow() or skipped_at is not None:
         raise Gone("this match has expired or was skipped; its images are no longer served")
-    return served_path(settings.home, served_sha256)
+    # A missing file is the server's fault: a 500 (logged), never a row revealed without it.
+    return served_path(settings.home, served_sha256).read_bytes()

@@ -37,8 +37,19 @@ from sqlalchemy import Connection, String, bindparam, case, cast, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from arena.decisions import hidden_prompt_ids
 from arena.errors import UserError
-from arena.models import Image, Match, MatchImage, Prompt, RatingSnapshot, Vote, Voter, utcnow
+from arena.models import (
+    Image,
+    Match,
+    MatchImage,
+    OperatorDecision,
+    Prompt,
+    RatingSnapshot,
+    Vote,
+    Voter,
+    utcnow,
+)
 from arena.settings import get_settings
 from metrics.match_kinds import KINDS, MATCH_KINDS
 from metrics.match_kinds import MATCH_SIZES as SIZES
@@ -107,6 +118,9 @@ class Choice:
 _POOL_STAMP = select(
     select(func.count()).select_from(Image).where(Image.hidden.is_(True)).scalar_subquery(),
     select(func.max(Image.id)).scalar_subquery(),
+    # an operator hiding or unhiding a prompt changes what may be served
+    select(func.max(OperatorDecision.id)).where(OperatorDecision.subject == "prompt")
+    .scalar_subquery(),
 )
 
 
@@ -115,7 +129,8 @@ class PoolIndex:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int | None] | None = None  # (hidden images, newest id)
+        # (hidden images, newest image id, newest prompt decision id)
+        self._stamp: tuple[int, int | None, int | None] | None = None
         self.checked_at = 0.0
         self.prompts: dict[int, PromptEntry] = {}
         self.text_index: dict[tuple[str, str], int] = {}
@@ -135,7 +150,7 @@ class PoolIndex:
         # images from their index. A new image raises max(id); a revealed or hidden one
         # changes the count (a reveal and a hide in the same second would cancel out).
         stamp_row = session.execute(_POOL_STAMP).one()
-        stamp = (int(stamp_row[0]), stamp_row[1])
+        stamp = (int(stamp_row[0]), stamp_row[1], stamp_row[2])
         with self._lock:
             self.checked_at = now
             if stamp == self._stamp:
@@ -151,7 +166,10 @@ class PoolIndex:
             ).all()
             prompts: dict[int, PromptEntry] = {}
             text_index: dict[tuple[str, str], int] = {}
+            hidden = hidden_prompt_ids(session)  # an operator's decision: no more matches
             for image_id, ckpt, seed, served, pid, kind, text, character, text_hash in rows:
+                if pid in hidden:
+                    continue
                 entry = prompts.get(pid)
                 if entry is None:
                     entry = prompts[pid] = PromptEntry(pid, kind, text, character)

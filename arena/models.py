@@ -305,10 +305,39 @@ class LimitEvent(Base):
     )
 
 
+def score_key(metric: str, metric_version: str, checkpoint_id: int | None,
+              character: str | None, images_used: list[Any], parameters: dict[str, Any],
+              details: dict[str, Any]) -> str:
+    """What makes a score the same score: the metric and its model version, the checkpoint and
+    character, exactly which images (and CCIP references, by content hash) it was computed
+    over, and its parameters (not where the references were read from). sha256 of that."""
+    import hashlib
+    import json
+
+    content = {
+        "metric": metric, "version": metric_version, "checkpoint": checkpoint_id,
+        "character": character, "images": sorted(map(str, images_used or [])),
+        "references": sorted(map(str, (details or {}).get("reference_sha256") or [])),
+        "parameters": {k: v for k, v in (parameters or {}).items() if k != "references"},
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _score_key_default(context: Any) -> str:
+    row = context.get_current_parameters()
+    return score_key(row["metric"], row["metric_version"], row.get("checkpoint_id"),
+                     row.get("character"), row.get("images_used") or [],
+                     row.get("parameters") or {}, row.get("details") or {})
+
+
 class MetricScore(Base):
-    """A computed metric (CCIP, CLIP score, ...) with everything needed to reproduce it."""
+    """A computed metric (CCIP, CLIP score, ...) with everything needed to reproduce it.
+
+    ``score_key`` (:func:`score_key`, filled in on insert) is unique: a retried or repeated
+    score job cannot store the same score twice."""
 
     __tablename__ = "metric_scores"
+    __table_args__ = (UniqueConstraint("score_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     metric: Mapped[str] = mapped_column(String(50))
@@ -321,6 +350,7 @@ class MetricScore(Base):
     details: Mapped[dict[str, Any]]
     images_used: Mapped[list[Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    score_key: Mapped[str] = mapped_column(String(64), default=_score_key_default)
 
     checkpoint: Mapped[Checkpoint | None] = relationship()
 

@@ -8,6 +8,7 @@ Re-importing the same bytes changes nothing: an image is known by the sha256 of 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -188,6 +189,13 @@ def _complete(fields: Mapping[str, Any], stored: StoredImage) -> PoolRecord:
     character = _optional(merged, "character", _as_text, CHARACTER_CHARS)
     if KINDS[kind].per_character and not character:
         raise RowError(f"field 'character' is required for kind {kind!r}")
+    if character:  # shown in board names on the dashboard and the report
+        from arena.registry import check_shown_name
+
+        try:
+            check_shown_name("character", character)
+        except UserError as exc:
+            raise RowError(str(exc)) from None
     prompt = " ".join(_as_text(merged["prompt"], "prompt").split())
     if not prompt:
         raise RowError("field 'prompt' is empty")
@@ -259,10 +267,47 @@ def _prompt(session: Session, record: PoolRecord) -> Prompt:
     return row
 
 
+def _placeholder_served(sha256: str) -> str:
+    return hashlib.sha256(f"imported:{sha256}".encode()).hexdigest()
+
+
+def placeholder_image(sha256: str, checkpoint_id: int, prompt_id: int,
+                      seed: int | None) -> Image:
+    """The row an imported vote records for an image this pool does not hold: hidden, never
+    served, with no file; a later pool import of the image's bytes fills it in."""
+    return Image(sha256=sha256, served_sha256=_placeholder_served(sha256),
+                 checkpoint_id=checkpoint_id, prompt_id=prompt_id, seed=seed, width=0,
+                 height=0, hidden=True, parameters="imported vote; image not in this pool")
+
+
+def is_placeholder(image: Image) -> bool:
+    """Whether ``image`` is an imported vote's placeholder (no file behind it)."""
+    return image.served_sha256 == _placeholder_served(image.sha256)
+
+
+def _fill_placeholder(session: Session, row: Image, record: PoolRecord, stored: StoredImage,
+                      hidden: bool) -> bool:
+    checkpoint = _checkpoint(session, record)
+    if checkpoint.id != row.checkpoint_id:
+        raise RowError(f"imported votes name checkpoint id {row.checkpoint_id} for this image, "
+                       f"not {checkpoint.name!r}")
+    prompt = _prompt(session, record)
+    row.served_sha256 = stored.served_sha256
+    row.prompt_id = prompt.id
+    row.seed = record.seed if record.seed is not None else row.seed
+    row.sampler, row.steps, row.cfg = record.sampler, record.steps, record.cfg
+    row.width, row.height = stored.width, stored.height
+    row.parameters = stored.parameters_text
+    row.hidden = hidden
+    return True
+
+
 def _insert(db: Database, record: PoolRecord, stored: StoredImage, hidden: bool = False) -> bool:
-    """Commit the image's rows; False when another import committed the same bytes first."""
+    """Commit the image's rows (filling in an imported vote's placeholder); False when another
+    import committed the same bytes first."""
     with db.session() as session:
-        if session.scalar(select(Image.id).where(Image.sha256 == stored.sha256)) is not None:
+        known = session.scalar(select(Image).where(Image.sha256 == stored.sha256))
+        if known is not None and not is_placeholder(known):
             return False
         twin = session.scalar(select(Image).where(Image.served_sha256 == stored.served_sha256))
         if twin is not None:
@@ -270,6 +315,8 @@ def _insert(db: Database, record: PoolRecord, stored: StoredImage, hidden: bool 
                 f"the same pixels are already in the pool (image {twin.sha256[:12]}); "
                 "only the metadata differs"
             )
+        if known is not None:
+            return _fill_placeholder(session, known, record, stored, hidden)
         checkpoint = _checkpoint(session, record)
         prompt = _prompt(session, record)
         session.add(
@@ -295,12 +342,12 @@ def _existing(db: Database, sha256: str, fields: Mapping[str, Any]) -> bool:
     """True when these bytes are in the pool already (under the checkpoint the row names)."""
     with db.session() as session:
         row = session.execute(
-            select(Image.id, Checkpoint.name)
+            select(Image.id, Checkpoint.name, Image.served_sha256)
             .join(Checkpoint, Image.checkpoint_id == Checkpoint.id)
             .where(Image.sha256 == sha256)
         ).first()
-    if row is None:
-        return False
+    if row is None or row[2] == _placeholder_served(sha256):
+        return False  # absent, or an imported vote's placeholder that this import fills in
     named = fields.get("checkpoint")
     if named is not None and str(named).strip() != row[1]:
         raise RowError(f"this image is already in the pool under checkpoint {row[1]!r}")

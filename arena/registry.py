@@ -24,6 +24,22 @@ from metrics.file_hash import sha256_path, short_hash
 from training.config import TrainingConfig
 
 NAME_CHARS: int = Checkpoint.__table__.c.name.type.length
+# Characters a shown name may not hold: markup (HTML tags, Markdown links and code, table
+# pipes, plotly's label tags) and anything that breaks or reorders a line.
+_MARKUP = set("<>[]`|\\")
+_LINE_BREAKING = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def check_shown_name(what: str, name: str) -> str:
+    """``name`` if it is safe to show in the reveal, the dashboard and the report (one line,
+    no markup); else a one-line :class:`UserError` naming the first offending character."""
+    import unicodedata
+
+    for char in name:
+        if char in _MARKUP or unicodedata.category(char) in _LINE_BREAKING:
+            raise UserError(f"{what} {name!r}: {char!r} is not allowed in a name (names are "
+                            "shown to voters: no markup, line breaks or control characters)")
+    return name
 
 @dataclass(frozen=True)
 class Registered:
@@ -85,6 +101,12 @@ def _check_safetensors_header(path: Path) -> None:
             header = None
     if not isinstance(header, dict):
         raise UserError(f"checkpoint {path} is not a safetensors file (header is not JSON)")
+    from training.safetensors_header import HeaderError, tensor_data_end
+
+    try:
+        tensor_data_end(header)
+    except HeaderError as exc:
+        raise UserError(f"checkpoint {path} has an unreadable safetensors header: {exc}") from None
 
 
 def checkpoint_path(path: Path | str) -> Path:
@@ -127,7 +149,7 @@ def _checked_request(
     name = name or (path.stem if fmt == "safetensors" else path.name)
     if not name.strip() or len(name) > NAME_CHARS:
         raise UserError(f"checkpoint name {name!r}: expected 1 to {NAME_CHARS} characters")
-    return path, fmt, config, name
+    return path, fmt, config, check_shown_name("checkpoint name", name)
 
 
 def record_checkpoint(

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from arena.db import Database
 from arena.image_store import image_files, original_path
-from arena.models import Image, MetricScore, Prompt
+from arena.models import Image, MetricScore, Prompt, score_key
 from arena.registry import get_checkpoint
 from metrics.ccip import CCIPScore
 from metrics.ccip_model import FEAT_FILE, METRICS_FILE, CCIPModel
@@ -297,6 +297,15 @@ def _unreadable(failures: Sequence[ImageFailure], shown: dict[str, str]) -> list
 
 
 def _stored(session: Session, row: MetricScore) -> int:
+    """Store ``row``, or find the row already stored with its score key (the same metric,
+    model version, checkpoint, character, images, references and parameters): a repeated or
+    retried scoring stores nothing twice (the key is unique in the schema). Its id."""
+    row.score_key = score_key(row.metric, row.metric_version, row.checkpoint_id, row.character,
+                              row.images_used, row.parameters, row.details)
+    existing = session.scalar(select(MetricScore.id).where(
+        MetricScore.score_key == row.score_key))
+    if existing is not None:
+        return int(existing)
     session.add(row)
     session.flush()
     return int(row.id)

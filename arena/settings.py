@@ -35,6 +35,8 @@ def read_demo_marker(home: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+# Generous defaults: a real SDXL pool on one GPU renders for hours; a hung try still ends.
+JOB_TIMEOUT_DEFAULTS: dict[str, float] = {"hash": 3600.0, "generate": 21600.0, "score": 7200.0}
 
 
 class Settings(BaseSettings):
@@ -135,6 +137,62 @@ class Settings(BaseSettings):
     free_prompt_jobs_total: int = Field(
         default=100, ge=0, description="Typed-prompt generate jobs waiting, all voters together."
     )
+
+    job_timeout_seconds: dict[str, float] = Field(
+        default_factory=lambda: dict(JOB_TIMEOUT_DEFAULTS),
+        description="How long one try of a job may run before its worker gives it up (it is "
+        'then retried or failed), per kind, as JSON: {"generate": 21600, "score": 7200, '
+        '"hash": 3600}; one number sets every kind.',
+    )
+    ipv6_prefix: int = Field(
+        default=64, ge=1, le=128,
+        description="Per-address limits count IPv6 clients by this prefix (one /64 is one "
+        "client: a host can change address inside its own /64 at will).",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The address voters reach the server at (e.g. https://arena.example.org); "
+        "with https the voter cookie is marked Secure.",
+    )
+    prompt_blocklist: Path | None = Field(
+        default=None,
+        description="File of tags typed prompts may not carry, one a line ('#' comments); "
+        "default: the list shipped in arena/prompt_blocklist.txt.",
+    )
+    free_prompt_share: float = Field(
+        default=0.25, gt=0, le=1,
+        description="Most of the queued typed-prompt jobs one voter or one address may hold.",
+    )
+    address_reads_per_minute: int = Field(
+        default=120, ge=0, description="Per-address leaderboard reads of the API; 0 = off."
+    )
+
+    @field_validator("job_timeout_seconds", mode="before")
+    @classmethod
+    def _timeouts(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return dict.fromkeys(JOB_TIMEOUT_DEFAULTS, float(value))
+        return value
+
+    @field_validator("job_timeout_seconds")
+    @classmethod
+    def _positive_timeouts(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(JOB_TIMEOUT_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown job kind {unknown[0]!r}; expected "
+                             f"{', '.join(JOB_TIMEOUT_DEFAULTS)}")
+        if any(not seconds > 0 for seconds in value.values()):
+            raise ValueError("every job timeout must be a positive number of seconds")
+        return {**JOB_TIMEOUT_DEFAULTS, **value}
+
+    def job_timeout(self, kind: str) -> float:
+        """Seconds one try of a job of ``kind`` may run."""
+        return self.job_timeout_seconds.get(kind, max(JOB_TIMEOUT_DEFAULTS.values()))
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether the voter cookie is sent only over https (an https public URL)."""
+        return (self.public_url or "").lower().startswith("https://")
 
     @field_validator("home")
     @classmethod

@@ -22,7 +22,10 @@ through the real path); ``--recompute`` replays it again. Then, each measured in
    without and with a thread requesting views (four boards, Elo and Bradley-Terry) in a loop
    as the tab serves them (:func:`arena.web.dashboard.serve_view`: a render is shared for up
    to 1 s, views are paced to 10 a second), the worker's background refresher running in
-   both; printed: p50, p99 and the p99 ratio.
+   both, and in a third kind of round while 8 API clients poll
+   ``GET /api/v1/leaderboard?system=bt`` on rotating boards (the API app served in this
+   process; its rows come from the leaderboard worker, never a fit in this process); printed:
+   p50, p99 and the p99 ratios.
 
 Targets (issue [dashboard]): at 1M votes a view under 1 s, a view after one new vote under
 200 ms, vote p99 under views at most 1.2x the p99 without.
@@ -210,13 +213,55 @@ def vote_once(db: Database, settings: Settings, voter: str, rng: random.Random) 
     return time.perf_counter() - began
 
 
+POLLERS = 8
+
+
+def api_poller(db: Database, settings: Settings, stop: threading.Event, index: int,
+               polls: list[int], limited: list[int]) -> None:
+    """One client polling ``GET /api/v1/leaderboard?system=bt`` on rotating boards, as fast
+    as the server answers, against the API app served in this process (as a server process
+    serves votes and reads); refused by the per-address read limit, it waits a second."""
+    from fastapi.testclient import TestClient
+
+    from arena.web.app import create_app
+
+    app = _API_APPS.setdefault(db.url, create_app(settings, db, ui=False))
+    client = TestClient(app)
+    boards = ["overall", "fixed", "free", "ffa", f"fixed/{CHARACTERS[0]}",
+              f"fixed/{CHARACTERS[1]}"]
+    n = index
+    while not stop.is_set():
+        response = client.get("/api/v1/leaderboard",
+                              params={"board": boards[n % len(boards)], "system": "bt"},
+                              headers={"X-Forwarded-For": f"192.0.2.{index}"})
+        if response.status_code == 429:  # the per-address read limit: wait as a client would
+            limited[index] += 1
+            stop.wait(1.0)
+            continue
+        if response.status_code != 200:
+            raise SystemExit(f"leaderboard poll answered {response.status_code}: "
+                             f"{response.text[:200]}")
+        n += 1
+        polls[index] += 1
+
+
+_API_APPS: dict[str, Any] = {}
+
+
 def vote_latencies(db: Database, settings: Settings, rate: float, seconds: float,
-                   with_views: bool) -> list[float]:
+                   with_views: bool, with_polls: bool = False) -> list[float]:
     """Latencies of votes sent at a fixed rate (open loop: a late vote does not delay the
-    schedule of the next), optionally while views are requested in a loop."""
+    schedule of the next), optionally while views are requested in a loop, or while
+    ``POLLERS`` API clients poll Bradley-Terry boards."""
     rng = random.Random(1)
     stop = threading.Event()
     views = [0]
+    polls = [0] * POLLERS
+    limited = [0] * POLLERS
+    pollers = [threading.Thread(target=api_poller, args=(db, settings, stop, i, polls, limited),
+                                daemon=True) for i in range(POLLERS)] if with_polls else []
+    for poller in pollers:
+        poller.start()
 
     def viewer() -> None:
         boards = ["overall", "fixed", f"fixed/{CHARACTERS[0]}", "ffa"]
@@ -254,6 +299,11 @@ def vote_latencies(db: Database, settings: Settings, rate: float, seconds: float
     if with_views:
         thread.join()
         print(f"    views served meanwhile: {views[0]}")
+    for poller in pollers:
+        poller.join()
+    if with_polls:
+        print(f"    API polls (system=bt, rotating boards, {POLLERS} clients) meanwhile: "
+              f"{sum(polls)} answered, {sum(limited)} refused by the per-address read limit")
     return latencies
 
 
@@ -297,7 +347,10 @@ def run(backend: str, args: argparse.Namespace) -> None:
     try:
         upgrade(url)
         db = Database(url)
-        settings = Settings(home=folder, database_url=url, votes_per_minute=0)
+        # Each API poller is its own client address (the proxy header names it), under the
+        # per-address read limit in force by default.
+        settings = Settings(home=folder, database_url=url, votes_per_minute=0,
+                            trusted_proxy_header="X-Forwarded-For")
         print(f"\n== {backend}: {args.votes:,} votes, {args.checkpoints} checkpoints ==")
         if fresh:
             began = time.perf_counter()
@@ -350,14 +403,21 @@ def run(backend: str, args: argparse.Namespace) -> None:
         vote_latencies(db, settings, args.rate, 3.0, with_views=False)
         alone: list[float] = []
         loaded: list[float] = []
+        polled: list[float] = []
         for _ in range(args.rounds):
             alone += vote_latencies(db, settings, args.rate, args.seconds, with_views=False)
             loaded += vote_latencies(db, settings, args.rate, args.seconds, with_views=True)
+            polled += vote_latencies(db, settings, args.rate, args.seconds, with_views=False,
+                                     with_polls=True)
         print(f"    without views: p50 {statistics.median(alone) * 1000:.0f} ms, "
               f"p99 {p99(alone) * 1000:.0f} ms ({len(alone)} votes)")
         print(f"    with views:    p50 {statistics.median(loaded) * 1000:.0f} ms, "
               f"p99 {p99(loaded) * 1000:.0f} ms ({len(loaded)} votes)")
         print(f"    p99 ratio with/without views: {p99(loaded) / p99(alone):.2f} "
+              "(target <= 1.20)")
+        print(f"    with {POLLERS} API clients polling system=bt: p50 "
+              f"{statistics.median(polled) * 1000:.0f} ms, p99 {p99(polled) * 1000:.0f} ms "
+              f"({len(polled)} votes); p99 ratio with/without: {p99(polled) / p99(alone):.2f} "
               "(target <= 1.20)")
         db.dispose()
     finally:

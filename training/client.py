@@ -15,7 +15,7 @@ from typing import Any
 from metrics.boards import OVERALL
 from metrics.rating_systems import DEFAULT_SYSTEM
 
-__all__ = ["Arena", "ArenaRefused", "ArenaUnreachable"]
+__all__ = ["RETRYABLE_STATUSES", "Arena", "ArenaRefused", "ArenaUnreachable"]
 
 TIMEOUT_SECONDS = 10.0
 CONNECT_SECONDS = 3.0  # a hook must not hold a training step long on an unreachable arena
@@ -25,8 +25,25 @@ class ArenaUnreachable(Exception):
     """The arena could not be reached (network, server error, database down): try later."""
 
 
+# Refusals that may pass later: a token the server does not have yet (401/403), a config or
+# checkpoint registered later (404), a name being registered meanwhile (409).
+RETRYABLE_STATUSES = frozenset({401, 403, 404, 409})
+
+
 class ArenaRefused(Exception):
-    """The arena answered and refused the request (bad token, unknown config, bad path)."""
+    """The arena answered and refused the request (bad token, unknown config, bad path);
+    ``status`` is its HTTP status (the matching one for a database target), if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def may_pass_later(self) -> bool:
+        """Whether sending the same request again later may succeed (see
+        ``RETRYABLE_STATUSES``); a malformed request (400, 422) never will."""
+        return self.status is not None and (
+            self.status in RETRYABLE_STATUSES or self.status >= 500)
 
 
 def _is_http(target: str) -> bool:
@@ -80,7 +97,8 @@ class Arena:
                 message = response.json().get("error") or response.json().get("detail")
             except ValueError:
                 message = response.text[:200]
-            raise ArenaRefused(f"{self.shown}: {response.status_code}: {message}")
+            raise ArenaRefused(f"{self.shown}: {response.status_code}: {message}",
+                               response.status_code)
         return response.json()
 
     # -- database ---------------------------------------------------------------------------
@@ -88,7 +106,7 @@ class Arena:
         from sqlalchemy.exc import OperationalError
 
         from arena.db import Database
-        from arena.errors import UserError
+        from arena.errors import InputError, status_code
         from arena.settings import Settings
 
         settings = Settings(database_url=self.target)
@@ -96,10 +114,10 @@ class Arena:
         try:
             db.check()
             return work(db, settings)
-        except UserError as exc:
+        except InputError as exc:
             if isinstance(exc.__cause__, OperationalError):
                 raise ArenaUnreachable(str(exc)) from exc
-            raise ArenaRefused(str(exc)) from exc
+            raise ArenaRefused(str(exc), status_code(exc)) from exc
         except OperationalError as exc:
             raise ArenaUnreachable(f"{self.shown}: {str(exc).splitlines()[0]}") from exc
         finally:

@@ -13,11 +13,13 @@ Importable without torch, transformers or lightning (the callbacks are built on 
 A hook never raises into the training loop and never waits long: when the arena cannot be
 reached it logs one warning, keeps the registration in a local outbox file
 (:mod:`training.outbox`) and delivers it on the next call (or from ``arena watch``). A
-registration the arena refuses (bad token, unknown config) is logged and dropped.
+registration the arena refuses for now (401/403 token, 404 unknown config, 409) is kept there
+too; one it can never take as written (400, 422: a malformed payload) is logged and dropped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -65,13 +67,6 @@ def _payload(
     return payload
 
 
-def _send(target: str, token: str | None) -> Callable[[str, dict[str, Any]], Any]:
-    def send(arena: str, payload: dict[str, Any]) -> Any:
-        return Arena(arena, token if arena == target else None).register(payload)
-
-    return send
-
-
 def deliver_outbox(
     arena: str | None = None, token: str | None = None, outbox: Path | str | None = None
 ) -> int:
@@ -83,13 +78,22 @@ def deliver_outbox(
     try:
         client = Arena.resolve(arena, token)
     except ArenaRefused:
-        client = Arena("", token)
-    delivered, refused = box.deliver(_send(client.target, client.token))
+        return 0  # no arena named: nothing of the outbox can be delivered
+    return _deliver(box, client)
+
+
+def _deliver(box: Outbox, client: Arena) -> int:
+    """Deliver ``box``'s entries for ``client``'s arena with its token; log what happened."""
+    delivered, dropped, kept = box.deliver(client.target, client.register)
     for entry in delivered:
         log.info("delivered the kept registration of %s", entry["payload"]["path"])
-    for entry in refused:
-        log.warning("the arena refused the kept registration of %s: %s",
-                    entry["payload"]["path"], entry["error"])
+    for entry in dropped:
+        log.warning("the arena refused the kept registration of %s, which cannot pass as "
+                    "written; dropped it from the outbox: %s (payload %s)",
+                    entry["payload"]["path"], entry["error"], json.dumps(entry["payload"]))
+    for entry in kept:
+        log.warning("the arena refused the kept registration of %s for now (%s); it stays in "
+                    "the outbox %s", entry["payload"]["path"], entry["error"], box.path)
     return len(delivered)
 
 
@@ -121,7 +125,7 @@ def register_checkpoint(
         return None
     box = Outbox(outbox)
     try:
-        box.deliver(_send(client.target, client.token))
+        _deliver(box, client)
         answer = client.register(payload)
     except ArenaUnreachable as exc:
         box.add(client.target, payload)
@@ -129,7 +133,12 @@ def register_checkpoint(
                     exc, payload["path"], box.path)
         return None
     except ArenaRefused as exc:
-        log.warning("arena refused the registration of %s: %s", payload["path"], exc)
+        if exc.may_pass_later:
+            box.add(client.target, payload)
+            log.warning("arena refused the registration of %s for now (%s); kept it in the "
+                        "outbox %s to try again", payload["path"], exc, box.path)
+        else:
+            log.warning("arena refused the registration of %s: %s", payload["path"], exc)
         return None
     except Exception as exc:  # never crash the training loop
         box.add(client.target, payload)

@@ -80,30 +80,40 @@ class Outbox:
             return self._read()
 
     def deliver(
-        self, send: Callable[[str, dict[str, Any]], Any]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Try ``send(arena, payload)`` for each waiting registration, oldest first.
+        self, target: str, send: Callable[[dict[str, Any]], Any]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Try ``send(payload)`` for each registration waiting for ``target``, oldest first;
+        entries for other arenas are left alone (only the caller of that arena holds its
+        token, and no token is ever written here).
 
-        An entry leaves the outbox when ``send`` returns or raises ``ArenaRefused`` (retrying
-        cannot help); on ``ArenaUnreachable`` it and the rest stay. Returns (delivered,
-        refused as (entry with an ``error``)).
+        An entry leaves the outbox when ``send`` returns, or raises an ``ArenaRefused`` that
+        cannot pass later (a malformed registration: it is returned as dropped, with its
+        ``error``). It stays on a refusal that may pass later (401, 403, 404, 409: returned as
+        kept) and, with every later entry, when the arena is unreachable. Returns
+        (delivered, dropped, kept).
         """
         from training.client import ArenaRefused, ArenaUnreachable
 
         delivered: list[dict[str, Any]] = []
-        refused: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
         with self._locked():
             entries = self._read()
             left = list(entries)
             for entry in entries:
+                if entry["arena"] != target:
+                    continue
                 try:
-                    send(entry["arena"], entry["payload"])
+                    send(entry["payload"])
                 except ArenaUnreachable:
                     break
                 except ArenaRefused as exc:
-                    refused.append({**entry, "error": str(exc)})
+                    if exc.may_pass_later:
+                        kept.append({**entry, "error": str(exc)})
+                        continue
+                    dropped.append({**entry, "error": str(exc)})
                 else:
                     delivered.append(entry)
                 left.remove(entry)
             self._write(left)
-        return delivered, refused
+        return delivered, dropped, kept

@@ -14,21 +14,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from training.hooks import deliver_outbox, register_checkpoint
+from training.safetensors_header import HeaderError, tensor_data_end
 
-__all__ = ["Watcher", "read_header", "training_metadata"]
+__all__ = ["HeaderError", "Watcher", "read_header", "training_metadata"]
 
 STATE_FILE = ".arena-watch.json"
+log = logging.getLogger("illustrious_arena.watch")
 MAX_HEADER_BYTES = 100 << 20
 
 
 def read_header(path: Path) -> dict[str, Any] | None:
-    """The safetensors header of a completely written file, or None (torn, not safetensors)."""
+    """The safetensors header of a completely written file; None while the file looks torn
+    (shorter than its header says: still being written); :class:`HeaderError` for a header
+    that can never be read (not JSON, not a mapping, offsets that are not whole numbers)."""
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -36,22 +42,20 @@ def read_header(path: Path) -> dict[str, Any] | None:
             if len(prefix) < 8:
                 return None
             (length,) = struct.unpack("<Q", prefix)
-            if length > min(MAX_HEADER_BYTES, size - 8):
+            if length > MAX_HEADER_BYTES:
+                raise HeaderError(f"a header of {length} bytes (at most {MAX_HEADER_BYTES})")
+            if length > size - 8:
                 return None
-            header = json.loads(handle.read(length))
-    except (OSError, ValueError, UnicodeDecodeError):
+            raw = handle.read(length)
+    except OSError:
         return None
+    try:
+        header = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HeaderError(f"the header is not JSON ({exc})") from None
     if not isinstance(header, dict):
-        return None
-    end = 0
-    for key, value in header.items():
-        if key == "__metadata__":
-            continue
-        offsets = value.get("data_offsets") if isinstance(value, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2):
-            return None
-        end = max(end, int(offsets[1]))
-    return header if size == 8 + length + end else None
+        raise HeaderError(f"the header is a JSON {type(header).__name__}, not an object")
+    return header if size == 8 + length + tensor_data_end(header) else None
 
 
 def training_metadata(header: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
@@ -63,10 +67,17 @@ def training_metadata(header: dict[str, Any]) -> tuple[dict[str, Any], int | Non
             continue
         if isinstance(value, str):
             with contextlib.suppress(ValueError):
-                value = json.loads(value)
+                parsed = json.loads(value)
+                # "Infinity" / "NaN" parse as floats no JSON body may carry: keep the text
+                if not (isinstance(parsed, float) and not math.isfinite(parsed)):
+                    value = parsed
+        elif isinstance(value, float) and not math.isfinite(value):
+            value = str(value)
         found[key] = value
     step = found.get("ss_steps")
-    return found, int(step) if isinstance(step, int | float) and step >= 0 else None
+    usable = isinstance(step, int | float) and not isinstance(step, bool) and math.isfinite(
+        step) and 0 <= step < 2**31
+    return found, int(step) if usable else None
 
 
 @dataclass
@@ -107,17 +118,27 @@ class Watcher:
         done = self.registered()
         out = []
         for path in sorted(self.folder.glob("*.safetensors")):
-            if path.name in done:
-                continue
             try:
                 stat = path.stat()
             except OSError:
                 continue
             now = (stat.st_size, stat.st_mtime_ns)
+            known = done.get(path.name)
+            if known is not None and not (isinstance(known, dict) and "unreadable" in known
+                                          and known.get("stat") != list(now)):
+                continue  # registered, or skipped as unreadable and not rewritten since
             before, self._sizes[path.name] = self._sizes.get(path.name), now
             if before != now:
                 continue  # first sight, or still growing: look again next time
-            header = read_header(path)
+            try:
+                header = read_header(path)
+            except HeaderError as exc:
+                log.warning("arena watch: skipping %s: unreadable safetensors header: %s",
+                            path, exc)
+                self._remember(path.name, {"unreadable": str(exc), "stat": list(now)})
+                out.append({"file": path.name, "step": None, "delivered": False,
+                            "checkpoint": None, "unreadable": str(exc)})
+                continue
             if header is None:
                 continue
             metadata, step = training_metadata(header)

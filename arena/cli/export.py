@@ -49,7 +49,9 @@ def export_leaderboard_command(
     with db.session(readonly=True) as session:
         view = load_view(session, board, system, settings, wait=True)
     if fmt == "csv":
-        text = table_frame(view).to_csv(index=False)
+        from arena.csv_cells import inert_frame
+
+        text = inert_frame(table_frame(view)).to_csv(index=False)
     else:
         text = json.dumps({
             "board": board, "system": system, "notices": view.notices,

@@ -21,6 +21,7 @@ from arena.cli import (
     voters,
 )
 from arena.cli import jobs as jobs_cli
+from arena.cli import prompts as prompts_cli
 from arena.cli import watch as watch_cli
 from arena.cli import worker as worker_cli
 from arena.cli.common import new_app, print_json
@@ -37,6 +38,7 @@ app.command("generate")(generate.generate)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 app.add_typer(jobs_cli.app, name="jobs")
+app.add_typer(prompts_cli.app, name="prompts")
 app.command("worker")(worker_cli.worker)
 app.command("watch")(watch_cli.watch)
 app.add_typer(export.export_app, name="export")

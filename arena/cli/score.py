@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from arena.cli.common import new_app, open_database, print_json
+from arena.csv_cells import inert_cell
 from arena.errors import UserError
 from arena.image_store import IMAGE_SUFFIXES, image_files
 
@@ -164,7 +165,8 @@ def _report(
             writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
             writer.writeheader()
             for r in rows:
-                writer.writerow({**r, "unreadable": len(r["unreadable"])})
+                row = {**r, "unreadable": len(r["unreadable"])}
+                writer.writerow({key: inert_cell(value) for key, value in row.items()})
     if not scored:
         typer.echo("error: nothing could be scored", err=True)
         raise typer.Exit(2)

@@ -48,7 +48,9 @@ def watch(
     looks = 0
     while True:
         for entry in watcher.poll():
-            state = "registered" if entry["delivered"] else "not delivered (see the warning)"
+            state = ("registered" if entry["delivered"] else
+                     "skipped: unreadable header" if entry.get("unreadable") else
+                     "not delivered (see the warning)")
             typer.echo(f"{entry['file']}: {state}" + (
                 f" as {entry['checkpoint']}" if entry["checkpoint"] else ""))
         looks += 1

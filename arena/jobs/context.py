@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,10 @@ class JobFailed(Exception):
     without being wrapped in this."""
 
 
+class JobTimedOut(Exception):
+    """The job ran past its timeout (``ARENA_JOB_TIMEOUT_SECONDS``): the worker gives it up."""
+
+
 class JobLost(Exception):
     """The worker no longer holds the job (cancelled, or taken over after its lease lapsed)."""
 
@@ -25,18 +30,22 @@ class Progress:
     """Progress of the running job; the worker's heartbeat writes it into the job's row.
 
     When the heartbeat finds the job cancelled or taken over it sets ``lost``, and the job's
-    next progress report raises :class:`JobLost`, so the job stops there.
+    next progress report raises :class:`JobLost`, so the job stops there; past ``deadline``
+    (a ``time.monotonic()`` value) a progress report raises :class:`JobTimedOut`.
     """
 
     done: int = 0
     total: int | None = None
     unit: str | None = None
     lost: threading.Event = field(default_factory=threading.Event, repr=False)
+    deadline: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _check(self) -> None:
         if self.lost.is_set():
             raise JobLost("the job was cancelled or taken over by another worker")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise JobTimedOut("the job ran past its timeout")
 
     def set(self, done: int, total: int | None = None, unit: str | None = None) -> None:
         self._check()

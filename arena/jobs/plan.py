@@ -10,6 +10,7 @@ the jobs already queued.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ from sqlalchemy.orm import Session
 from arena.errors import Conflict, UserError
 from arena.jobs.queue import enqueue
 from arena.models import Checkpoint, Image, Job
-from arena.registry import add_config, checkpoint_format, checkpoint_path, get_config
+from arena.registry import (
+    add_config,
+    check_shown_name,
+    checkpoint_format,
+    checkpoint_path,
+    get_config,
+)
 from arena.settings import Settings
 from training.config import parse_config
 
@@ -76,7 +83,8 @@ def queue_checkpoint(
     if request.step is not None and request.step < 0:
         raise UserError(f"step must be >= 0, got {request.step}")
     config = _config_name(session, request)
-    name = request.name or (path.stem if fmt == "safetensors" else path.name)
+    name = check_shown_name(
+        "checkpoint name", request.name or (path.stem if fmt == "safetensors" else path.name))
     known = session.scalar(select(Checkpoint).where(Checkpoint.name == name))
     if known is not None and Path(known.path) != path:
         raise Conflict(f"checkpoint name {name!r} is already registered for {known.path}")
@@ -140,29 +148,42 @@ class QueuedPrompt:
     refused: str | None = None
 
 
-def _waiting_free_jobs(session: Session, voter_id: int | None = None) -> int:
-    """Typed-prompt generate jobs waiting (all), or the prompts one voter has waiting."""
-    waiting = (
+def _waiting_free_jobs(session: Session, voter_id: int | None = None,
+                       address: str | None = None) -> int:
+    """Typed-prompt generate jobs waiting: all of them, or those one voter or one address
+    (its limit key) asked for."""
+    waiting = [
         Job.kind == "generate",
         Job.status.in_(WAITING),
         Job.payload["free_prompt"].as_string().is_not(None),
-    )
-    if voter_id is None:
-        return int(session.scalar(select(func.count(Job.id)).where(*waiting)) or 0)
+    ]
+    if voter_id is not None:
+        waiting.append(Job.payload["voter_id"].as_integer() == voter_id)
+    if address is not None:
+        waiting.append(Job.payload["address"].as_string() == address)
+    return int(session.scalar(select(func.count(Job.id)).where(*waiting)) or 0)
+
+
+def _waiting_prompts(session: Session, voter_id: int) -> int:
+    """How many typed prompts one voter has waiting for rendering."""
     prompts = func.count(func.distinct(Job.payload["prompt_id"].as_integer()))
-    return int(
-        session.scalar(
-            select(prompts).where(*waiting, Job.payload["voter_id"].as_integer() == voter_id)
-        )
-        or 0
-    )
+    return int(session.scalar(select(prompts).where(
+        Job.kind == "generate", Job.status.in_(WAITING),
+        Job.payload["free_prompt"].as_string().is_not(None),
+        Job.payload["voter_id"].as_integer() == voter_id,
+    )) or 0)
 
 
 def queue_free_prompt(
-    session: Session, settings: Settings, prompt_id: int, text: str, voter_id: int
+    session: Session, settings: Settings, prompt_id: int, text: str, voter_id: int,
+    address: str | None = None,
 ) -> QueuedPrompt:
     """Queue one ``generate`` job per active checkpoint (one with images in the pool) for a
-    prompt a voter typed, deduplicated per (checkpoint, prompt), within the configured bounds.
+    prompt a voter typed, deduplicated per (checkpoint, prompt), within the configured bounds:
+    prompts waiting per voter, jobs waiting in all, and each submitter's share of the queue
+    (no voter and no address, given as its limit key, holds more than
+    ``free_prompt_share`` of ``free_prompt_jobs_total``; one prompt is always allowed to a
+    submitter with nothing waiting).
     """
     active = session.scalars(
         select(Checkpoint.name)
@@ -178,16 +199,27 @@ def queue_free_prompt(
         return QueuedPrompt(tuple(
             session.scalars(select(Job.id).where(Job.dedup_key.in_(keys.values()))).all()
         ))
-    if _waiting_free_jobs(session, voter_id) >= settings.free_prompt_jobs_per_voter:
+    if _waiting_prompts(session, voter_id) >= settings.free_prompt_jobs_per_voter:
         return QueuedPrompt((), "you already have typed prompts waiting to be rendered")
     if _waiting_free_jobs(session) + len(missing) > settings.free_prompt_jobs_total:
         return QueuedPrompt((), "the rendering queue for typed prompts is full")
+    share = int(settings.free_prompt_share * settings.free_prompt_jobs_total)
+    for who, held in (("voter", _waiting_free_jobs(session, voter_id=voter_id)),
+                      ("address", _waiting_free_jobs(session, address=address)
+                       if address is not None else 0)):
+        if held and held + len(missing) > share:
+            return QueuedPrompt((), f"your {who} already has {held} typed-prompt jobs waiting "
+                                    f"(at most {share} per {who}, a fair share of the queue)")
+    # Queued (and so claimed) in a random order: claimed by checkpoint id, the first images
+    # of a typed prompt would always come from the lowest-id checkpoints.
+    random.SystemRandom().shuffle(missing)
     ids = []
     for name in missing:
         job, _ = enqueue(
             session,
             "generate",
-            {"checkpoint": name, "free_prompt": text, "prompt_id": prompt_id, "voter_id": voter_id},
+            {"checkpoint": name, "free_prompt": text, "prompt_id": prompt_id, "voter_id": voter_id,
+             "address": address},
             dedup_key=keys[name],
             checkpoint_name=name,
             max_attempts=settings.job_max_attempts,

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from arena.csv_cells import inert_frame
 from arena.db import Database
 from arena.leaderboard.figures import agreement_frame, all_figures, knob_frame, position_frame
 from arena.leaderboard.view import BoardView, board_choices, load_view, table_frame
@@ -108,6 +109,6 @@ def _csv(frame: pd.DataFrame, shown: BoardView) -> str:
             _CSV_FOLDER.append(Path(tempfile.mkdtemp(prefix="arena-board-")))
     path = _CSV_FOLDER[0] / f"leaderboard-{shown.board.replace('/', '_')}-{shown.system}.csv"
     partial = path.with_name(f"{path.name}.{threading.get_ident()}.part")
-    frame.to_csv(partial, index=False)
+    inert_frame(frame).to_csv(partial, index=False)
     os.replace(partial, path)
     return str(path)

@@ -142,6 +142,15 @@ def _render(board: str, system: str, knob: str, max_age: float) -> Any:
     return render(_DB[0], _SETTINGS[0], board, system, knob, max_age)
 
 
+def _rows(board: str, system: str) -> Any:
+    """The board's rows for the JSON API: Bradley-Terry from the fit at hand (stored, or this
+    worker's), a refit started here when newer votes exist, never in the server's process."""
+    from arena.leaderboard.rows import board_rows
+
+    with _DB[0].session(readonly=True) as session:
+        return board_rows(session, board, system, _SETTINGS[0], wait=False)
+
+
 def _loop() -> None:
     state = Refresher()
     while True:
@@ -188,6 +197,16 @@ class BoardWorker:
             log.warning("the leaderboard worker died; starting another")
             self._pool = self._new_pool()
             return self._pool.submit(_render, board, system, knob, max_age).result()
+
+    def rows(self, board: str, system: str) -> Any:
+        """:func:`arena.leaderboard.rows.board_rows` computed in the worker (Bradley-Terry
+        from the fit at hand, see :func:`_rows`); a UserError from the worker is raised here."""
+        try:
+            return self._pool.submit(_rows, board, system).result()
+        except BrokenProcessPool:
+            log.warning("the leaderboard worker died; starting another")
+            self._pool = self._new_pool()
+            return self._pool.submit(_rows, board, system).result()
 
     def start_background(self) -> None:
         """Start the worker's background reading and storing (:func:`refresh`)."""

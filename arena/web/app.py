@@ -28,6 +28,7 @@ def create_app(
     http.install(app)
     app.include_router(voting_api.router)
     app.include_router(admin_api.router)
+    http.close_api(app)
     if ui:
         import gradio as gr
 

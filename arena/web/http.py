@@ -31,7 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.db import Database
 from arena.errors import Forbidden, InputError, UserError, one_line, status_code
-from arena.identity import client_address, issue_voter_id, verify_voter_id
+from arena.identity import client_address, issue_voter_id, verify_voter_id, voter_secret
+from arena.limits import ReadLimiter
 from arena.settings import Settings
 
 VOTER_COOKIE = "arena_voter"
@@ -155,6 +156,28 @@ def require_admin(
         raise Forbidden("a valid admin bearer token is required")
 
 
+API_PREFIX = "/api/v1"
+
+
+def close_api(app: FastAPI) -> None:
+    """Answer every other path under /api/v1 here, in the one error shape: 404 for an unknown
+    path, 405 for a known path asked with another method (else the UI mounted at / would
+    answer it in its own shape). Call after every API router is included."""
+    from starlette.routing import Match
+
+    api_routes = list(app.router.routes)
+
+    async def unknown(request: Request) -> JSONResponse:
+        if any(route.matches(request.scope)[0] is Match.PARTIAL for route in api_routes):
+            return JSONResponse({"error": f"method {request.method} is not allowed here"},
+                                status_code=405)
+        return JSONResponse({"error": f"no API path {_one_line(request.url.path)[:120]}; see "
+                                      "/openapi.json"}, status_code=404)
+
+    app.add_api_route(f"{API_PREFIX}/{{rest:path}}", unknown, include_in_schema=False,
+                      methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+
+
 def _one_line(text: str) -> str:
     return one_line(text)[:300]
 
@@ -197,7 +220,10 @@ def install(app: FastAPI) -> None:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
+    voter_secret(app.state.settings)  # a missing or short key is refused at start
     app.state.writer = writer_threads(app.state.db)
+    app.state.read_limiter = ReadLimiter(app.state.settings)
+    app.state.board_reads = {}  # (board, system) -> (when, answer), shared for 1 s
     app.add_middleware(VoterCookieMiddleware, settings=app.state.settings)
 
 
@@ -215,13 +241,14 @@ class VoterCookieMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.proxy_header = (settings.trusted_proxy_header or "").lower().encode()
+        self.proxy_header = (settings.trusted_proxy_header or "").lower().encode() or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cookies = proxied = None
+        cookies = None
+        proxied: list[str] = []
         by_header = False
         for name, value in scope["headers"]:
             if name == b"cookie" and cookies is None:
@@ -229,7 +256,7 @@ class VoterCookieMiddleware:
             elif name == b"x-voter-id":
                 by_header = True
             elif name == self.proxy_header:
-                proxied = value.decode("latin-1")
+                proxied.append(value.decode("latin-1"))
         existing = cookie_parser(cookies).get(VOTER_COOKIE) if cookies else None
         try:
             voter = verify_voter_id(self.settings, existing) if existing else None
@@ -237,9 +264,8 @@ class VoterCookieMiddleware:
             voter = None
         state = scope.setdefault("state", {})
         peer = scope.get("client")
-        headers = {self.proxy_header.decode(): proxied} if proxied is not None else {}
         state["client_address"] = client_address(self.settings, peer[0] if peer else None,
-                                                 headers)
+                                                 proxied)
         if voter is not None or by_header:
             state["voter_id"] = voter
             await self.app(scope, receive, send)
@@ -247,7 +273,7 @@ class VoterCookieMiddleware:
         state["voter_id"] = issue_voter_id(self.settings)
         cookie = (
             f"{VOTER_COOKIE}={state['voter_id']}; Max-Age={3600 * 24 * 365}; Path=/; "
-            "HttpOnly; SameSite=lax"
+            "HttpOnly; SameSite=lax" + ("; Secure" if self.settings.secure_cookies else "")
         )
 
         async def send_with_cookie(message: Message) -> None:

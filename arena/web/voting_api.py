@@ -5,13 +5,13 @@ leaderboard and health. Shared plumbing (errors, dependencies, writer threads) i
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from arena.errors import Unavailable, UserError
+from arena.errors import NotFound, Unavailable, UserError
 from arena.identity import issue_voter_id
 from arena.matches import issue_match, register_voter, served_image_for, skip_match
 from arena.votes import record_vote
@@ -131,35 +131,77 @@ async def create_skip(body: SkipRequest, request: Request, caller: CALLER) -> Re
     return Response(status_code=204)
 
 
+SHARED_READ_SECONDS = 1.0  # one answer per board and system serves every reader for 1 s
+
+
 @router.get("/leaderboard")
 def get_leaderboard(
+    request: Request,
     db: DB,
     settings: SETTINGS,
+    address: ADDRESS,
     board: str = OVERALL,
     system: SystemName = DEFAULT_SYSTEM,  # type: ignore[valid-type]
 ) -> dict[str, Any]:
     """Ratings on one board in one system (:func:`arena.leaderboard.rows.board_rows`), with
     intervals, ranks, games and linked configs, and the matchmaking strategy that chose the
     matches; ``system=robust`` adds ``robust``: the voters and votes it discounted and its
-    fitted position terms."""
-    from arena.leaderboard.rows import board_document
+    fitted position terms. An unknown board is a 404; reads are limited per client address.
 
+    The rows are computed in the leaderboard worker process, never in this one: Bradley-Terry
+    is the fit at hand (stored, or the worker's newest; a refit starts there when newer votes
+    exist), and ``fit_vote_id`` says the newest vote it covers."""
+    from arena.errors import StaleRatings
+    from arena.leaderboard.view import board_choices
+    from arena.leaderboard.worker import worker_for
+
+    request.app.state.read_limiter.charge(address)
+    shared = request.app.state.board_reads
+    now = time.monotonic()
+    hit = shared.get((board, system))
+    if hit is not None and now - hit[0] < SHARED_READ_SECONDS:
+        return hit[1]
     with db.session(readonly=True) as session:
-        document = board_document(session, board, system, settings)
-    return {**document, "matchmaking": settings.matchmaking_strategy}
+        boards = board_choices(session)
+    if board not in boards:
+        shown = ", ".join(boards[:8]) + (", ..." if len(boards) > 8 else "")
+        raise NotFound(f"unknown board {board[:80]!r}; expected one of: {shown}")
+    found = worker_for(db, settings).rows(board, system)
+    if found.stale is not None:
+        raise StaleRatings(found.stale)
+    covers = {row["fit_vote_id"] for row in found.rows if row.get("fit_vote_id") is not None}
+    answer = {
+        "board": board,
+        "system": system,
+        "matchmaking": settings.matchmaking_strategy,
+        "fit_vote_id": max(covers) if covers else None,
+        "rows": found.rows,
+    }
+    if found.robust is not None:
+        answer["robust"] = found.robust
+    shared[(board, system)] = (now, answer)
+    return answer
+
+
+IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
 
 @router.get(
     "/images/{name}.png",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "The image, no metadata"}},
 )
-def get_image(name: str, caller: CALLER) -> FileResponse:
+def get_image(name: str, caller: CALLER) -> Response:
     """One image of a match, for its voter, until the match expires: metadata-free bytes
-    under a name that is random for this match (never cached, never reused)."""
-    path = served_image_for(caller.db, caller.settings, name, caller.voter)
-    return FileResponse(path, media_type="image/png",
-                        headers={"Cache-Control": "private, no-store"})
+    under a name that is random for this match (never cached, never reused).
+
+    The bytes are sent as a plain response, not a file response: a file response adds an
+    ``ETag`` (from the file's time and size, the same for the image in every match) and a
+    ``Last-Modified`` (its render time, which clusters by checkpoint). Every image gets the
+    same header set; only ``Content-Length`` follows the bytes.
+    """
+    data = served_image_for(caller.db, caller.settings, name, caller.voter)
+    return Response(data, media_type="image/png", headers=IMAGE_HEADERS)
 
 
 @router.get("/health")

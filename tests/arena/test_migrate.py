@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from arena.db import Database
@@ -94,3 +94,48 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:  # type: i
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     database.dispose()
+
+
+def test_scores_are_unique_in_the_schema(db_url: str) -> None:
+    """Migration 0008 keys every stored score, keeps the first of duplicate scores (a retried
+    score job stored twice), and the key is unique from then on."""
+    import json
+
+    # db_url is already at head: step back to 0007 (dropping the key), write old rows, redo.
+    from alembic import command
+
+    from arena.migrate import alembic_config, upgrade
+    from arena.models import MetricScore
+
+    command.downgrade(alembic_config(db_url), "0007_operator_decisions")
+    database = Database(db_url)
+    row = {"metric": "ccip", "metric_model": "m", "metric_version": "v1",
+           "parameters": json.dumps({"threshold": 0.2, "references": "/refs/a"}),
+           "character": "miku", "value": 0.5,
+           "details": json.dumps({"reference_sha256": ["r1"]}),
+           "images_used": json.dumps(["b", "a"]), "created_at": utcnow()}
+    insert = text("INSERT INTO metric_scores (metric, metric_model, metric_version, parameters, "
+                  "character, value, details, images_used, created_at) VALUES (:metric, "
+                  ":metric_model, :metric_version, :parameters, :character, :value, :details, "
+                  ":images_used, :created_at)")
+    with database.engine.begin() as conn:
+        conn.execute(insert, row)
+        # the same score again, references read from another folder: still the same score
+        conn.execute(insert, {**row, "parameters": json.dumps({"threshold": 0.2,
+                                                              "references": "/refs/b"}),
+                              "images_used": json.dumps(["a", "b"])})
+        conn.execute(insert, {**row, "images_used": json.dumps(["a", "c"])})
+    database.dispose()
+    upgrade(db_url)
+    database = Database(db_url)
+    try:
+        with database.session(readonly=True) as s:
+            kept = s.execute(select(MetricScore.id, MetricScore.images_used)
+                             .order_by(MetricScore.id)).all()
+        assert [images for _, images in kept] == [["b", "a"], ["a", "c"]]
+        with pytest.raises(IntegrityError), database.session() as s:
+            s.add(MetricScore(metric="ccip", metric_model="m", metric_version="v1",
+                              parameters={"threshold": 0.2}, character="miku", value=0.7,
+                              details={"reference_sha256": ["r1"]}, images_used=["a", "c"]))
+    finally:
+        database.dispose()

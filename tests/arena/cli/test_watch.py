@@ -18,7 +18,7 @@ from arena.models import Checkpoint, Job
 from arena.registry import add_config
 from arena.settings import Settings
 from training.config import parse_config
-from training.watch import Watcher, read_header
+from training.watch import HeaderError, Watcher, read_header
 
 KOHYA = {
     "ss_steps": "1200",
@@ -61,7 +61,8 @@ def test_header_check_tells_whole_from_torn(tmp_path: Path) -> None:
     assert read_header(kohya_file(tmp_path / "a.safetensors")) is not None
     assert read_header(kohya_file(tmp_path / "b.safetensors", whole=False)) is None
     (tmp_path / "c.safetensors").write_bytes(b"\xff" * 20)
-    assert read_header(tmp_path / "c.safetensors") is None
+    with pytest.raises(HeaderError, match="a header of"):
+        read_header(tmp_path / "c.safetensors")
 
 
 def test_new_files_registered_once_when_whole(configured: Database, tmp_path: Path) -> None:
@@ -113,3 +114,43 @@ def test_watch_cli_once(configured: Database, arena_home: Path, tmp_path: Path,
     missing = CliRunner().invoke(app, ["watch", str(tmp_path / "nope"), "--config", "x"])
     assert missing.exit_code == 2 and "expected a folder" in missing.output
     get_settings.cache_clear()
+
+
+def _raw(path: Path, header: str, data: int = 16) -> Path:
+    raw = header.encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\x00" * data)
+    return path
+
+
+def test_an_unreadable_header_is_skipped_with_one_warning(
+    configured: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One malformed file (a null or infinite offset, a header that is not JSON) must not stop
+    the watcher on every look, nor on every restart; "Infinity" in an ss_* value is kept as
+    text (no JSON body may carry an infinite number)."""
+    import logging
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    _raw(folder / "a-null.safetensors", '{"w": {"dtype": "F32", "data_offsets": [0, null]}}')
+    _raw(folder / "b-inf.safetensors", '{"w": {"dtype": "F32", "data_offsets": [0, Infinity]}}')
+    _raw(folder / "c-junk.safetensors", '{"w": ', data=0)
+    _raw(folder / "d-meta.safetensors", json.dumps({
+        "__metadata__": {"ss_steps": "Infinity", "ss_learning_rate": "NaN", "ss_epoch": "2"},
+        "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}))
+    watcher = Watcher(folder, "kohya-run", configured.url, outbox=tmp_path / "outbox.jsonl")
+    with caplog.at_level(logging.WARNING, logger="illustrious_arena.watch"):
+        assert watcher.poll() == []
+        found = watcher.poll()
+        assert watcher.poll() == []
+        again = Watcher(folder, "kohya-run", configured.url).poll()  # a restart
+    assert again == []
+    assert sorted(f["file"] for f in found if f.get("unreadable")) == [
+        "a-null.safetensors", "b-inf.safetensors", "c-junk.safetensors"]
+    assert [(f["file"], f["delivered"], f["step"]) for f in found if not f.get("unreadable")] \
+        == [("d-meta.safetensors", True, None)]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 3 and all("unreadable safetensors header" in w for w in warnings)
+    (job,) = _hash_jobs(configured)
+    assert job.payload["metadata"] == {"ss_steps": "Infinity", "ss_learning_rate": "NaN",
+                                       "ss_epoch": 2}

@@ -237,3 +237,58 @@ def test_jobs_queue_cli_for_a_registered_checkpoint(arena_env: Database, tmp_pat
     assert [j["id"] for j in json.loads(again.output)] == [j["id"] for j in jobs]
     unknown = runner.invoke(app, ["jobs", "queue", "nope"])
     assert unknown.exit_code == 2 and "unknown checkpoint 'nope'" in unknown.output
+
+
+def _hung_hash_job(db: Database, tmp_path: Path, attempts: int) -> tuple[int, Path]:
+    """A real ``hash`` job whose file is a FIFO nobody writes: reading it blocks forever."""
+    import os
+
+    fifo = tmp_path / "hangs.safetensors"
+    os.mkfifo(fifo)
+    with db.session() as session:
+        job, _ = queue.enqueue(session, "hash", {"path": str(fifo), "config": "c", "name": "h"},
+                               max_attempts=attempts)
+        return job.id, fifo
+
+
+def test_a_hung_job_is_given_up_at_its_timeout(db: Database, tmp_path: Path) -> None:
+    """In the worker's main thread the timeout interrupts the blocked job; the job is retried
+    while tries remain, then failed, with the reason on its row."""
+    job_id, _ = _hung_hash_job(db, tmp_path, attempts=2)
+    settings = Settings(home=tmp_path, database_url=db.url, job_timeout_seconds={"hash": 0.5})
+    lines: list[str] = []
+    first = run_worker(db, settings, once=True, kinds=["hash"], echo=lines.append)
+    assert first.retried == [job_id] and first.failed == [job_id], lines
+    status, attempts, error = _status(db, job_id)
+    assert (status, attempts) == ("failed", 2)
+    assert "timed out after 0.5 s (ARENA_JOB_TIMEOUT_SECONDS)" in (error or "")
+    assert any("gave up" in line and "queued again" in line for line in lines)
+
+
+def test_a_job_stuck_outside_the_main_thread_is_given_up_by_its_heartbeat(
+    db: Database, tmp_path: Path
+) -> None:
+    """Where no timer signal reaches the job (a worker in a thread), the heartbeat gives the
+    job up at the deadline; what the stuck call finishes later is not recorded."""
+    import threading
+
+    job_id, fifo = _hung_hash_job(db, tmp_path, attempts=1)
+    settings = Settings(home=tmp_path, database_url=db.url, job_timeout_seconds={"hash": 0.5},
+                        job_lease_seconds=1.0)
+    lines: list[str] = []
+    worker = threading.Thread(target=run_worker, args=(db, settings),
+                              kwargs={"once": True, "kinds": ["hash"], "echo": lines.append})
+    worker.start()
+    deadline = time.monotonic() + 30
+    status, attempts, error = _status(db, job_id)
+    while status == "running" or attempts == 0:
+        assert time.monotonic() < deadline, "the heartbeat never gave the job up"
+        time.sleep(0.1)
+        status, attempts, error = _status(db, job_id)
+    assert (status, attempts) == ("failed", 1) and "timed out" in (error or "")
+    with fifo.open("wb"):  # let the stuck read end; the worker must not record its result
+        pass
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert _status(db, job_id)[:2] == ("failed", 1)
+    assert any("failed" in line and "timed out" in line for line in lines), lines

@@ -78,3 +78,66 @@ def test_half_rendered_checkpoint_is_never_served(world: TinyWorld, db: Database
     assert _visible(db, "tiny-2") == 4
     match = issue_match(db, settings, "voter-half-0001", "fixed")
     assert len(match.images) == 2
+
+
+def _register_and_render(world: TinyWorld, db: Database, settings) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as session:
+        add_config(session, parse_config(CONFIG, source="test"))
+        for path in (world.first, world.second):
+            queue_checkpoint(session, settings, CheckpointRequest(str(path), config="tiny-run"))
+    run_worker(db, settings, once=True, kinds=["hash", "generate"], echo=lambda _: None)
+
+
+def test_typed_prompt_is_served_only_once_every_queued_checkpoint_has_it(
+    world: TinyWorld, db: Database, tmp_path: Path
+) -> None:
+    """The first checkpoint to finish a typed prompt's images must not be visible before the
+    others (which one finishes first follows claim order, not chance)."""
+    import torch
+
+    from arena.matches import prompt_hash
+    from arena.models import Prompt
+
+    torch.set_num_threads(1)
+    settings = worker_settings(world, tmp_path / "home", db)
+    _register_and_render(world, db, settings)
+    typed = "1boy, a typed prompt, general"
+    first = issue_match(db, settings, "voter-typed-0001", "free", typed)
+    assert first.notice is not None and "queued" in first.notice
+
+    def visible() -> int:
+        with db.session(readonly=True) as session:
+            return int(session.scalar(
+                select(func.count(Image.id)).join(Prompt).where(
+                    Prompt.text_hash == prompt_hash(typed), Image.hidden.is_(False))) or 0)
+
+    stats = WorkerStats()
+    assert run_one(db, settings, "w", ["generate"], "cpu", lambda _: None, stats)
+    assert stats.done and visible() == 0  # one checkpoint's images wait for the other's
+    assert run_one(db, settings, "w", ["generate"], "cpu", lambda _: None, stats)
+    assert len(stats.done) == 2 and visible() == 4
+    served = issue_match(db, settings, "voter-typed-0002", "free", typed)
+    assert served.notice is None and served.prompt == typed
+
+
+def test_a_checkpoint_file_replaced_after_hashing_is_not_rendered(
+    world: TinyWorld, db: Database, tmp_path: Path
+) -> None:
+    import shutil
+
+    settings = worker_settings(world, tmp_path / "home", db)
+    copy = tmp_path / "replaced.safetensors"
+    shutil.copyfile(world.first, copy)
+    with db.session() as session:
+        add_config(session, parse_config(CONFIG, source="test"))
+        queue_checkpoint(session, settings, CheckpointRequest(str(copy), config="tiny-run"))
+    run_worker(db, settings, once=True, kinds=["hash"], echo=lambda _: None)
+    shutil.copyfile(world.second, copy)  # another checkpoint under the registered path
+    lines: list[str] = []
+    stats = run_worker(db, settings, once=True, kinds=["generate"], echo=lines.append)
+    assert len(stats.failed) == 1, lines
+    with db.session(readonly=True) as session:
+        job = session.scalar(select(Job).where(Job.kind == "generate"))
+        assert job is not None and job.status == "failed" and job.attempts == 1
+        assert "changed after it was registered" in (job.error or "")
+        assert session.scalar(select(func.count(Image.id))) == 0

@@ -97,15 +97,16 @@ def test_score_job_and_cli_share_references_version_and_stored_scores(
     ]
     assert len(_scores(db)) == 1
 
-    # The CLI finds the same references for the same character and stores the same version.
+    # The CLI finds the same references for the same character and the same version: the
+    # same score, which is stored once (scores are unique in the schema).
     result = runner.invoke(app, ["score", "ccip", "--references", str(refs), "--checkpoint",
                                  name, "--character", CHARACTERS[0], "--model-dir",
                                  str(model_dir), "--json"])
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)["scores"]
     assert row["ccip"] == 1.0 and row["references"] == 2
-    cli_row = _scores(db)[-1]
-    assert cli_row.id == row["score_id"] != stored.id
+    (cli_row,) = _scores(db)
+    assert cli_row.id == row["score_id"] == stored.id
     assert (cli_row.metric_version, cli_row.parameters["references"], cli_row.details[
         "reference_sha256"]) == (stored.metric_version, stored.parameters["references"],
                                  stored.details["reference_sha256"])

@@ -152,7 +152,7 @@ def test_every_api_error_has_one_shape(
     for response, status in (
         (client.get("/api/v1/nowhere"), 404),
         (client.put("/api/v1/votes"), 405),
-        (client.get("/api/v1/leaderboard", params={"board": "chess"}), 400),
+        (client.get("/api/v1/leaderboard", params={"board": "chess"}), 404),
         (client.post("/api/v1/votes", json={"token": "t", "winner": 0}, headers=voter), 404),
     ):
         assert response.status_code == status

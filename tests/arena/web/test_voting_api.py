@@ -258,3 +258,119 @@ def test_leaderboard_names_the_matchmaking_strategy(
 ) -> None:
     body = client.get("/api/v1/leaderboard").json()
     assert body["matchmaking"] == Settings().matchmaking_strategy == "active"
+
+
+def test_image_responses_carry_the_same_headers_for_every_image(
+    client: TestClient, pool: PoolFixture
+) -> None:
+    """Nothing in an image response but its bytes varies with the image: no ETag (it would
+    name the file across matches), no Last-Modified (render time clusters by checkpoint)."""
+    header_sets = set()
+    for _ in range(6):
+        for image in new_match(client, "ffa")["images"]:
+            response = client.get(image["url"], headers=client.voter)
+            assert response.status_code == 200
+            assert response.content.startswith(b"\x89PNG")
+            assert "etag" not in response.headers and "last-modified" not in response.headers
+            varying = {k: v for k, v in response.headers.items()
+                       if k not in ("content-length", "date")}
+            header_sets.add(tuple(sorted(varying.items())))
+    assert header_sets == {(("cache-control", "private, no-store"),
+                            ("content-type", "image/png"),
+                            ("x-content-type-options", "nosniff"))}
+
+
+def test_typed_prompt_jobs_are_queued_in_random_checkpoint_order(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    """Claimed by id, jobs queued in checkpoint-id order would render (and so reveal) the
+    lowest-id checkpoints first; queued in a random order, the order says nothing."""
+    from arena.jobs.plan import queue_free_prompt
+    from arena.models import Checkpoint, Job, Prompt
+
+    settings = Settings(home=arena_home, database_url=arena_env.url,
+                        free_prompt_jobs_per_voter=100, free_prompt_jobs_total=1000)
+    orders = set()
+    with arena_env.session() as s:
+        by_name = dict(s.execute(select(Checkpoint.name, Checkpoint.id)).all())
+        assert len(by_name) == 4
+        for n in range(12):
+            prompt = Prompt(text=f"1girl, prompt {n}", text_hash=f"{n:064x}", kind="free",
+                            source="voter")
+            s.add(prompt)
+            s.flush()
+            queue_free_prompt(s, settings, prompt.id, prompt.text, voter_id=n)
+            names = s.scalars(select(Job.checkpoint_name).where(
+                Job.payload["prompt_id"].as_integer() == prompt.id).order_by(Job.id)).all()
+            orders.add(tuple(by_name[name] for name in names))
+    assert len(orders) > 1  # 12 prompts all in one order of 4: chance 1 in 24**11
+
+
+def test_unknown_api_paths_and_boards_are_404_in_the_one_error_shape(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    """With the Gradio UI mounted at /, an unknown path under /api/v1 must still answer in
+    the API's error shape (Gradio would answer {"detail": "Not Found"})."""
+    settings = Settings(home=arena_home, database_url=arena_env.url)
+    with TestClient(create_app(settings, arena_env)) as client:
+        for method, path in (("GET", "/api/v1/no-such-thing"), ("POST", "/api/v1/x/y"),
+                             ("DELETE", "/api/v1/leaderboard/extra")):
+            response = client.request(method, path)
+            assert response.status_code == 404, (path, response.text)
+            assert set(response.json()) == {"error"} and "no API path" in response.json()["error"]
+        wrong_method = client.get("/api/v1/votes")
+        assert wrong_method.status_code == 405 and set(wrong_method.json()) == {"error"}
+        board = client.get("/api/v1/leaderboard", params={"board": "fixed/<nobody>"})
+        assert board.status_code == 404 and "unknown board" in board.json()["error"]
+        assert client.get("/api/v1/leaderboard", params={"board": "fixed/hatsune_miku"}) \
+            .status_code == 200
+        assert client.get("/").status_code == 200  # the UI is still served
+
+
+def test_leaderboard_reads_are_limited_per_address(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    """30 reads a minute: a burst of ten seconds' worth (5), then one every 2 s."""
+    import math
+    import time
+
+    settings = Settings(home=arena_home, database_url=arena_env.url,
+                        address_reads_per_minute=30, trusted_proxy_header="X-Forwarded-For")
+    client = TestClient(create_app(settings, arena_env, ui=False))
+    first = {"X-Forwarded-For": "192.0.2.10"}
+    began = time.monotonic()
+    codes = [client.get("/api/v1/leaderboard", headers=first).status_code for _ in range(12)]
+    elapsed = time.monotonic() - began
+    answered = codes.count(200)
+    assert codes[:5] == [200] * 5 and 429 in codes
+    assert answered <= 5 + math.ceil(elapsed * 0.5), (codes, elapsed)
+    refused = client.get("/api/v1/leaderboard", headers=first)
+    if refused.status_code == 429:
+        assert "at most 30 leaderboard reads a minute per address" in refused.json()["error"]
+    other = client.get("/api/v1/leaderboard", headers={"X-Forwarded-For": "192.0.2.11"})
+    assert other.status_code == 200
+
+
+def test_bradley_terry_is_never_fitted_in_the_voting_process(
+    client: TestClient, arena_env: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's Bradley-Terry rows come from the leaderboard worker process (the stored fit
+    or its own), saying which vote they cover: a fit in this process would fail here."""
+    import arena.leaderboard.fits as fits
+
+    for _ in range(6):
+        match = new_match(client, "fixed")
+        assert client.post("/api/v1/votes", json={"token": match["token"], "winner": 0},
+                           headers=client.voter).status_code == 200
+
+    def no_fit_here(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a Bradley-Terry fit ran in the voting process")
+
+    monkeypatch.setattr(fits, "_store_fit", no_fit_here)
+    monkeypatch.setattr(fits, "_refit_later", no_fit_here)
+    body = client.get("/api/v1/leaderboard", params={"system": "bt"}).json()
+    assert body["rows"] and body["fit_vote_id"] is not None, body
+    with arena_env.session() as s:
+        newest = s.scalar(select(func.max(Vote.id)))
+    assert body["fit_vote_id"] <= newest
+    assert {r["fit_vote_id"] for r in body["rows"]} == {body["fit_vote_id"]}
