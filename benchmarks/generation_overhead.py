@@ -1,6 +1,6 @@
 """Pool generation overhead against bare diffusers calls, and SDXL speed-ups on a GPU.
 
-1. Overhead (any machine): a tiny SDXL checkpoint (``generation.tiny``) is loaded once,
+1. Overhead (any machine): a tiny SDXL checkpoint (``tests.support.tiny_sdxl``) is loaded once,
    then the same images (``--prompts`` prompts of the default set x ``--seeds`` seeds,
    ``--size`` px, ``--steps`` steps, Euler a, CFG 6, batches of ``--batch-size``) are made
    ``--rounds`` times each way, alternating: (a) bare ``pipe(prompt=..., negative_prompt=...,
@@ -134,7 +134,7 @@ def compare(loaded: LoadedPipeline, ps: PromptSet, batch: int, rounds: int, labe
 
 
 def overhead_section(args: argparse.Namespace, runtime: Runtime) -> None:
-    from generation.tiny import write_tiny_checkpoint
+    from tests.support.tiny_sdxl import write_tiny_checkpoint
 
     settings = replace(
         default_prompt_set().settings,
@@ -174,7 +174,7 @@ def _sdxl(device: torch.device, dtype: torch.dtype):  # -> StableDiffusionXLPipe
         CLIPTokenizer,
     )
 
-    from generation.tiny import BOS_ID, EOS_ID, SCHEDULER_CONFIG, write_tokenizer
+    from tests.support.tiny_sdxl import BOS_ID, EOS_ID, SCHEDULER_CONFIG, write_tokenizer
 
     def text(width: int, layers: int, heads: int, act: str) -> CLIPTextConfig:
         return CLIPTextConfig(

@@ -1,7 +1,7 @@
 """How far pool images move with batch size, thread count and a plain diffusers call.
 
 Not a speed benchmark: it measures the numbers behind ``generation.pool.PIXEL_TOLERANCE``.
-A tiny SDXL checkpoint (``generation.tiny``, random weights, nothing downloaded) renders
+A tiny SDXL checkpoint (``tests.support.tiny_sdxl``, random weights, nothing downloaded) renders
 ``--prompts`` prompts of the default set x ``--seeds`` seeds at 64x64 on the CPU in fp32,
 once per (thread count, batch size). The baseline is the same run's pool at 1 thread in
 batches of 1; each other pool, and a bare ``StableDiffusionXLPipeline`` call per image
@@ -33,8 +33,8 @@ from generation.parameters import read_parameters
 from generation.pipeline import CheckpointSpec, RenderSettings, Runtime
 from generation.pool import PIXEL_TOLERANCE, generate_pool
 from generation.prompt_sets import default_prompt_set
-from generation.tiny import write_tiny_checkpoint
 from tests.support.generation import render_bare
+from tests.support.tiny_sdxl import write_tiny_checkpoint
 
 Key = tuple[str, int]
 

@@ -1,6 +1,6 @@
 """The worker's added time per job against calling the same functions directly.
 
-A tiny SDXL checkpoint (``generation.tiny``) and a CCIP-shaped stand-in model
+A tiny SDXL checkpoint (``tests.support.tiny_sdxl``) and a CCIP-shaped stand-in model
 (``tests.support.ccip_stand_in``) are built once. Each round, on a fresh SQLite database and image
 store, the same work is done two ways, alternating which goes first:
 
@@ -130,8 +130,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from arena.settings import Settings
-    from generation.tiny import write_tiny_checkpoint
     from tests.support.ccip_stand_in import build_ccip_stand_in
+    from tests.support.tiny_sdxl import write_tiny_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="worker-overhead-") as tmp:
         root = Path(tmp)

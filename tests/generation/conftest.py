@@ -28,7 +28,7 @@ def _torch_on_one_thread(one_torch_thread: None) -> None:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyFiles:
     """Checkpoint files of two tiny SDXL models (seeds 1 and 2); seed 1 also as a folder."""
-    from generation.tiny import build_tiny_pipeline, write_tiny_checkpoint
+    from tests.support.tiny_sdxl import build_tiny_pipeline, write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("tiny-sdxl")
     before = torch.get_num_threads()

@@ -163,7 +163,7 @@ def _lora(tmp_path: Path, pipe: StableDiffusionXLPipeline) -> Path:
 def test_lora_changes_the_image_and_scale_zero_does_not(
     tiny: TinyFiles, loaded: LoadedPipeline, tmp_path: Path, tiny_settings: RenderSettings
 ) -> None:
-    from generation.tiny import build_tiny_pipeline
+    from tests.support.tiny_sdxl import build_tiny_pipeline
 
     lora = _lora(tmp_path, build_tiny_pipeline(1, tokenizer_dir=tmp_path / "tok"))
     base = CheckpointSpec(tiny.single_file, config_dir=tiny.config_dir)

@@ -52,8 +52,8 @@ def build_world(root: Path) -> TinyWorld:
     """Write everything once (a session fixture calls this)."""
     import torch
 
-    from generation.tiny import write_tiny_checkpoint
     from tests.support.ccip_stand_in import cached_ccip_stand_in
+    from tests.support.tiny_sdxl import write_tiny_checkpoint
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -24,7 +24,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny SDXL single file and its config folder."""
-    from generation.tiny import write_tiny_checkpoint
+    from tests.support.tiny_sdxl import write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("tiny")
     written = write_tiny_checkpoint(root / "tiny-a.safetensors", seed=1, config_dir=root / "config")
