@@ -31,11 +31,11 @@ from pathlib import Path
 
 import httpx
 from PIL import Image as PILImage
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, insert, select, text
 
 from arena.db import Database
 from arena.migrate import upgrade
-from arena.models import Match, MatchImage, Vote, Voter, utcnow
+from arena.models import Image, Match, MatchImage, Vote, Voter, utcnow
 from arena.pool import import_records
 from arena.registry import add_checkpoint, add_config
 from training.presets import load_preset
@@ -167,15 +167,13 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> Non
 
 def baseline_cycles(db: Database, n: int) -> float:
     """CPU seconds for ``n`` bare Core cycles: a match with two images, then its vote, one
-    transaction each. ``db`` must hold a match image (the pool's ids are reused)."""
+    transaction each. ``db`` must hold a pool image (its ids are reused)."""
     with db.session() as session:
         voter_id = session.execute(
             insert(Voter).values(external_id=f"baseline-{uuid.uuid4().hex[:12]}")
             .returning(Voter.id)).scalar_one()
         prompt_id, image_id, checkpoint_id = session.execute(
-            MatchImage.__table__.select().limit(1)
-            .with_only_columns(Match.prompt_id, MatchImage.image_id, MatchImage.checkpoint_id)
-            .join_from(MatchImage, Match, Match.id == MatchImage.match_id)
+            select(Image.prompt_id, Image.id, Image.checkpoint_id).limit(1)
         ).one()
     start = time.process_time()
     for _ in range(n):
