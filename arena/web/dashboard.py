@@ -76,8 +76,11 @@ def build_leaderboard_tab(db: Database, settings: Settings, tab: gr.Tab) -> None
                           elem_id="leaderboard-system")
         refresh = gr.Button("Refresh", scale=1)
     status = gr.Markdown("", elem_id="leaderboard-status")
+    # Checkpoint names often share a long prefix (run name + version): give the name column
+    # room so that rows stay tell-apart before the ellipsis.
     table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, label="Leaderboard",
-                         wrap=False, elem_id="leaderboard-table")
+                         wrap=False, elem_id="leaderboard-table",
+                         column_widths=[60, 240, 170])
     download = gr.DownloadButton("Download CSV", value=None, elem_id="leaderboard-csv")
     gr.Markdown("Select a row to see the training config that produced the checkpoint. "
                 "Ranks that share a number have overlapping 95% intervals.")
