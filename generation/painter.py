@@ -27,14 +27,30 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from generation.errors import GenerationError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from generation.pipeline import CheckpointSpec, RenderSettings
+
+class CheckpointSpec(Protocol):
+    """What a painter needs of :class:`generation.pipeline.CheckpointSpec` (this module sits
+    below the pipeline, which loads painters, so it names only these attributes)."""
+
+    path: Path
+    sha256: str | None
+
+    @property
+    def display_name(self) -> str: ...
+
+
+class RenderSettings(Protocol):
+    """What a painter needs of :class:`generation.pipeline.RenderSettings`."""
+
+    @property
+    def output_size(self) -> tuple[int, int]: ...
 
 __all__ = ["PAINTER_KEY", "Painter", "is_painter_file", "load_painter", "write_painter"]
 

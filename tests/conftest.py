@@ -151,6 +151,18 @@ def second_db(db: Database, request: pytest.FixtureRequest, tmp_path: Path) -> I
 
 
 @pytest.fixture
+def bare_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The working folder is an empty temporary folder and no ARENA_HOME or database URL is
+    set, as for a newcomer's first command; the settings cache is cleared around the test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ARENA_HOME", raising=False)
+    monkeypatch.delenv("ARENA_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def arena_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A temporary ARENA_HOME with the settings cache cleared around the test."""
     home = tmp_path / "home"

@@ -28,12 +28,8 @@ runner = CliRunner()
 
 @pytest.mark.slow
 def test_demo_then_the_cli_and_a_typed_prompt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bare_folder: Path
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ARENA_HOME", raising=False)
-    monkeypatch.delenv("ARENA_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
     result = runner.invoke(app, ["demo", "--no-serve", "--votes", "24"])
     assert result.exit_code == 0, result.output
     home = (tmp_path / "arena-demo").resolve()
@@ -100,13 +96,9 @@ def test_demo_then_the_cli_and_a_typed_prompt(
 
 
 def test_cli_commands_outside_an_arena_say_where_arenas_are(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bare_folder: Path
 ) -> None:
     """A read-only command creates no database; serve checks its port before any banner."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ARENA_HOME", raising=False)
-    monkeypatch.delenv("ARENA_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
     for command in (["ratings"], ["registry", "list"], ["db", "current"], ["jobs", "list"]):
         result = runner.invoke(app, command)
         assert result.exit_code == 2, (command, result.output)

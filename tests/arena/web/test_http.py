@@ -202,11 +202,8 @@ runner = CliRunner()
 
 
 def test_serve_never_falls_back_to_the_demo(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bare_folder: Path
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ARENA_HOME", raising=False)
-    monkeypatch.delenv("ARENA_DATABASE_URL", raising=False)
     (tmp_path / "arena-demo").mkdir()
     (tmp_path / "arena-demo" / "arena.db").write_bytes(b"")  # a demo exists, but was not asked
     get_settings.cache_clear()
