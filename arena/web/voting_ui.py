@@ -210,7 +210,7 @@ class MatchPanel:
                 with gr.Column(min_width=160):
                     self._image(position)
                     self.pick_buttons.append(gr.Button(
-                        f"Rank {position_label(self.mode, position)}", interactive=False,
+                        f"Choose image {position_label(self.mode, position)}", interactive=False,
                         size="sm", elem_id=f"{self.mode}-pick-{position}"))
         with gr.Row():
             self.undo = gr.Button("Undo", interactive=False, elem_id=f"{self.mode}-undo")
@@ -246,7 +246,7 @@ class MatchPanel:
                 updates[button] = gr.update(value=f"{PLACES[order.index(position)]}: {label}",
                                             interactive=False)
             else:
-                updates[button] = gr.update(value=f"Rank {label}", interactive=voting)
+                updates[button] = gr.update(value=f"Choose image {label}", interactive=voting)
         updates[self.undo] = gr.update(interactive=voting and bool(picks))
         if len(order) == self.size:
             text = "Submit ranking " + " > ".join(position_label(self.mode, p) for p in order)

@@ -100,7 +100,7 @@ def test_vote_by_keyboard_and_rank_by_clicking(
         expect(page.locator("#ffa-pick-2")).to_have_text("1st: 3")
         expect(page.locator("#ffa-pick-0")).to_have_text("2nd: 1")
         page.keyboard.press("Backspace")  # undo the last click
-        expect(page.locator("#ffa-pick-0")).to_have_text("Rank 1")
+        expect(page.locator("#ffa-pick-0")).to_have_text("Choose image 1")
         page.keyboard.press("4")
         page.keyboard.press("2")
         expect(page.locator("#ffa-pick-0")).to_have_text("4th: 1")
