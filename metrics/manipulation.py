@@ -13,10 +13,13 @@ seeds (:func:`metrics.simulate.summarize`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from statistics import median
 from typing import Any
+
+import numpy as np
 
 from metrics.bradley_terry import bradley_terry
 from metrics.errors import InputError
@@ -108,11 +111,29 @@ def attack_row(config: SimulationConfig, seeds: Iterable[int],
     }
 
 
+def _median_ratio_interval(pairs: Sequence[tuple[int | None, int | None]], rounds: int = 2000,
+                           seed: int = 0) -> tuple[float, float] | None:
+    """95% percentile-bootstrap interval of robust median / plain median, resampling seeds
+    (each seed's pair together); a run that never reached the target counts as infinite."""
+    if not pairs:
+        return None
+    values = np.array([[math.inf if v is None else v for v in pair] for pair in pairs])
+    rng = np.random.default_rng(seed)
+    drawn = values[rng.integers(0, len(values), size=(rounds, len(values)))]
+    plain, robust = np.median(drawn[:, :, 0], axis=1), np.median(drawn[:, :, 1], axis=1)
+    finite = np.isfinite(plain) & np.isfinite(robust)
+    if finite.mean() < 0.975:  # the interval would reach a censored median
+        return None
+    low, high = np.percentile(robust[finite] / plain[finite], [2.5, 97.5])
+    return float(low), float(high)
+
+
 def convergence_cost(base: SimulationConfig, seeds: Iterable[int],
                      progress: Callable[[str], Progress] | None = None) -> dict[str, Any]:
     """Votes until Kendall tau >= target held (and first reached) without attackers: plain
-    against robust on the same seeds; beside the ratio of the medians, the median of the
-    per-seed ratios (the same arena under both estimators: paired, so less noisy)."""
+    against robust on the same seeds; beside the ratio of the medians and its seed-bootstrap
+    interval, the median of the per-seed ratios (the same arena under both estimators: paired,
+    so less noisy)."""
     seeds = list(seeds)
     summaries, results = {}, {}
     for estimator in ("bt", "robust"):
@@ -128,6 +149,7 @@ def convergence_cost(base: SimulationConfig, seeds: Iterable[int],
         ratios = [r / p for p, r in pairs if p and r]
         report[key] = {"plain": summaries["bt"][key], "robust": summaries["robust"][key],
                        "robust_over_plain": robust / plain if plain and robust else None,
+                       "ratio_interval": _median_ratio_interval(pairs),
                        "per_seed": pairs,
                        "median_paired_ratio": float(median(ratios)) if ratios else None}
     return report
