@@ -5,10 +5,12 @@ leaderboard and health. Shared plumbing (errors, dependencies, writer threads) i
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
+from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from arena.errors import NotFound, Unavailable, UserError
@@ -142,7 +144,7 @@ def get_leaderboard(
     address: ADDRESS,
     board: str = OVERALL,
     system: SystemName = DEFAULT_SYSTEM,  # type: ignore[valid-type]
-) -> dict[str, Any]:
+) -> Response:
     """Ratings on one board in one system (:func:`arena.leaderboard.rows.board_rows`), with
     intervals, ranks, games and linked configs, and the matchmaking strategy that chose the
     matches; ``system=robust`` adds ``robust``: the voters and votes it discounted and its
@@ -150,7 +152,8 @@ def get_leaderboard(
 
     The rows are computed in the leaderboard worker process, never in this one: Bradley-Terry
     is the fit at hand (stored, or the worker's newest; a refit starts there when newer votes
-    exist), and ``fit_vote_id`` says the newest vote it covers."""
+    exist), and ``fit_vote_id`` says the newest vote it covers. One answer, serialised once,
+    serves every reader of the same board and system for ``SHARED_READ_SECONDS``."""
     from arena.errors import StaleRatings
     from arena.leaderboard.view import board_choices
     from arena.leaderboard.worker import worker_for
@@ -160,7 +163,7 @@ def get_leaderboard(
     now = time.monotonic()
     hit = shared.get((board, system))
     if hit is not None and now - hit[0] < SHARED_READ_SECONDS:
-        return hit[1]
+        return Response(hit[1], media_type="application/json")
     with db.session(readonly=True) as session:
         boards = board_choices(session)
     if board not in boards:
@@ -179,8 +182,10 @@ def get_leaderboard(
     }
     if found.robust is not None:
         answer["robust"] = found.robust
-    shared[(board, system)] = (now, answer)
-    return answer
+    body = json.dumps(jsonable_encoder(answer), ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode()
+    shared[(board, system)] = (now, body)
+    return Response(body, media_type="application/json")
 
 
 IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}

@@ -13,8 +13,10 @@ from arena.web.app import create_app
 
 def make_client(db: Database, home: Path, *, raise_server_exceptions: bool = True,
                 **values: object) -> TestClient:
-    """A client of the API alone (no UI) over ``db``; no vote rate limit unless given."""
-    settings = Settings(home=home, database_url=db.url, **{"votes_per_minute": 0, **values})
+    """A client of the API alone (no UI) over ``db``; no vote or leaderboard-read rate limit
+    unless given (a test reading every board and system would meet the read limit's burst)."""
+    settings = Settings(home=home, database_url=db.url,
+                        **{"votes_per_minute": 0, "address_reads_per_minute": 0, **values})
     return TestClient(create_app(settings, db, ui=False),
                       raise_server_exceptions=raise_server_exceptions)
 
