@@ -3,31 +3,37 @@ or include a prompt's votes.
 
 Decisions are an append-only log (``operator_decisions``, with a trigger in the database as
 for votes): each records its time and reason, and the newest decision per subject and kind of
-action is the one in force. Votes themselves always stay in the log; the rating code reads
-:func:`excluded_voter_ids` and :func:`excluded_prompt_ids` to leave votes out, so a replay of
-the log honours the decisions recorded at the time of the replay.
+action is the one in force. Votes themselves always stay in the log; every reader of the
+boards takes the :class:`Exclusions` in force (:func:`exclusions`: the excluded voters, and the
+prompts whose votes are excluded) to leave votes out, so a replay of the log honours the
+decisions recorded at the time of the replay, and the vote path asks :func:`vote_excluded`
+whether a new vote moves the online ratings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from arena.errors import NotFound, UserError
-from arena.models import OperatorDecision, Prompt, Voter
+from arena.models import Match, OperatorDecision, Prompt, Voter
 
 __all__ = [
     "ACTIONS",
     "Decision",
+    "Exclusions",
+    "change_exclusion",
     "decisions",
     "excluded_prompt_ids",
     "excluded_voter_ids",
+    "exclusions",
     "hidden_prompt_ids",
     "record_decision",
-    "voter_excluded",
+    "vote_excluded",
 ]
 
 # Each subject's actions, as (action, the action that undoes it) pairs.
@@ -98,11 +104,12 @@ def decisions(session: Session | Connection, subject: str | None = None,
     return [Decision(*row) for row in session.execute(query)]
 
 
-def _in_force(session: Session | Connection, subject: str, on: str) -> dict[int, Decision]:
-    """The newest decision per subject among ``on`` and its undoing action, where it is ``on``."""
+def _in_force(log: list[Decision], subject: str, on: str) -> dict[int, Decision]:
+    """The newest decision per subject among ``on`` and its undoing action, where it is ``on``
+    (``log``: the subject kind's decisions, oldest first)."""
     pair = {on, ACTIONS[subject][on]}
     newest: dict[int, Decision] = {}
-    for decision in decisions(session, subject):
+    for decision in log:
         if decision.action in pair:
             newest[decision.subject_id] = decision
     return {key: d for key, d in newest.items() if d.action == on}
@@ -110,26 +117,103 @@ def _in_force(session: Session | Connection, subject: str, on: str) -> dict[int,
 
 def excluded_voter_ids(session: Session | Connection) -> dict[int, Decision]:
     """Voter row ids whose votes are excluded from every board, with the decision in force."""
-    return _in_force(session, "voter", "exclude")
-
-
-def voter_excluded(session: Session | Connection, voter_id: int) -> bool:
-    """Whether an exclusion of this voter's votes is in force (one indexed row read: the vote
-    path asks it for every vote)."""
-    newest = session.execute(
-        select(OperatorDecision.action)
-        .where(OperatorDecision.subject == "voter", OperatorDecision.subject_id == voter_id,
-               OperatorDecision.action.in_(("exclude", "include")))
-        .order_by(OperatorDecision.id.desc()).limit(1)
-    ).scalar()
-    return newest == "exclude"
+    return _in_force(decisions(session, "voter"), "voter", "exclude")
 
 
 def excluded_prompt_ids(session: Session | Connection) -> dict[int, Decision]:
     """Prompt row ids whose votes are excluded from every board, with the decision in force."""
-    return _in_force(session, "prompt", "exclude")
+    return _in_force(decisions(session, "prompt"), "prompt", "exclude")
 
 
 def hidden_prompt_ids(session: Session | Connection) -> dict[int, Decision]:
     """Prompt row ids no longer issued in matches, with the decision in force."""
-    return _in_force(session, "prompt", "hide")
+    return _in_force(decisions(session, "prompt"), "prompt", "hide")
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusions:
+    """The exclusions in force: the voters, and the prompts, whose votes no board counts (a
+    vote is left out when its voter or its match's prompt is excluded). Hashable: the
+    leaderboard keys its caches and stored aggregates by it, so a new decision is never served
+    from numbers made under the old ones."""
+
+    voters: frozenset[int] = frozenset()
+    prompts: frozenset[int] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.voters or self.prompts)
+
+    def counts(self, voter_id: int, prompt_id: int) -> bool:
+        """Whether a vote by ``voter_id`` on a match of ``prompt_id`` counts."""
+        return voter_id not in self.voters and prompt_id not in self.prompts
+
+    def where(self) -> list[Any]:
+        """SQL conditions on ``Match`` keeping the votes (and shown matches) that count; a
+        vote's voter is its match's voter, so a query of votes joins ``Match``."""
+        where: list[Any] = []
+        if self.voters:
+            where.append(Match.voter_id.not_in(sorted(self.voters)))
+        if self.prompts:
+            where.append(Match.prompt_id.not_in(sorted(self.prompts)))
+        return where
+
+    def parameters(self) -> dict[str, list[int]]:
+        """The exclusions as part of a stored aggregate's key (none: no key, so aggregates
+        stored before there were any keep their key)."""
+        out: dict[str, list[int]] = {}
+        if self.voters:
+            out["excluded_voters"] = sorted(self.voters)
+        if self.prompts:
+            out["excluded_prompts"] = sorted(self.prompts)
+        return out
+
+
+def exclusions(session: Session | Connection) -> Exclusions:
+    """The exclusions in force (one read of the decision log)."""
+    log = decisions(session)
+    return Exclusions(
+        frozenset(_in_force([d for d in log if d.subject == "voter"], "voter", "exclude")),
+        frozenset(_in_force([d for d in log if d.subject == "prompt"], "prompt", "exclude")),
+    )
+
+
+def _newest_exclusion(subject: str):  # type: ignore[no-untyped-def]
+    return (
+        select(OperatorDecision.action)
+        .where(OperatorDecision.subject == subject,
+               OperatorDecision.subject_id == bindparam(subject),
+               OperatorDecision.action.in_(("exclude", "include")))
+        .order_by(OperatorDecision.id.desc()).limit(1).scalar_subquery()
+    )
+
+
+# Built once (building a statement costs more than running it): the newest exclude / include
+# of the voter and of the prompt, two indexed row reads in one round trip.
+_VOTE_EXCLUDED = select(_newest_exclusion("voter"), _newest_exclusion("prompt"))
+
+
+def vote_excluded(connection: Session | Connection, voter_id: int, prompt_id: int) -> bool:
+    """Whether a vote by ``voter_id`` on a match of ``prompt_id`` is excluded now (its voter
+    or its prompt); the vote path asks it for every vote, in one round trip."""
+    voter, prompt = connection.execute(
+        _VOTE_EXCLUDED, {"voter": voter_id, "prompt": prompt_id}).one()
+    return "exclude" in (voter, prompt)
+
+
+def change_exclusion(session: Session, subject: str, subject_id: int, action: str,
+                     reason: str) -> Decision:
+    """Record ``action`` ("exclude" or "include") on a voter's or prompt's votes; a decision
+    that would change nothing (already excluded, or not excluded) is refused with a one-line
+    :class:`UserError` and records nothing. The caller replays the log afterwards
+    (:func:`arena.leaderboard.fits.recompute`) so every board follows."""
+    if subject not in ACTIONS or action not in ("exclude", "include"):
+        raise UserError(f"expected to exclude or include a voter's or a prompt's votes, got "
+                        f"{action!r} on a {subject!r}")
+    if session.get(_SUBJECT_TABLES[subject], subject_id) is None:
+        raise NotFound(f"no {subject} with id {subject_id}")
+    excluded = subject_id in _in_force(decisions(session, subject, subject_id), subject,
+                                       "exclude")
+    if (action == "exclude") == excluded:
+        state = "already excluded" if excluded else "not excluded"
+        raise UserError(f"the votes of {subject} {subject_id} are {state}; nothing recorded")
+    return record_decision(session, subject, subject_id, action, reason)

@@ -2,9 +2,12 @@
 
 One exported vote names everything needed to understand it outside the arena: match kind,
 prompt, the image shown at each position with its checkpoint (name and sha256) and training
-config, the outcome, the time, a pseudonym of the voter (a hash, never the cookie), and
-``excluded``: the reason in force when an operator excluded the voter's votes from every board
-(:mod:`arena.decisions`; None when the vote counts). Excluded votes stay in the export.
+config, the outcome, the time, a pseudonym of the voter (a hash, never the cookie),
+``excluded``: the reason in force when an operator excluded the vote from every board
+(:mod:`arena.decisions`: the voter's votes, or the votes on the match's prompt; both reasons,
+voter's first, joined by ``"; "`` when both are excluded; None when the vote counts), and
+``excluded_by``: whose exclusion left it out (``"voter"``, ``"prompt"`` or
+``"voter,prompt"``; None when it counts). Excluded votes stay in the export.
 
 ``fastchat`` is the battle-record layout public arenas publish (Chiang et al. 2024, the
 ``clean_battle`` files of FastChat): a JSON list of ``{"model_a", "model_b", "winner",
@@ -17,7 +20,8 @@ of a full ranking).
 transaction: checkpoints are matched by name and sha256, prompts by text, images by content
 hash (an image the target does not hold is recorded hidden, for provenance, and never
 served), a vote whose match token is already there is skipped as a duplicate, and every
-imported vote updates the ratings in log order. An error anywhere imports nothing.
+imported vote that counts (its prompt here not excluded by an operator, nor its voter) updates
+the ratings in log order. An error anywhere imports nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.db import Database
-from arena.decisions import excluded_voter_ids
+from arena.decisions import Decision, excluded_prompt_ids, excluded_voter_ids, exclusions
 from arena.errors import InputError, UserError
 from arena.models import (
     VOTE_OUTCOMES,
@@ -80,10 +84,19 @@ def _winner(vote: Vote) -> int | str | None:
     return vote.outcome
 
 
+def _excluded(voter: Decision | None, prompt: Decision | None) -> dict[str, str | None]:
+    """A vote's ``excluded`` reason and ``excluded_by`` from the decisions in force on its
+    voter and its prompt (None each: it counts)."""
+    by = [(name, d) for name, d in (("voter", voter), ("prompt", prompt)) if d is not None]
+    return {"excluded": "; ".join(d.reason for _, d in by) or None,
+            "excluded_by": ",".join(name for name, _ in by) or None}
+
+
 def vote_documents(session: Session) -> Iterator[dict[str, Any]]:
     """Every vote, oldest first, as one JSON-ready document; ``excluded`` holds the reason
-    an operator excluded the voter's votes from every board (None: they count)."""
-    excluded = excluded_voter_ids(session)
+    an operator excluded it from every board (its voter's votes or its prompt's votes) and
+    ``excluded_by`` whose exclusion that is (None both: it counts)."""
+    voters, prompts = excluded_voter_ids(session), excluded_prompt_ids(session)
     checkpoints = {
         cid: {"checkpoint": name, "checkpoint_sha256": sha, "step": step, "config": config}
         for cid, name, sha, step, config in session.execute(
@@ -133,8 +146,7 @@ def vote_documents(session: Session) -> Iterator[dict[str, Any]]:
                 "winner_position": vote.winner_position,
                 "ranking": vote.ranking,
                 "voter": voter_pseudonym(voter),
-                "excluded": excluded[vote.voter_id].reason if vote.voter_id in excluded
-                else None,
+                **_excluded(voters.get(vote.voter_id), prompts.get(match.prompt_id)),
                 "time": vote.created_at.isoformat(),
                 "tstamp": vote.created_at.timestamp(),
             }
@@ -321,6 +333,7 @@ def import_votes(db: Database, path: Path, settings: Settings,
     now = utcnow()
     imported = duplicates = 0
     with db.session(serialized=True) as session:
+        excluded = exclusions(session)
         resolve = _Resolver(session, str(path))
         wanted = [str(d.get("match_token")) for d in docs]
         tokens: set[str] = set()
@@ -368,8 +381,9 @@ def import_votes(db: Database, path: Path, settings: Settings,
             session.flush()
             try:
                 record = vote_record(vote, [mi.checkpoint_id for mi in match.images])
-                apply_vote_online(session, vote.id, record, match.kind, prompt.character,
-                                  settings)
+                if excluded.counts(match.voter_id, prompt.id):  # as a replay reads the log
+                    apply_vote_online(session, vote.id, record, match.kind, prompt.character,
+                                      settings)
             except InputError as exc:  # said with the line it came from
                 raise UserError(f"{where}: {exc}") from None
             tokens.add(doc["match_token"])

@@ -231,6 +231,7 @@ class OpenMatch:
     id: int
     kind: str
     voter_id: int
+    prompt_id: int
     character: str | None
     checkpoints: tuple[int, ...]  # by shown position
     labels: tuple[tuple[str, str], ...]  # (checkpoint, training config) by shown position
@@ -246,7 +247,7 @@ def _open_match_statement():  # type: ignore[no-untyped-def]
     )
     return (
         select(Match.id, Match.kind, Match.voter_id, Match.expires_at, Match.skipped_at,
-               Voter.external_id, Vote.id, Prompt.character, votes_cast,
+               Voter.external_id, Vote.id, Match.prompt_id, Prompt.character, votes_cast,
                MatchImage.checkpoint_id, Checkpoint.name, TrainingConfigRecord.name)
         .join(Voter, Voter.id == Match.voter_id)
         .join(Prompt, Prompt.id == Match.prompt_id)
@@ -271,7 +272,8 @@ def load_match_for(conn: Connection, token: str, voter_external_id: str) -> Open
     rows = conn.execute(_OPEN_MATCH, {"token": token}).all()
     if not rows:
         raise NotFound("unknown match token")
-    match_id, kind, voter_id, expires_at, skipped_at, owner, vote_id, character, cast = rows[0][:9]
+    (match_id, kind, voter_id, expires_at, skipped_at, owner, vote_id, prompt_id, character,
+     cast) = rows[0][:10]
     if owner != voter_external_id:
         raise Forbidden("this match was issued to another voter")
     if vote_id is not None:
@@ -281,9 +283,9 @@ def load_match_for(conn: Connection, token: str, voter_external_id: str) -> Open
     if expires_at <= utcnow():
         raise Gone("this match has expired; ask for a new one")
     return OpenMatch(
-        id=match_id, kind=kind, voter_id=voter_id, character=character,
-        checkpoints=tuple(row[9] for row in rows),
-        labels=tuple((row[10], row[11]) for row in rows),
+        id=match_id, kind=kind, voter_id=voter_id, prompt_id=prompt_id, character=character,
+        checkpoints=tuple(row[10] for row in rows),
+        labels=tuple((row[11], row[12]) for row in rows),
         votes_cast=int(cast or 0),
     )
 

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from arena.decisions import excluded_voter_ids
+from arena.decisions import Exclusions, exclusions
 from arena.errors import StaleRatings, Unavailable, UserError
 from arena.models import (
     Match,
@@ -293,11 +293,12 @@ def apply_vote_online(session: Session | Connection, vote_id: int, record: VoteR
         conn.execute(_INSERT_SNAPSHOT, inserts)
 
 
-def _log(session: Session, board: str = OVERALL) -> Iterator[tuple[int, VoteRecord, str,
-                                                                   str | None]]:
+def _log(session: Session, board: str = OVERALL, excluded: Exclusions | None = None
+         ) -> Iterator[tuple[int, VoteRecord, str, str | None]]:
     """``(vote id, record, match kind, character)`` for the votes on ``board`` that count
-    (not by an excluded voter), in id order."""
-    where = [*board_where(board), Vote.voter_id.not_in(sorted(excluded_voter_ids(session)))]
+    (none left out by the exclusions in force, or by ``excluded``), in id order."""
+    excluded = exclusions(session) if excluded is None else excluded
+    where = [*board_where(board), *excluded.where()]
     positions: dict[int, list[int]] = {}
     for match_id, checkpoint_id in session.execute(
         select(MatchImage.match_id, MatchImage.checkpoint_id)
@@ -331,13 +332,16 @@ def replay(session: Session, settings: Settings | None = None, progress: bool = 
     parameters = {system: _parameters(config, system) for system in ONLINE_SYSTEMS}
     books: dict[str, RatingBook] = {}
     last_vote: dict[tuple[str, int], int] = {}
-    total = session.scalar(select(func.count(Vote.id)).where(
-        Vote.voter_id.not_in(sorted(excluded_voter_ids(session))))) or 0
+    excluded = exclusions(session)
+    counted = select(func.count(Vote.id))
+    if excluded:
+        counted = counted.join(Match, Match.id == Vote.match_id).where(*excluded.where())
+    total = session.scalar(counted) or 0
     session.execute(delete(RatingSnapshot))
     bar = tqdm(total=total, desc="replaying votes", unit="vote",
                disable=None if progress else True)
     replayed = 0
-    for vote_id, record, kind, character in _log(session):
+    for vote_id, record, kind, character in _log(session, excluded=excluded):
         boards = boards_for(kind, character)
         for board in boards:
             book = books.get(board)

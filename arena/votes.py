@@ -9,7 +9,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from arena.db import Database
-from arena.decisions import voter_excluded
+from arena.decisions import vote_excluded
 from arena.errors import Conflict, UserError
 from arena.limits import charge
 from arena.matches import load_match_for
@@ -99,9 +99,10 @@ def record_vote(
                 "match_id": match.id, "voter_id": match.voter_id, "outcome": outcome,
                 "winner_position": position, "ranking": order, "created_at": now,
             }).inserted_primary_key[0]
-            # An excluded voter's vote is stored (the log keeps everything) but moves no
-            # rating, as a replay of the log leaves it out (arena.decisions).
-            if not voter_excluded(conn, match.voter_id):
+            # A vote by an excluded voter, or on an excluded prompt, is stored (the log keeps
+            # everything) but moves no rating, as a replay of the log leaves it out
+            # (arena.decisions; both asked in one round trip).
+            if not vote_excluded(conn, match.voter_id, match.prompt_id):
                 apply_vote_online(conn, vote_id, record, match.kind, match.character, settings)
             return Reveal(
                 token=token,

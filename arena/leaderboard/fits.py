@@ -5,7 +5,9 @@ aggregated log (:mod:`arena.leaderboard.log`), once per board and newest vote on
 kept in memory per (database, board, parameters) and stored with the board's aggregates
 (:mod:`arena.leaderboard.store`) for the next server start. :func:`recompute` is
 ``arena ratings recompute``: one serialized replay of the vote log that rewrites the rating
-snapshots (:func:`arena.ratings.replay`) and every board's stored log and fit.
+snapshots (:func:`arena.ratings.replay`) and every board's stored log and fit;
+:func:`change_and_recompute` records an operator's exclusion (or inclusion) of a voter's or a
+prompt's votes and runs it, so every board follows the decision.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from arena.db import Database
-from arena.decisions import excluded_voter_ids
+from arena.decisions import Decision, Exclusions, change_exclusion, exclusions
 from arena.leaderboard import store as board_store
 from arena.leaderboard.log import BoardLog, board_log, store_log
 from arena.ratings import rating_config, replay
@@ -38,6 +40,7 @@ __all__ = [
     "BTFit",
     "bt_parameters",
     "bt_rows",
+    "change_and_recompute",
     "clear_cache",
     "fit_bt_rows",
     "recompute",
@@ -57,7 +60,7 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
     config = rating_config(s)
     logs: dict[str, BoardLog] = {}
     newest = 0
-    excluded: frozenset[int] = frozenset()  # the replay leaves these voters' votes out
+    excluded = Exclusions()  # the votes the replay leaves out
 
     def observe(vote_id: int, kind: str, record: VoteRecord, boards: list[str]) -> None:
         nonlocal newest
@@ -70,7 +73,7 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
             log.add(vote_id, kind, record)
 
     with db.session(serialized=True) as session:
-        excluded = frozenset(excluded_voter_ids(session))
+        excluded = exclusions(session)
         board_store.clear(session)
         replayed = replay(session, s, progress, observe)
         for log in tqdm(logs.values(), desc="storing boards and Bradley-Terry fits",
@@ -79,6 +82,18 @@ def recompute(db: Database, settings: Settings | None = None, progress: bool = T
             store_log(session, log)
             store_fit(session, log, s, fit_bt_rows(log.ballots, config, s, log.last_vote_id))
     return replayed
+
+
+def change_and_recompute(db: Database, subject: str, subject_id: int, action: str, reason: str,
+                         settings: Settings | None = None) -> tuple[Decision, int]:
+    """Record an operator's ``action`` ("exclude" or "include") on a voter's or a prompt's
+    votes (:func:`arena.decisions.change_exclusion`: refused when it would change nothing) and
+    replay the log (:func:`recompute`), so every board, its stored aggregates and the rating
+    snapshots included, is recomputed without (or again with) those votes, which stay in the
+    log; returns the decision and the number of votes replayed."""
+    with db.session() as session:
+        decision = change_exclusion(session, subject, subject_id, action, reason)
+    return decision, recompute(db, settings, progress=False)
 
 
 # Bradley-Terry fits per (database, board, parameters), each with the newest vote it covers:
@@ -141,16 +156,16 @@ def bt_rows(session: Session, board: str, settings: Settings | None = None,
              "config": names[row["checkpoint_id"]][1]} for row in fit.rows]
 
 
-def bt_parameters(settings: Settings, excluded: frozenset[int] = frozenset()) -> dict[str, Any]:
+def bt_parameters(settings: Settings, excluded: Exclusions = Exclusions()) -> dict[str, Any]:
     """What decides a Bradley-Terry fit's numbers (the key of its stored aggregate): the
-    settings and the voters an operator excluded."""
+    settings and the voters and prompts whose votes an operator excluded."""
     return {"bootstrap_rounds": settings.bootstrap_rounds, "seed": settings.bootstrap_seed,
             "ridge": RIDGE, "both_bad_as_draw": settings.both_bad_as_draw,
-            **({"excluded_voters": sorted(excluded)} if excluded else {})}
+            **excluded.parameters()}
 
 
 def stored_fit(session: Session, board: str, settings: Settings,
-               excluded: frozenset[int] = frozenset()) -> BTFit | None:
+               excluded: Exclusions = Exclusions()) -> BTFit | None:
     """The board's stored fit made with exactly these parameters and exclusions, or None. It
     counts as fitted long ago, so a view that finds newer votes starts a refit at once."""
     found = board_store.load(session, board, board_store.BT, bt_parameters(settings, excluded))

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.decisions import excluded_voter_ids
+from arena.decisions import Exclusions, exclusions
 from arena.leaderboard import store as board_store
 from arena.models import Match, MatchImage, Prompt, Vote
 from arena.ratings import board_where, record_from
@@ -93,8 +93,9 @@ class BoardLog:
     pair_wins: dict[tuple[int, int], float] = field(default_factory=dict)
     pair_games: dict[tuple[int, int], int] = field(default_factory=dict)
     _elo: dict[int, _EloState] = field(default_factory=dict)
-    # Voters whose votes an operator excluded (arena.decisions): read_after leaves them out.
-    excluded: frozenset[int] = frozenset()
+    # The votes an operator excluded (arena.decisions: by voter or prompt): read_after leaves
+    # them out.
+    excluded: Exclusions = field(default_factory=Exclusions)
 
     def add(self, vote_id: int, kind: str, record: VoteRecord) -> None:
         """Fold one vote (the next in id order) into the aggregate."""
@@ -186,7 +187,7 @@ class BoardLog:
 
     @classmethod
     def from_state(cls, board: str, elo_params: EloParams, both_bad_as_draw: bool,
-                   state: dict[str, Any], excluded: frozenset[int] = frozenset()) -> BoardLog:
+                   state: dict[str, Any], excluded: Exclusions = Exclusions()) -> BoardLog:
         """The aggregate :meth:`to_state` wrote (for the same board and parameters)."""
         log = cls(board, elo_params, both_bad_as_draw, last_vote_id=state["last_vote_id"],
                   read_to=state["read_to"], votes=state["votes"],
@@ -262,21 +263,18 @@ def clear_cache() -> None:
 
 
 def log_parameters(config: RatingConfig,
-                   excluded: frozenset[int] = frozenset()) -> dict[str, Any]:
+                   excluded: Exclusions = Exclusions()) -> dict[str, Any]:
     """What decides a board log's numbers, and the layout of its stored state (the key of
-    its stored aggregate: a row in another layout, or made with other voters excluded, is
-    never read)."""
-    parameters = {"elo": asdict(config.elo), "both_bad_as_draw": config.both_bad_as_draw,
-                  "layout": STATE_LAYOUT}
-    if excluded:
-        parameters["excluded_voters"] = sorted(excluded)
-    return parameters
+    its stored aggregate: a row in another layout, or made with other voters or prompts
+    excluded, is never read)."""
+    return {"elo": asdict(config.elo), "both_bad_as_draw": config.both_bad_as_draw,
+            "layout": STATE_LAYOUT, **excluded.parameters()}
 
 
 def stored_log(session: Session, board: str, config: RatingConfig,
-               excluded: frozenset[int] = frozenset()) -> BoardLog | None:
+               excluded: Exclusions = Exclusions()) -> BoardLog | None:
     """The board's stored aggregate made with exactly ``config``'s parameters and the
-    ``excluded`` voters left out, or None."""
+    ``excluded`` votes left out, or None."""
     found = board_store.load(session, board, board_store.LOG, log_parameters(config, excluded))
     if found is None:
         return None
@@ -295,7 +293,8 @@ def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None
 
     Votes are read by id range (the primary key: cheap however large the log, and the same
     plan on both databases) with their match kind and character, and kept when they count
-    on the board (:func:`metrics.boards.boards_for`, the one place that says so)."""
+    on the board (:func:`metrics.boards.boards_for`, the one place that says so) and not left
+    out by ``log.excluded``."""
     board_where(log.board)
     conn = session.connection()  # plain Core rows: no ORM row processing per vote
     after = max(log.last_vote_id, log.read_to)
@@ -313,16 +312,16 @@ def read_after(session: Session, log: BoardLog, upto: int | None = None) -> None
         # The matches by their ids, in a second query: joined to the id range, PostgreSQL
         # plans for a full batch (a hash join over every match) even when one vote is new.
         kinds = {
-            match_id: (kind, character)
-            for match_id, kind, character in conn.execute(
-                select(Match.id, Match.kind, Prompt.character)
+            match_id: (kind, character, prompt_id)
+            for match_id, kind, character, prompt_id in conn.execute(
+                select(Match.id, Match.kind, Prompt.character, Match.prompt_id)
                 .join(Prompt, Prompt.id == Match.prompt_id)
                 .where(Match.id.in_([v.match_id for v in votes]))
             )
         }
         after = log.read_to = votes[-1].id
-        kept = [v for v in votes if log.board in boards_for(*kinds[v.match_id])
-                and v.voter_id not in log.excluded]
+        kept = [v for v in votes if log.board in boards_for(*kinds[v.match_id][:2])
+                and log.excluded.counts(v.voter_id, kinds[v.match_id][2])]
         positions: dict[int, list[int]] = {}
         if kept:
             for match_id, checkpoint_id in conn.execute(
@@ -344,7 +343,7 @@ def board_log(session: Session, board: str, config: RatingConfig) -> BoardLog:
     reads votes after the cached newest one); the caller gets its own copy. A UserError names
     an unknown board."""
     board_where(board)
-    excluded = frozenset(excluded_voter_ids(session))
+    excluded = exclusions(session)
     key = (str(session.get_bind().url), board, config.elo, config.both_bad_as_draw, excluded)
     with _GUARD:
         lock = _LOCKS.setdefault(key, threading.Lock())

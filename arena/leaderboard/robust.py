@@ -32,7 +32,7 @@ POSITION_NAMES = "ABCD"
 def robust_rows(session: Session, board: str, settings: Settings | None = None,
                 max_age: float = 0.0) -> tuple[list[dict[str, Any]], RobustResult]:
     """The robust board's rows (without names) and its fit; games count the votes the board
-    reads (excluded voters' left out, as on every board). ``max_age``: see
+    reads (excluded votes left out, as on every board). ``max_age``: see
     :func:`arena.leaderboard.voters.robust_fit`."""
     result = robust_fit(session, board, settings, max_age=max_age)
     counts: dict[int, dict[str, int]] = {}

@@ -4,10 +4,11 @@ the operator's exclusions.
 The robust board (:mod:`metrics.robust`) needs every match a voter was shown on a board, voted
 or not (a skip is a signal), with the seconds from issue to vote. :func:`shown_matches` reads
 them: a match counts as shown once it was voted, skipped, or expired unanswered (a match still
-open may yet be voted). Votes of voters excluded by an operator (:mod:`arena.decisions`) are
-left out here as on every other board; :func:`exclude_voter` / :func:`include_voter` record a
-decision and replay the log (:func:`arena.leaderboard.fits.recompute`), so every board, plain
-and robust, is recomputed without (or again with) the voter's votes, which stay in the log.
+open may yet be voted). Matches whose votes an operator excluded (:mod:`arena.decisions`: by
+voter or by prompt) are left out here as on every other board; :func:`exclude_voter` /
+:func:`include_voter` record a decision and replay the log
+(:func:`arena.leaderboard.fits.recompute`), so every board, plain and robust, is recomputed
+without (or again with) the voter's votes, which stay in the log.
 
 Voters are named by their row id and by the pseudonym the vote export uses
 (:func:`arena.export.voter_pseudonym`), never by the signed id their browser holds.
@@ -23,8 +24,8 @@ from sqlalchemy import Connection, func, or_, select
 from sqlalchemy.orm import Session
 
 from arena.db import Database
-from arena.decisions import Decision, excluded_voter_ids, record_decision
-from arena.errors import NotFound, UserError
+from arena.decisions import Decision, Exclusions, excluded_voter_ids, exclusions
+from arena.errors import NotFound
 from arena.export import voter_pseudonym
 from arena.leaderboard import store as board_store
 from arena.models import Match, MatchImage, Prompt, Vote, Voter, utcnow
@@ -47,11 +48,11 @@ __all__ = [
 
 
 def shown_matches(session: Session | Connection, board: str,
-                  excluded: set[int] | None = None) -> list[VoterMatch]:
+                  excluded: Exclusions | None = None) -> list[VoterMatch]:
     """Every match shown to a voter on ``board`` (voted, skipped or expired), in issue order,
-    leaving out voters in ``excluded`` (default: those an operator excluded)."""
-    where = board_where(board)
-    excluded = set(excluded_voter_ids(session)) if excluded is None else excluded
+    leaving out the voters and prompts in ``excluded`` (default: the exclusions in force)."""
+    excluded = exclusions(session) if excluded is None else excluded
+    where = [*board_where(board), *excluded.where()]
     now = utcnow()
     rows = session.execute(
         select(Match.id, Match.voter_id, Match.kind, Match.issued_at, Vote.outcome,
@@ -73,7 +74,7 @@ def shown_matches(session: Session | Connection, board: str,
         positions.setdefault(match_id, []).append(checkpoint_id)
     shown = []
     for match_id, voter, kind, issued, outcome, winner, ranking, voted in rows:
-        if voter in excluded or match_id not in positions:
+        if match_id not in positions:
             continue
         participants = tuple(positions[match_id])
         if outcome is None:
@@ -93,21 +94,21 @@ _GUARD = threading.Lock()
 STATE_LAYOUT = 1  # of RobustResult.to_state
 
 
-def _stored_parameters(params: RobustParams, excluded: set[int]) -> dict[str, Any]:
-    return {**params.describe(), "excluded_voters": sorted(excluded), "layout": STATE_LAYOUT}
+def _stored_parameters(params: RobustParams, excluded: Exclusions) -> dict[str, Any]:
+    return {**params.describe(), **excluded.parameters(), "layout": STATE_LAYOUT}
 
 
 def robust_fit(session: Session | Connection, board: str, settings: Settings | None = None,
                store: bool = False, max_age: float = 0.0) -> RobustResult:
-    """The robust board of ``board`` without excluded voters: from memory or from its stored
+    """The robust board of ``board`` without excluded votes: from memory or from its stored
     aggregate (:mod:`arena.leaderboard.store`, keyed by its parameters and the exclusions)
     while no match or vote came since (or, with ``max_age``, fitted at most that many
     seconds ago: a dashboard does not refit on every view), else fitted anew; ``store`` (a
     writing session) stores a new fit, voter reliabilities and signals included."""
     params = robust_params(settings)
-    excluded = set(excluded_voter_ids(session))
+    excluded = exclusions(session)
     url = str(session.get_bind().url) if isinstance(session, Session) else str(session.engine.url)
-    key = (url, board, params, frozenset(excluded))
+    key = (url, board, params, excluded)
     newest = [session.scalar(select(func.max(Match.id))) or 0,
               session.scalar(select(func.max(Vote.id))) or 0]
     with _GUARD:
@@ -219,17 +220,11 @@ def resolve_voter(session: Session, voter: str) -> int:
 
 def _decide(db: Database, voter: str, action: str, reason: str,
             settings: Settings | None) -> tuple[Decision, int]:
-    from arena.leaderboard.fits import recompute
+    from arena.leaderboard.fits import change_and_recompute
 
-    with db.session() as session:
+    with db.session(readonly=True) as session:
         voter_id = resolve_voter(session, voter)
-        in_force = excluded_voter_ids(session)
-        if (action == "exclude") == (voter_id in in_force):
-            state = "already excluded" if voter_id in in_force else "not excluded"
-            raise UserError(f"voter {voter} is {state}; nothing recorded")
-        decision = record_decision(session, "voter", voter_id, action, reason)
-    replayed = recompute(db, settings, progress=False)
-    return decision, replayed
+    return change_and_recompute(db, "voter", voter_id, action, reason, settings)
 
 
 def exclude_voter(db: Database, voter: str, reason: str,

@@ -73,7 +73,7 @@ def refresh(db: Database, settings: Settings, state: Refresher,
     also loads each board's Bradley-Terry fit, later ones leave refits to views), then store
     the aggregate of each board that gained ``STORE_EVERY`` settled votes since last stored,
     with its Bradley-Terry fit. ``now``: the monotonic time (tests pass their own)."""
-    from arena.decisions import excluded_voter_ids
+    from arena.decisions import exclusions
     from arena.leaderboard.fits import bt_rows, fit_bt_rows, refit_pool, store_fit
     from arena.leaderboard.log import BoardLog, board_log, read_after, store_log, stored_log
     from arena.leaderboard.view import board_choices
@@ -85,7 +85,7 @@ def refresh(db: Database, settings: Settings, state: Refresher,
     with db.session(readonly=True) as session:
         newest = session.scalar(select(func.max(Vote.id))) or 0
         boards = board_choices(session)
-        excluded = frozenset(excluded_voter_ids(session))
+        excluded = exclusions(session)
         for board in boards:
             board_log(session, board, config)
             if first:

@@ -1,19 +1,26 @@
 """Operator decisions: recorded with time and reason, append-only in the database, the newest
-decision per subject in force (SQLite and PostgreSQL)."""
+decision per subject in force, the exclusions in force as one value and the vote path's one
+round trip (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
 from arena.db import Database
 from arena.decisions import (
+    Exclusions,
+    change_exclusion,
     decisions,
     excluded_prompt_ids,
     excluded_voter_ids,
+    exclusions,
     hidden_prompt_ids,
     record_decision,
+    vote_excluded,
 )
 from arena.errors import NotFound, UserError
 from arena.models import Prompt, Voter
@@ -71,3 +78,73 @@ def test_decisions_are_append_only_in_the_database(db: Database) -> None:
             connection.execute(text(statement))
     with db.session(readonly=True) as session:
         assert [d.reason for d in decisions(session)] == ["rigging"]
+
+
+def test_the_exclusions_in_force_are_one_value(db: Database) -> None:
+    voters, prompt = _subjects(db)
+    with db.session() as session:
+        record_decision(session, "voter", voters[0], "exclude", "bot")
+        record_decision(session, "prompt", prompt, "hide", "reported")  # hidden, still counts
+    with db.session(readonly=True) as session:
+        assert exclusions(session) == Exclusions(frozenset({voters[0]}))
+    with db.session() as session:
+        change_exclusion(session, "prompt", prompt, "exclude", "spam prompt")
+    with db.session(readonly=True) as session:
+        excluded = exclusions(session)
+        assert set(excluded_prompt_ids(session)) == {prompt}
+        assert set(hidden_prompt_ids(session)) == {prompt}  # the two pairs are independent
+    assert excluded == Exclusions(frozenset({voters[0]}), frozenset({prompt}))
+    assert not excluded.counts(voters[1], prompt) and not excluded.counts(voters[0], prompt + 1)
+    assert excluded.counts(voters[1], prompt + 1)
+    assert excluded.parameters() == {"excluded_voters": [voters[0]], "excluded_prompts": [prompt]}
+    assert Exclusions().parameters() == {} and not Exclusions()
+    with db.session() as session:
+        change_exclusion(session, "prompt", prompt, "include", "checked, fine")
+    with db.session(readonly=True) as session:
+        assert exclusions(session) == Exclusions(frozenset({voters[0]}))
+        assert set(hidden_prompt_ids(session)) == {prompt}
+
+
+def test_an_exclusion_that_changes_nothing_is_refused(db: Database) -> None:
+    voters, prompt = _subjects(db)
+    with db.session() as session:
+        change_exclusion(session, "prompt", prompt, "exclude", "spam")
+    cases = [("prompt", prompt, "exclude", "already excluded"),
+             ("voter", voters[0], "include", "not excluded"),
+             ("prompt", 10_000, "exclude", "no prompt with id 10000"),
+             ("prompt", prompt, "hide", "exclude or include"),
+             ("prompt", prompt, "include", "reason")]
+    for subject, key, action, message in cases:
+        reason = "" if message == "reason" else "x"
+        with pytest.raises(UserError, match=message), db.session() as session:
+            change_exclusion(session, subject, key, action, reason)
+    with db.session(readonly=True) as session:
+        assert [d.action for d in decisions(session)] == ["exclude"]
+
+
+def test_the_vote_path_asks_voter_and_prompt_in_one_round_trip(db: Database) -> None:
+    voters, prompt = _subjects(db)
+    with db.session() as session:
+        record_decision(session, "voter", voters[0], "exclude", "bot")
+        record_decision(session, "voter", voters[1], "exclude", "bot?")
+        record_decision(session, "voter", voters[1], "include", "a human")
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.connection(readonly=True) as connection:
+            mark = len(statements)
+            answers = [vote_excluded(connection, voters[0], prompt),
+                       vote_excluded(connection, voters[1], prompt)]
+            assert len(statements) - mark == 2  # one statement each
+        with db.session() as session:
+            record_decision(session, "prompt", prompt, "exclude", "spam")
+        with db.connection(readonly=True) as connection:
+            answers += [vote_excluded(connection, voters[1], prompt),
+                        vote_excluded(connection, voters[1], prompt + 1)]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert answers == [True, False, True, False]

@@ -1,5 +1,6 @@
 """Export and import of the vote log: round trip into a fresh arena, FastChat battles against
-an independent Bradley-Terry fit, the table formats and the CLI."""
+an independent Bradley-Terry fit, the table formats and the CLI, and the operator's exclusions
+(said in the export, honoured by the import)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from typer.testing import CliRunner
 
 from arena.cli.main import app
 from arena.db import Database
+from arena.decisions import change_exclusion
 from arena.demo.voters import simulate_votes
 from arena.errors import UserError
-from arena.export import export_votes, import_votes
+from arena.export import export_votes, import_votes, vote_documents
+from arena.leaderboard.fits import recompute
 from arena.leaderboard.rows import leaderboard
 from arena.migrate import upgrade
-from arena.models import Vote
+from arena.models import Match, Prompt, Vote
 from arena.settings import Settings
 from tests.support.pool import build_pool
 from tests.support.snapshots import snapshot_table
@@ -69,6 +72,46 @@ def test_round_trip_gives_the_same_ratings(voted: Database, tmp_path: Path) -> N
     again = import_votes(target, out, SETTINGS, progress=False)
     assert again.as_dict() == {"imported": 0, "duplicates": 60}
     assert snapshot_table(target) == before
+    target.dispose()
+
+
+def test_the_export_says_which_votes_are_excluded_and_why(voted: Database,
+                                                         tmp_path: Path) -> None:
+    with voted.session() as s:
+        votes = {v: (p, u) for v, p, u in s.execute(
+            select(Vote.id, Match.prompt_id, Vote.voter_id).join(Match, Match.id == Vote.match_id))}
+        prompt, voter = votes[min(votes)]
+        change_exclusion(s, "prompt", prompt, "exclude", "spam prompt")
+        change_exclusion(s, "voter", voter, "exclude", "a bot")
+    expected = {}
+    for vote_id, (p, u) in votes.items():
+        by = [name for name, hit in (("voter", u == voter), ("prompt", p == prompt)) if hit]
+        reasons = {"voter": "a bot", "prompt": "spam prompt"}
+        expected[vote_id] = ("; ".join(reasons[b] for b in by) or None, ",".join(by) or None)
+    assert {None, "prompt", "voter,prompt"} <= {e[1] for e in expected.values()}
+    with voted.session(readonly=True) as s:
+        docs = {d["vote_id"]: (d["excluded"], d["excluded_by"]) for d in vote_documents(s)}
+    assert docs == expected
+    export_votes(voted, "csv", tmp_path / "votes.csv")
+    table = pd.read_csv(tmp_path / "votes.csv")
+    assert {(int(v), b) for v, b in zip(table["vote_id"], table["excluded_by"], strict=True)
+            if isinstance(b, str)} == {(v, e[1]) for v, e in expected.items() if e[1]}
+
+
+def test_an_imported_vote_the_target_excludes_moves_no_rating(voted: Database,
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "votes.jsonl"
+    export_votes(voted, "jsonl", out)
+    first = json.loads(out.read_text().splitlines()[0])
+    target = fresh_arena(tmp_path, "target")
+    with target.session() as s:
+        prompt = s.scalar(select(Prompt.id).where(Prompt.text == first["prompt"],
+                                                  Prompt.kind == first["kind"]))
+        change_exclusion(s, "prompt", prompt, "exclude", "spam prompt")
+    import_votes(target, out, SETTINGS, progress=False)
+    online = snapshot_table(target)
+    assert recompute(target, SETTINGS, progress=False) < 60
+    assert snapshot_table(target) == online  # the import left the votes out as a replay does
     target.dispose()
 
 

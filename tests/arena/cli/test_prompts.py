@@ -1,5 +1,5 @@
 """Typed prompts on both databases: the safe-mode policy (rating tags, the blocklist), each
-submitter's share of the rendering queue, and `arena prompts list|hide|unhide`."""
+submitter's share of the rendering queue, and `arena prompts list|hide|unhide|exclude|include`."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from typer.testing import CliRunner
 from arena.cli.main import app
 from arena.db import Database
 from arena.errors import UserError
+from arena.leaderboard.rows import leaderboard
 from arena.matches import issue_match
-from arena.models import Job, OperatorDecision, Prompt
+from arena.models import Job, Match, OperatorDecision, Prompt, Vote
 from arena.settings import Settings
+from arena.votes import record_vote
 from tests.support.api_client import make_client, new_voter
 from tests.support.pool import FREE_PROMPTS, PoolFixture, build_pool
 
@@ -119,3 +121,60 @@ def test_an_operator_hides_and_unhides_a_prompt(
     assert missing.exit_code == 2 and missing.stderr.startswith("error: no prompt with id")
     no_reason = _cli("prompts", "hide", str(bank), "--reason", "  ")
     assert no_reason.exit_code == 2 and "reason" in no_reason.stderr
+
+
+def test_an_operator_excludes_and_includes_a_prompts_votes(
+    arena_env: Database, arena_home: Path, pool: PoolFixture
+) -> None:
+    settings = Settings(home=arena_home, database_url=arena_env.url, votes_per_minute=0,
+                        bootstrap_rounds=20)
+    issue_match(arena_env, settings, "voter-count-0100", "free", "1girl, a typed prompt")
+    for n in range(12):
+        served = issue_match(arena_env, settings, f"voter-count-{n:04d}", "free")
+        record_vote(arena_env, settings, served.token, f"voter-count-{n:04d}", winner=0)
+    with arena_env.session() as s:
+        bank = s.scalar(select(Prompt.id).where(Prompt.text == FREE_PROMPTS[0]))
+        on_bank = s.scalar(select(func.count(Vote.id)).join(Match, Match.id == Vote.match_id)
+                           .where(Match.prompt_id == bank))
+    assert 0 < on_bank < 12
+
+    def counted() -> dict[str, int]:
+        with arena_env.session(readonly=True) as s:
+            return {system: sum(r["wins"] for r in leaderboard(s, "free", system, settings))
+                    for system in ("elo", "trueskill", "bt")}
+
+    assert counted() == dict.fromkeys(("elo", "trueskill", "bt"), 12)
+    excluded = _cli("prompts", "exclude", str(bank), "--reason", "a leaked checkpoint style")
+    assert excluded.exit_code == 0, excluded.output
+    assert excluded.stdout.startswith(f"prompt {bank}: its votes no longer count on every board")
+    assert f"replayed {12 - on_bank} votes" in excluded.stdout
+    assert counted() == dict.fromkeys(("elo", "trueskill", "bt"), 12 - on_bank)
+    listed = json.loads(_cli("prompts", "list", "--all", "--json").stdout)
+    states = {row["id"]: (row["votes_excluded"], row["excluded_reason"], row["hidden"])
+              for row in listed}
+    assert states[bank] == (True, "a leaked checkpoint style", False)
+    assert {row["source"] for row in listed} == {"voter", "import"}  # typed and pool prompts
+    only = json.loads(_cli("prompts", "list", "--excluded", "--all", "--json").stdout)
+    assert [row["id"] for row in only] == [bank]
+    assert json.loads(_cli("prompts", "list", "--excluded", "--json").stdout) == []  # typed only
+    text = _cli("prompts", "list", "--all")
+    assert text.exit_code == 0 and "votes excluded (a leaked checkpoint style)" in text.stdout
+
+    again = _cli("prompts", "exclude", str(bank), "--reason", "twice")
+    assert again.exit_code == 2 and "already excluded" in again.stderr
+    for bad in (("exclude", "999999", "--reason", "x"), ("include", str(bank), "--reason", " "),
+                ("include", "999999", "--reason", "x")):
+        refused = _cli("prompts", *bad)
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, bad
+        assert refused.stderr.startswith("error: "), bad
+    assert "no prompt with id 999999" in _cli("prompts", "exclude", "999999", "--reason",
+                                               "x").stderr
+
+    included = _cli("prompts", "include", str(bank), "--reason", "checked, fine", "--json")
+    assert included.exit_code == 0, included.output
+    answer = json.loads(included.stdout)
+    assert answer["decision"]["action"] == "include" and answer["votes_replayed"] == 12
+    assert counted() == dict.fromkeys(("elo", "trueskill", "bt"), 12)
+    with arena_env.session() as s:
+        actions = s.scalars(select(OperatorDecision.action).order_by(OperatorDecision.id)).all()
+    assert actions == ["exclude", "include"]

@@ -1,6 +1,7 @@
 """Stored board aggregates: a view started from them equals a view built from a full replay,
-one made with other parameters is never used, and the background refresher stores only
-settled votes. On both databases, with votes cast through the real path."""
+one made with other parameters (or other exclusions) is never used, and the background
+refresher stores only settled votes and follows a new exclusion. On both databases, with votes
+cast through the real path."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from arena.db import Database
+from arena.decisions import change_exclusion, exclusions
 from arena.demo.voters import simulate_votes
 from arena.leaderboard import fits
 from arena.leaderboard import log as board_log_module
@@ -22,7 +24,7 @@ from arena.leaderboard.log import BoardLog, read_after, store_log, stored_log
 from arena.leaderboard.view import load_view
 from arena.leaderboard.worker import Refresher, refresh
 from arena.matchmaking import SETTLE_SECONDS
-from arena.models import BoardAggregate
+from arena.models import BoardAggregate, Match, Vote
 from arena.ratings import rating_config
 from arena.settings import Settings
 from tests.support.pool import CHARACTERS, build_pool
@@ -175,6 +177,33 @@ def test_refresher_stores_only_settled_votes(recomputed: Database,
     assert after.to_state() == upto.to_state()
     assert [r["rating"] for r in fit.rows] == [
         r["rating"] for r in fits.fit_bt_rows(upto.ballots, config, SETTINGS, seen)]
+
+
+def test_refresher_follows_a_new_exclusion(recomputed: Database,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt's votes excluded by a decision made in another process (no replay yet): the
+    refresher's next pass stores an aggregate keyed by the new exclusions, without those
+    votes."""
+    db = recomputed
+    monkeypatch.setattr(board_worker, "STORE_EVERY", 1)
+    state = Refresher()
+    refresh(db, SETTINGS, state, now=0.0)
+    refresh(db, SETTINGS, state, now=SETTLE_SECONDS + 1)  # advances the aggregate it holds
+    with db.session() as s:
+        prompt = s.scalar(select(Match.prompt_id).join(Vote, Vote.match_id == Match.id)
+                          .group_by(Match.prompt_id).order_by(func.count(Vote.id).desc())
+                          .limit(1))
+        change_exclusion(s, "prompt", prompt, "exclude", "spam")
+    refresh(db, SETTINGS, state, now=SETTLE_SECONDS + 2)
+    config = rating_config(SETTINGS)
+    with db.session(readonly=True) as s:
+        excluded = exclusions(s)
+        after = stored_log(s, "overall", config, excluded)
+        assert after is not None
+        expected = BoardLog("overall", config.elo, config.both_bad_as_draw, excluded=excluded)
+        read_after(s, expected, upto=after.read_to)
+    assert after.to_state() == expected.to_state()
+    assert after.votes < replayed(db, "overall").votes
 
 
 def test_recompute_rewrites_the_aggregates(recomputed: Database) -> None:

@@ -4,12 +4,7 @@ by a replay (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
-import random
-import uuid
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,138 +12,17 @@ from typer.testing import CliRunner
 
 from arena.cli.main import app
 from arena.db import Database
-from arena.decisions import decisions
+from arena.decisions import Exclusions, decisions
 from arena.errors import InputError, NotFound, UserError
 from arena.export import vote_documents
 from arena.leaderboard import store as board_store
 from arena.leaderboard import voters as voters_module
 from arena.leaderboard.rows import leaderboard
 from arena.leaderboard.voters import exclude_voter, include_voter, robust_fit, suspicious
-from arena.matches import skip_match
-from arena.models import (
-    Checkpoint,
-    Image,
-    Match,
-    MatchImage,
-    Prompt,
-    TrainingConfigRecord,
-    Voter,
-    utcnow,
-)
 from arena.ratings import robust_params
 from arena.settings import Settings
-from arena.votes import record_vote
 from arena.web.app import create_app
-
-SETTINGS = Settings(votes_per_minute=0, skips_per_minute=0, bootstrap_rounds=20)
-CHECKPOINTS = 8
-BOARDS = ("overall", "fixed", "fixed/alice", "free", "ffa")
-HONEST = tuple(f"honest-{i}" for i in range(5))
-RIGGER = "rigger-0001"
-
-
-@dataclass
-class World:
-    db: Database
-    checkpoints: list[int]
-    prompts: dict[str, int]
-    voters: dict[str, int] = field(default_factory=dict)
-
-
-def build(db: Database) -> World:
-    """Eight checkpoints, a prompt and an image per checkpoint for each kind, and the voters
-    (created in the same order in every arena, so their row ids agree)."""
-    with db.session() as s:
-        config = TrainingConfigRecord(name="cfg", content_hash="c" * 64, data={})
-        s.add(config)
-        s.flush()
-        checkpoints = []
-        for i in range(CHECKPOINTS):
-            ckpt = Checkpoint(name=f"ckpt-{i}", path=f"/m/{i}", format="safetensors",
-                              sha256=f"{i:064d}", short_hash=f"{i:010d}", size_bytes=1,
-                              config_id=config.id)
-            s.add(ckpt)
-            s.flush()
-            checkpoints.append(ckpt.id)
-        prompts = {}
-        for kind, character in (("fixed", "alice"), ("free", None), ("ffa", None)):
-            prompt = Prompt(text=f"{kind} prompt", text_hash=uuid.uuid4().hex, kind=kind,
-                            character=character)
-            s.add(prompt)
-            s.flush()
-            prompts[kind] = prompt.id
-            for cid in checkpoints:
-                s.add(Image(sha256=uuid.uuid4().hex * 2, served_sha256=uuid.uuid4().hex * 2,
-                            checkpoint_id=cid, prompt_id=prompt.id, width=8, height=8))
-        world = World(db, checkpoints, prompts)
-        for name in (*HONEST, RIGGER):
-            voter = Voter(external_id=name)
-            s.add(voter)
-            s.flush()
-            world.voters[name] = voter.id
-        return world
-
-
-def play(world: World, voter: str, kind: str, shown: list[int], outcome: Any) -> None:
-    """Show a match (checkpoints by index) to ``voter``; vote ``outcome`` or skip it."""
-    token = uuid.uuid4().hex
-    with world.db.session() as s:
-        match = Match(token=token, kind=kind, prompt_id=world.prompts[kind],
-                      voter_id=world.voters[voter], expires_at=utcnow() + timedelta(hours=1))
-        s.add(match)
-        s.flush()
-        for position, index in enumerate(shown):
-            cid = world.checkpoints[index]
-            image = s.query(Image).filter_by(checkpoint_id=cid,
-                                             prompt_id=world.prompts[kind]).one()
-            s.add(MatchImage(match_id=match.id, position=position, checkpoint_id=cid,
-                             image_id=image.id))
-    if outcome == "skip":
-        skip_match(world.db, SETTINGS, token, voter)
-    elif isinstance(outcome, list):
-        record_vote(world.db, SETTINGS, token, voter, ranking=outcome)
-    else:
-        record_vote(world.db, SETTINGS, token, voter, winner=outcome)
-
-
-def events(seed: int, count: int, target: int = 5) -> list[tuple[str, str, list[int], Any]]:
-    """Honest voters voting by index (lower is better, with noise) and skipping now and then;
-    a rigger who votes for checkpoint ``target`` when it is shown and skips the rest."""
-    rng = random.Random(seed)
-    out: list[tuple[str, str, list[int], Any]] = []
-    for _ in range(count):
-        kind = rng.choice(("fixed", "free", "ffa"))
-        shown = rng.sample(range(CHECKPOINTS), 4 if kind == "ffa" else 2)
-        voter = RIGGER if rng.random() < 0.3 else rng.choice(HONEST)
-        if voter == RIGGER:
-            outcome: Any = shown.index(target) if target in shown else "skip"
-        elif rng.random() < 0.05:
-            outcome = "skip"
-        elif kind == "ffa":
-            outcome = sorted(range(4), key=lambda p: shown[p] + rng.gauss(0, 2))
-        else:
-            noisy = [shown[p] + rng.gauss(0, 2) for p in range(2)]
-            outcome = "tie" if kind == "fixed" and rng.random() < 0.1 else noisy.index(min(noisy))
-        out.append((voter, kind, shown, outcome))
-    return out
-
-
-def boards(db: Database) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
-    """Every board and system, by checkpoint name: the numbers that depend on the votes."""
-    shown: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-    with db.session(readonly=True) as s:
-        for board in BOARDS:
-            for system in ("elo", "trueskill"):
-                shown[(board, system)] = sorted(
-                    (r["checkpoint"], round(r["rating"], 9), r["games"], r["wins"], r["draws"],
-                     r["losses"]) for r in leaderboard(s, board, system, SETTINGS))
-            shown[(board, "bt")] = sorted(
-                (r["checkpoint"], round(r["rating"], 6), round(r["lower"], 6),
-                 round(r["upper"], 6), r["games"]) for r in leaderboard(s, board, "bt", SETTINGS))
-            shown[(board, "robust")] = sorted(
-                (r.checkpoint_id, round(r.rating, 6), round(r.lower, 6), round(r.upper, 6))
-                for r in robust_fit(s, board, SETTINGS).ratings)
-    return shown
+from tests.support.voted_arena import HONEST, RIGGER, SETTINGS, boards, build, events, play
 
 
 def test_excluding_a_voter_equals_a_fresh_arena_without_their_votes(
@@ -202,8 +76,8 @@ def test_the_robust_fit_is_stored_with_its_parameters(db: Database) -> None:
         fitted = robust_fit(s, "overall", SETTINGS, store=True)
     voters_module._CACHE.clear()  # a restarted process: only the stored aggregate is left
     with db.session(readonly=True) as s:
-        stored = board_store.load(s, "overall", voters_module.ROBUST,
-                                  voters_module._stored_parameters(robust_params(SETTINGS), set()))
+        parameters = voters_module._stored_parameters(robust_params(SETTINGS), Exclusions())
+        stored = board_store.load(s, "overall", voters_module.ROBUST, parameters)
         again = robust_fit(s, "overall", SETTINGS)
     assert stored is not None and stored[1]["result"]["ratings"]
     assert again == fitted
