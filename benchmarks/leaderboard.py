@@ -23,9 +23,11 @@ through the real path); ``--recompute`` replays it again. Then, each measured in
    as the tab serves them (:func:`arena.web.dashboard.serve_view`: a render is shared for up
    to 1 s, views are paced to 10 a second), the worker's background refresher running in
    both, and in a third kind of round while 8 API clients poll
-   ``GET /api/v1/leaderboard?system=bt`` on rotating boards (the API app served in this
-   process; its rows come from the leaderboard worker, never a fit in this process); printed:
-   p50, p99 and the p99 ratios.
+   ``GET /api/v1/leaderboard?system=bt`` on rotating boards over HTTP (the API app served
+   by uvicorn in this process, so the server's side of every poll shares it with the votes;
+   its rows come from the leaderboard worker, never a fit in this process; the clients run in
+   a process of their own, each its own address under the default per-address read limit);
+   printed: p50, p99 and the p99 ratios.
 
 Targets (issue [dashboard]): at 1M votes a view under 1 s, a view after one new vote under
 200 ms, vote p99 under views at most 1.2x the p99 without.
@@ -41,6 +43,7 @@ import argparse
 import os
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -51,6 +54,8 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import create_engine, insert, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arena.db import Database
 from arena.matches import issue_match
@@ -214,54 +219,93 @@ def vote_once(db: Database, settings: Settings, voter: str, rng: random.Random) 
 
 
 POLLERS = 8
+POLL_BOARDS = ["overall", "fixed", "free", "ffa", f"fixed/{CHARACTERS[0]}",
+               f"fixed/{CHARACTERS[1]}"]
 
 
-def api_poller(db: Database, settings: Settings, stop: threading.Event, index: int,
-               polls: list[int], limited: list[int]) -> None:
-    """One client polling ``GET /api/v1/leaderboard?system=bt`` on rotating boards, as fast
-    as the server answers, against the API app served in this process (as a server process
-    serves votes and reads); refused by the per-address read limit, it waits a second."""
-    from fastapi.testclient import TestClient
+def _poll_process(base: str, parent: int, stop: Any, polls: Any, limited: Any) -> None:
+    """The clients: ``POLLERS`` threads, each its own address (the proxy header names it),
+    polling ``GET /api/v1/leaderboard?system=bt`` on rotating boards over HTTP as fast as the
+    server answers; refused by the per-address read limit, a client waits a second. A process
+    of its own, as clients are: their HTTP work is not the server's."""
+    import httpx
 
-    from arena.web.app import create_app
+    from arena.lifeline import exit_with_parent
 
-    app = _API_APPS.setdefault(db.url, create_app(settings, db, ui=False))
-    client = TestClient(app)
-    boards = ["overall", "fixed", "free", "ffa", f"fixed/{CHARACTERS[0]}",
-              f"fixed/{CHARACTERS[1]}"]
-    n = index
-    while not stop.is_set():
-        response = client.get("/api/v1/leaderboard",
-                              params={"board": boards[n % len(boards)], "system": "bt"},
-                              headers={"X-Forwarded-For": f"192.0.2.{index}"})
-        if response.status_code == 429:  # the per-address read limit: wait as a client would
-            limited[index] += 1
-            stop.wait(1.0)
-            continue
-        if response.status_code != 200:
-            raise SystemExit(f"leaderboard poll answered {response.status_code}: "
-                             f"{response.text[:200]}")
-        n += 1
-        polls[index] += 1
+    exit_with_parent(parent)
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            n = index
+            while not stop.is_set():
+                response = http.get("/api/v1/leaderboard",
+                                    params={"board": POLL_BOARDS[n % len(POLL_BOARDS)],
+                                            "system": "bt"},
+                                    headers={"X-Forwarded-For": f"192.0.2.{index}"})
+                if response.status_code == 429:
+                    with limited.get_lock():
+                        limited.value += 1
+                    stop.wait(1.0)
+                    continue
+                if response.status_code != 200:
+                    raise SystemExit(f"leaderboard poll answered {response.status_code}: "
+                                     f"{response.text[:200]}")
+                n += 1
+                with polls.get_lock():
+                    polls.value += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(POLLERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
-_API_APPS: dict[str, Any] = {}
+class Pollers:
+    """The API app served by uvicorn in a thread of this process (the server: its work shares
+    this process with the votes, as in `arena serve`), polled by a client process."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        import multiprocessing
+
+        from arena.web.app import create_app
+        from tests.support.pool import serve
+
+        self._serving = serve(create_app(settings, db, ui=False))
+        self.base = self._serving.__enter__()
+        self._context = multiprocessing.get_context("spawn")
+
+    def start(self) -> None:
+        self.stop = self._context.Event()
+        self.polls = self._context.Value("l", 0)
+        self.limited = self._context.Value("l", 0)
+        self.process = self._context.Process(
+            target=_poll_process, args=(self.base, os.getpid(), self.stop, self.polls,
+                                        self.limited), daemon=True)
+        self.process.start()
+
+    def finish(self) -> tuple[int, int]:
+        """Stop the clients; ``(answered polls, refused polls)``."""
+        self.stop.set()
+        self.process.join(30)
+        if self.process.exitcode != 0:
+            raise SystemExit(f"the polling clients failed (exit code {self.process.exitcode})")
+        return self.polls.value, self.limited.value
+
+    def close(self) -> None:
+        self._serving.__exit__(None, None, None)
 
 
 def vote_latencies(db: Database, settings: Settings, rate: float, seconds: float,
-                   with_views: bool, with_polls: bool = False) -> list[float]:
+                   with_views: bool, pollers: Pollers | None = None) -> list[float]:
     """Latencies of votes sent at a fixed rate (open loop: a late vote does not delay the
     schedule of the next), optionally while views are requested in a loop, or while
-    ``POLLERS`` API clients poll Bradley-Terry boards."""
+    ``POLLERS`` API clients poll Bradley-Terry boards (``pollers``)."""
     rng = random.Random(1)
     stop = threading.Event()
     views = [0]
-    polls = [0] * POLLERS
-    limited = [0] * POLLERS
-    pollers = [threading.Thread(target=api_poller, args=(db, settings, stop, i, polls, limited),
-                                daemon=True) for i in range(POLLERS)] if with_polls else []
-    for poller in pollers:
-        poller.start()
+    if pollers is not None:
+        pollers.start()
 
     def viewer() -> None:
         boards = ["overall", "fixed", f"fixed/{CHARACTERS[0]}", "ffa"]
@@ -299,11 +343,10 @@ def vote_latencies(db: Database, settings: Settings, rate: float, seconds: float
     if with_views:
         thread.join()
         print(f"    views served meanwhile: {views[0]}")
-    for poller in pollers:
-        poller.join()
-    if with_polls:
+    if pollers is not None:
+        answered, refused = pollers.finish()
         print(f"    API polls (system=bt, rotating boards, {POLLERS} clients) meanwhile: "
-              f"{sum(polls)} answered, {sum(limited)} refused by the per-address read limit")
+              f"{answered} answered, {refused} refused by the per-address read limit")
     return latencies
 
 
@@ -404,11 +447,15 @@ def run(backend: str, args: argparse.Namespace) -> None:
         alone: list[float] = []
         loaded: list[float] = []
         polled: list[float] = []
-        for _ in range(args.rounds):
-            alone += vote_latencies(db, settings, args.rate, args.seconds, with_views=False)
-            loaded += vote_latencies(db, settings, args.rate, args.seconds, with_views=True)
-            polled += vote_latencies(db, settings, args.rate, args.seconds, with_views=False,
-                                     with_polls=True)
+        pollers = Pollers(db, settings)
+        try:
+            for _ in range(args.rounds):
+                alone += vote_latencies(db, settings, args.rate, args.seconds, with_views=False)
+                loaded += vote_latencies(db, settings, args.rate, args.seconds, with_views=True)
+                polled += vote_latencies(db, settings, args.rate, args.seconds,
+                                         with_views=False, pollers=pollers)
+        finally:
+            pollers.close()
         print(f"    without views: p50 {statistics.median(alone) * 1000:.0f} ms, "
               f"p99 {p99(alone) * 1000:.0f} ms ({len(alone)} votes)")
         print(f"    with views:    p50 {statistics.median(loaded) * 1000:.0f} ms, "

@@ -33,6 +33,7 @@ import numpy as np
 from metrics.bradley_terry import BTRating, to_elo_scale
 from metrics.errors import InputError
 from metrics.factor_bt import SLOTS, comparisons_of, design, fit_rows
+from metrics.outcomes import placements
 from metrics.reliability import (
     CrowdBTFit,
     ReliabilityParams,
@@ -90,8 +91,9 @@ class PositionTerm:
 
 @dataclass(frozen=True)
 class RobustResult:
-    """Ratings best first, position terms, every voter's signals and weight, and what was
-    discounted."""
+    """Ratings best first, position terms, every voter's signals and weight, what was
+    discounted, and per checkpoint the votes read (``tallies``: games, wins, draws, losses
+    over every vote the board reads, discounted or not, as every board counts games)."""
 
     ratings: tuple[BTRating, ...]
     position: tuple[PositionTerm, ...]
@@ -104,6 +106,7 @@ class RobustResult:
     discounted_voters: int
     discounted_votes: int
     params: RobustParams
+    tallies: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
 
     def to_state(self) -> dict[str, Any]:
         """The result as JSON-ready data (voters as ``[key, fields]`` pairs: keys may be
@@ -116,6 +119,7 @@ class RobustResult:
             "weights": [[v, w] for v, w in self.weights.items()],
             "counts": [self.n_votes, self.flagged_voters, self.flagged_votes,
                        self.discounted_voters, self.discounted_votes],
+            "tallies": [[c, list(t)] for c, t in self.tallies.items()],
         }
 
     @classmethod
@@ -125,7 +129,8 @@ class RobustResult:
                    tuple(PositionTerm(**t) for t in state["position"]),
                    {v: VoterSignals(**s) for v, s in state["voters"]},
                    {c: p for c, p in state["selective"]},
-                   {v: w for v, w in state["weights"]}, *state["counts"], params)
+                   {v: w for v, w in state["weights"]}, *state["counts"], params,
+                   {c: (t[0], t[1], t[2], t[3]) for c, t in state["tallies"]})
 
 
 
@@ -176,9 +181,10 @@ def robust_bradley_terry(matches: Sequence[VoterMatch],
                for v, s in signals.items()}
     counts = {v: s.votes for v, s in signals.items()}
     discounted = [v for v, w in weights.items() if w < p.discount_below and counts[v]]
+    tallies = _tallies(voted, p.both_bad_as_draw)
     empty = RobustResult((), (), signals, board.selective, weights, len(voted),
                          len(flagged & set(counts)), sum(counts[v] for v in flagged if v in counts),
-                         len(discounted), sum(counts[v] for v in discounted), p)
+                         len(discounted), sum(counts[v] for v in discounted), p, tallies)
     if fit is None or not kept:
         return empty
     rating = to_elo_scale(fit.params[:n])
@@ -199,7 +205,20 @@ def robust_bradley_terry(matches: Sequence[VoterMatch],
                      for j, (kind, pos) in enumerate(SLOTS) if kind in used)
     return RobustResult(tuple(rows), position, signals, board.selective, weights, len(voted),
                         empty.flagged_voters, empty.flagged_votes, empty.discounted_voters,
-                        empty.discounted_votes, p)
+                        empty.discounted_votes, p, tallies)
+
+
+def _tallies(voted: Sequence[VoterMatch], both_bad_as_draw: bool
+             ) -> dict[int, tuple[int, int, int, int]]:
+    """Per checkpoint: games, wins, draws and losses over the voted matches."""
+    counts: dict[int, list[int]] = {}
+    slot = {"win": 1, "draw": 2, "loss": 3}
+    for m in voted:
+        for c, placed in placements(m.vote, both_bad_as_draw).items():  # type: ignore[arg-type]
+            tally = counts.setdefault(c, [0, 0, 0, 0])
+            tally[0] += 1
+            tally[slot[placed]] += 1
+    return {c: (t[0], t[1], t[2], t[3]) for c, t in sorted(counts.items())}
 
 
 def _bootstrap(kept: list[VoterMatch], order: list[VoterKey], index: dict[int, int],

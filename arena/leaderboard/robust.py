@@ -18,9 +18,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from arena.leaderboard.voters import robust_fit, shown_matches
+from arena.leaderboard.voters import robust_fit_at_hand
 from arena.settings import Settings
-from metrics.outcomes import placements
 from metrics.robust import RobustResult
 
 __all__ = ["disagreements", "place_ranges", "position_warnings", "robust_rows",
@@ -30,28 +29,20 @@ POSITION_NAMES = "ABCD"
 
 
 def robust_rows(session: Session, board: str, settings: Settings | None = None,
-                max_age: float = 0.0) -> tuple[list[dict[str, Any]], RobustResult]:
+                wait: bool = True) -> tuple[list[dict[str, Any]], RobustResult]:
     """The robust board's rows (without names) and its fit; games count the votes the board
-    reads (excluded votes left out, as on every board). ``max_age``: see
-    :func:`arena.leaderboard.voters.robust_fit`."""
-    result = robust_fit(session, board, settings, max_age=max_age)
-    counts: dict[int, dict[str, int]] = {}
-    for shown in shown_matches(session, board):
-        if shown.vote is None:
-            continue
-        for c, placed in placements(shown.vote, result.params.both_bad_as_draw).items():
-            tally = counts.setdefault(c, {"games": 0, "win": 0, "draw": 0, "loss": 0})
-            tally["games"] += 1
-            tally[placed] += 1
-    empty = {"games": 0, "win": 0, "draw": 0, "loss": 0}
-    return [
-        {"checkpoint_id": r.checkpoint_id, "rating": r.rating, "lower": r.lower,
-         "upper": r.upper, "games": counts.get(r.checkpoint_id, empty)["games"],
-         "wins": counts.get(r.checkpoint_id, empty)["win"],
-         "draws": counts.get(r.checkpoint_id, empty)["draw"],
-         "losses": counts.get(r.checkpoint_id, empty)["loss"], "fit_vote_id": None}
-        for r in result.ratings
-    ], result
+    reads (excluded votes left out, as on every board); ``fit_vote_id`` is the newest vote the
+    fit covers. ``wait=False``: the fit at hand, refitted in the background (see
+    :func:`arena.leaderboard.voters.robust_fit_at_hand`)."""
+    covers, result = robust_fit_at_hand(session, board, settings, wait=wait)
+    empty = (0, 0, 0, 0)
+    rows = []
+    for r in result.ratings:
+        games, wins, draws, losses = result.tallies.get(r.checkpoint_id, empty)
+        rows.append({"checkpoint_id": r.checkpoint_id, "rating": r.rating, "lower": r.lower,
+                     "upper": r.upper, "games": games, "wins": wins, "draws": draws,
+                     "losses": losses, "fit_vote_id": covers})
+    return rows, result
 
 
 def robust_summary(result: RobustResult) -> dict[str, Any]:

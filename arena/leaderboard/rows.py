@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.errors import StaleRatings
-from arena.leaderboard.fits import BT_REFIT_SECONDS, bt_rows
+from arena.leaderboard.fits import bt_rows
 from arena.leaderboard.log import board_where
 from arena.leaderboard.robust import robust_rows, robust_summary
 from arena.models import Checkpoint, MetricScore, RatingSnapshot, TrainingConfigRecord
@@ -126,8 +126,8 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
     """The rows of ``board`` in ``system`` (read-only). A UserError names an unknown board or
     system. Bradley-Terry: the newest fit, unless ``wait=False`` (the dashboard), which takes
     the fit at hand and refits in the background (:func:`arena.leaderboard.fits.bt_rows`);
-    the robust board likewise takes a fit up to ``BT_REFIT_SECONDS`` old when not waiting, and
-    says what it discounted in ``robust``."""
+    the robust board likewise (:func:`arena.leaderboard.robust.robust_rows`), and says what it
+    discounted in ``robust``."""
     s = settings or get_settings()
     chosen = system_for(system)
     board_where(board)
@@ -139,8 +139,7 @@ def board_rows(session: Session, board: str = OVERALL, system: str = DEFAULT_SYS
     bt = ({r["checkpoint_id"]: r for r in bt_rows(session, board, s, wait=wait)}
           if chosen.source == "bt" else {})
     if chosen.source == "robust":  # a fitted system like bt: the same columns
-        fitted, result = robust_rows(session, board, s,
-                                     max_age=0.0 if wait else BT_REFIT_SECONDS)
+        fitted, result = robust_rows(session, board, s, wait=wait)
         bt = {r["checkpoint_id"]: r for r in fitted}
         out.robust = robust_summary(result)
     source = {"elo": elo, "tw_elo": elo, "trueskill": ts, "bt": bt,

@@ -229,8 +229,7 @@ def _robust_notices(session: Session, view: BoardView, settings: Settings, wait:
     """What the robust board says about this board: the position bias from its fitted term
     (win shares by position mix the bias with who was shown where), checkpoints whose plain
     and robust places differ by more than their intervals allow, and what it discounted."""
-    robust, result = robust_rows(session, view.board, settings,
-                                 max_age=0.0 if wait else BT_REFIT_SECONDS)
+    robust, result = robust_rows(session, view.board, settings, wait=wait)
     view.robust = robust_summary(result)
     for warning in position_warnings(result):
         view.notices.append(f"position bias in {warning}; positions are shuffled, so this is "

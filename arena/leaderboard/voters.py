@@ -28,6 +28,7 @@ from arena.decisions import Decision, Exclusions, excluded_voter_ids, exclusions
 from arena.errors import NotFound
 from arena.export import voter_pseudonym
 from arena.leaderboard import store as board_store
+from arena.leaderboard.fits import BT_REFIT_SECONDS, refit_pool
 from arena.models import Match, MatchImage, Prompt, Vote, Voter, utcnow
 from arena.ratings import board_where, record_from, robust_params
 from arena.registry import checkpoint_labels
@@ -39,9 +40,11 @@ ROBUST = "robust"  # the stored aggregate's name (arena.leaderboard.store)
 
 __all__ = [
     "exclude_voter",
+    "fit_robust_state",
     "include_voter",
     "resolve_voter",
     "robust_fit",
+    "robust_fit_at_hand",
     "shown_matches",
     "suspicious",
 ]
@@ -86,50 +89,120 @@ def shown_matches(session: Session | Connection, board: str,
     return shown
 
 
-# Robust fits per (database, board, parameters, exclusions) with the newest match and vote
-# they cover: a fit stays exact until the board gets a new shown match or vote.
+# Robust fits per (database, board, parameters, exclusions): (newest match and vote covered,
+# the fit, when it was fitted). A fit stays exact until the board gets a new shown match or vote.
 _CACHE: dict[tuple[Any, ...], tuple[list[int], RobustResult, float]] = {}
 _CACHE_SIZE = 32
+_RUNNING: set[tuple[Any, ...]] = set()
 _GUARD = threading.Lock()
-STATE_LAYOUT = 1  # of RobustResult.to_state
+STATE_LAYOUT = 2  # of RobustResult.to_state
 
 
 def _stored_parameters(params: RobustParams, excluded: Exclusions) -> dict[str, Any]:
     return {**params.describe(), **excluded.parameters(), "layout": STATE_LAYOUT}
 
 
-def robust_fit(session: Session | Connection, board: str, settings: Settings | None = None,
-               store: bool = False, max_age: float = 0.0) -> RobustResult:
-    """The robust board of ``board`` without excluded votes: from memory or from its stored
-    aggregate (:mod:`arena.leaderboard.store`, keyed by its parameters and the exclusions)
-    while no match or vote came since (or, with ``max_age``, fitted at most that many
-    seconds ago: a dashboard does not refit on every view), else fitted anew; ``store`` (a
+def _newest(session: Session | Connection) -> list[int]:
+    return [session.scalar(select(func.max(Match.id))) or 0,
+            session.scalar(select(func.max(Vote.id))) or 0]
+
+
+def _url(session: Session | Connection) -> str:
+    return str(session.get_bind().url) if isinstance(session, Session) else str(session.engine.url)
+
+
+def _keep(key: tuple[Any, ...], newest: list[int], result: RobustResult, fitted_at: float) -> None:
+    with _GUARD:
+        current = _CACHE.get(key)
+        if current is None or current[0] <= newest:
+            _CACHE.pop(key, None)
+            _CACHE[key] = (newest, result, fitted_at)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+
+
+def robust_fit_at_hand(session: Session | Connection, board: str,
+                       settings: Settings | None = None, store: bool = False,
+                       wait: bool = True) -> tuple[int, RobustResult]:
+    """``(newest vote id it covers, the robust board of board without excluded votes)``:
+    from memory or from its stored aggregate (:mod:`arena.leaderboard.store`, keyed by its
+    parameters and the exclusions) while no match or vote came since, else fitted anew.
+    ``wait=False`` (the dashboard and the API) takes the fit at hand even when newer matches
+    or votes exist and refits in the refit process (:func:`arena.leaderboard.fits.refit_pool`)
+    at most every ``BT_REFIT_SECONDS``, as Bradley-Terry does: reading every shown match is
+    seconds on a large board; only a board never fitted is fitted on the spot. ``store`` (a
     writing session) stores a new fit, voter reliabilities and signals included."""
     params = robust_params(settings)
     excluded = exclusions(session)
-    url = str(session.get_bind().url) if isinstance(session, Session) else str(session.engine.url)
-    key = (url, board, params, excluded)
-    newest = [session.scalar(select(func.max(Match.id))) or 0,
-              session.scalar(select(func.max(Vote.id))) or 0]
+    key = (_url(session), board, params, excluded)
+    newest = _newest(session)
     with _GUARD:
         cached = _CACHE.get(key)
-    if cached is not None and (cached[0] == newest or time.monotonic() - cached[2] < max_age):
-        return cached[1]
-    stored = (board_store.load(session, board, ROBUST, _stored_parameters(params, excluded))
-              if isinstance(session, Session) else None)
-    if stored is not None and stored[1]["newest"] == newest:
-        result = RobustResult.from_state(stored[1]["result"], params)
-    else:
-        result = robust_bradley_terry(shown_matches(session, board, excluded), params)
-        if store and isinstance(session, Session):
-            board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
-                             newest[1], result.n_votes,
-                             {"newest": newest, "result": result.to_state()})
+    if cached is None and isinstance(session, Session):
+        stored = board_store.load(session, board, ROBUST, _stored_parameters(params, excluded))
+        if stored is not None:
+            cached = (stored[1]["newest"], RobustResult.from_state(stored[1]["result"], params),
+                      float("-inf"))
+            _keep(key, *cached)
+    if cached is not None and (cached[0] == newest or not wait):
+        if cached[0] != newest:
+            _refit_later(key, cached[2], board, settings, excluded)
+        return cached[0][1], cached[1]
+    result = robust_bradley_terry(shown_matches(session, board, excluded), params)
+    if store and isinstance(session, Session):
+        board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
+                         newest[1], result.n_votes,
+                         {"newest": newest, "result": result.to_state()})
+    _keep(key, newest, result, time.monotonic())
+    return newest[1], result
+
+
+def robust_fit(session: Session | Connection, board: str, settings: Settings | None = None,
+               store: bool = False, wait: bool = True) -> RobustResult:
+    """The robust board of ``board`` without excluded votes (see :func:`robust_fit_at_hand`)."""
+    return robust_fit_at_hand(session, board, settings, store, wait)[1]
+
+
+def _refit_later(key: tuple[Any, ...], fitted_at: float, board: str,
+                 settings: Settings | None, excluded: Exclusions) -> None:
     with _GUARD:
-        _CACHE[key] = (newest, result, time.monotonic())
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-    return result
+        if key in _RUNNING or time.monotonic() - fitted_at < BT_REFIT_SECONDS:
+            return
+        _RUNNING.add(key)
+    params = key[2]
+
+    def done(answer: tuple[list[int], dict[str, Any]]) -> None:
+        _keep(key, answer[0], RobustResult.from_state(answer[1], params), time.monotonic())
+        with _GUARD:
+            _RUNNING.discard(key)
+
+    def failed(_error: BaseException | None = None) -> None:  # the next view tries again
+        with _GUARD:
+            _RUNNING.discard(key)
+
+    try:
+        refit_pool().apply_async(fit_robust_state, (key[0], board, settings, excluded),
+                                 callback=done, error_callback=failed)
+    except Exception:  # a pool that cannot start: the next view tries again
+        failed()
+        raise
+
+
+_DATABASES: dict[str, Database] = {}
+
+
+def fit_robust_state(url: str, board: str, settings: Settings | None,
+                     excluded: Exclusions) -> tuple[list[int], dict[str, Any]]:
+    """In the refit process: the robust board of ``board`` read and fitted there (the shown
+    matches never cross a process boundary), as ``(newest match and vote, its state)``."""
+    db = _DATABASES.get(url)
+    if db is None:
+        db = _DATABASES[url] = Database(url)
+    with db.session(readonly=True) as session:
+        newest = _newest(session)
+        result = robust_bradley_terry(shown_matches(session, board, excluded),
+                                      robust_params(settings))
+    return newest, result.to_state()
 
 
 def _voter_row(voter: int, external: str, result: RobustResult,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from arena.cli.main import app
@@ -19,6 +20,7 @@ from arena.leaderboard import store as board_store
 from arena.leaderboard import voters as voters_module
 from arena.leaderboard.rows import leaderboard
 from arena.leaderboard.voters import exclude_voter, include_voter, robust_fit, suspicious
+from arena.models import Vote
 from arena.ratings import robust_params
 from arena.settings import Settings
 from arena.web.app import create_app
@@ -176,3 +178,37 @@ def test_the_robust_board_says_what_it_discounted_on_every_surface(
     assert [r["checkpoint"] for r in answer["rows"]] == [r["checkpoint"] for r in shown["rows"]]
     exported = runner.invoke(app, ["export", "leaderboard", "--format", "json", "--system", "bt"])
     assert json.loads(exported.output)["robust"]["flagged_voters"] == 1
+
+
+def test_a_view_serves_the_robust_fit_at_hand_and_refits_in_the_background(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading every shown match is seconds on a large board: a view (``wait=False``) takes
+    the fit at hand, saying which vote it covers, and the refit process catches up."""
+    import time
+
+    from arena.leaderboard.robust import robust_rows
+
+    world = build(db)
+    first_events, later = events(11, 60), events(12, 20)
+    for event in first_events:
+        play(world, *event)
+    voters_module._CACHE.clear()
+    with db.session(readonly=True) as s:
+        first, _ = robust_rows(s, "overall", SETTINGS)  # nothing at hand: fitted on the spot
+    for event in later:
+        play(world, *event)
+    monkeypatch.setattr(voters_module, "BT_REFIT_SECONDS", 0.0)
+    with db.session(readonly=True) as s:
+        stale, _ = robust_rows(s, "overall", SETTINGS, wait=False)
+        newest = max(v for v, *_ in s.execute(select(Vote.id)))
+    assert stale == first and {r["fit_vote_id"] for r in stale} != {newest}
+    deadline = time.monotonic() + 120  # a wait for the other process, not a speed check
+    rows = stale
+    while time.monotonic() < deadline and rows[0]["fit_vote_id"] != newest:
+        time.sleep(0.2)
+        with db.session(readonly=True) as s:
+            rows, _ = robust_rows(s, "overall", SETTINGS, wait=False)
+    with db.session(readonly=True) as s:
+        exact, _ = robust_rows(s, "overall", SETTINGS)
+    assert rows == exact and {r["fit_vote_id"] for r in exact} == {newest}
+    assert sum(r["games"] for r in exact) > sum(r["games"] for r in first)
