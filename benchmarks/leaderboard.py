@@ -227,12 +227,14 @@ def _poll_process(base: str, parent: int, stop: Any, polls: Any, limited: Any) -
     """The clients: ``POLLERS`` threads, each its own address (the proxy header names it),
     polling ``GET /api/v1/leaderboard?system=bt`` on rotating boards over HTTP as fast as the
     server answers; refused by the per-address read limit, a client waits a second. A process
-    of its own, as clients are: their HTTP work is not the server's."""
+    of its own, as clients are, at a lower priority: their HTTP work is not the server's, and
+    on a real deployment runs on other machines."""
     import httpx
 
     from arena.lifeline import exit_with_parent
 
     exit_with_parent(parent)
+    os.nice(10)
 
     def client(index: int) -> None:
         with httpx.Client(base_url=base, timeout=30) as http:

@@ -18,6 +18,7 @@ ever committed late.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import logging
@@ -144,10 +145,17 @@ def _render(board: str, system: str, knob: str, max_age: float) -> Any:
 
 def _rows(board: str, system: str) -> Any:
     """The board's rows for the JSON API: Bradley-Terry from the fit at hand (stored, or this
-    worker's), a refit started here when newer votes exist, never in the server's process."""
+    worker's), a refit started here when newer votes exist, never in the server's process; an
+    unknown board is a :class:`NotFound` naming the known ones."""
+    from arena.errors import NotFound
     from arena.leaderboard.rows import board_rows
+    from arena.leaderboard.view import board_choices
 
     with _DB[0].session(readonly=True) as session:
+        boards = board_choices(session)
+        if board not in boards:
+            shown = ", ".join(boards[:8]) + (", ..." if len(boards) > 8 else "")
+            raise NotFound(f"unknown board {board[:80]!r}; expected one of: {shown}")
         return board_rows(session, board, system, _SETTINGS[0], wait=False)
 
 
@@ -198,15 +206,16 @@ class BoardWorker:
             self._pool = self._new_pool()
             return self._pool.submit(_render, board, system, knob, max_age).result()
 
-    def rows(self, board: str, system: str) -> Any:
+    async def rows(self, board: str, system: str) -> Any:
         """:func:`arena.leaderboard.rows.board_rows` computed in the worker (Bradley-Terry
-        from the fit at hand, see :func:`_rows`); a UserError from the worker is raised here."""
+        from the fit at hand, see :func:`_rows`), awaited on the event loop without a thread
+        of this process; a UserError from the worker is raised here."""
         try:
-            return self._pool.submit(_rows, board, system).result()
+            return await asyncio.wrap_future(self._pool.submit(_rows, board, system))
         except BrokenProcessPool:
             log.warning("the leaderboard worker died; starting another")
             self._pool = self._new_pool()
-            return self._pool.submit(_rows, board, system).result()
+            return await asyncio.wrap_future(self._pool.submit(_rows, board, system))
 
     def start_background(self) -> None:
         """Start the worker's background reading and storing (:func:`refresh`)."""

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from arena.errors import NotFound, Unavailable, UserError
+from arena.errors import Unavailable, UserError
 from arena.identity import issue_voter_id
 from arena.matches import issue_match, register_voter, served_image_for, skip_match
 from arena.votes import record_vote
@@ -137,7 +137,7 @@ SHARED_READ_SECONDS = 1.0  # one answer per board and system serves every reader
 
 
 @router.get("/leaderboard")
-def get_leaderboard(
+async def get_leaderboard(
     request: Request,
     db: DB,
     settings: SETTINGS,
@@ -153,9 +153,9 @@ def get_leaderboard(
     The rows are computed in the leaderboard worker process, never in this one: Bradley-Terry
     is the fit at hand (stored, or the worker's newest; a refit starts there when newer votes
     exist), and ``fit_vote_id`` says the newest vote it covers. One answer, serialised once,
-    serves every reader of the same board and system for ``SHARED_READ_SECONDS``."""
+    serves every reader of the same board and system for ``SHARED_READ_SECONDS``; the handler
+    runs on the event loop (no thread hand-off) and awaits the worker."""
     from arena.errors import StaleRatings
-    from arena.leaderboard.view import board_choices
     from arena.leaderboard.worker import worker_for
 
     request.app.state.read_limiter.charge(address)
@@ -164,12 +164,7 @@ def get_leaderboard(
     hit = shared.get((board, system))
     if hit is not None and now - hit[0] < SHARED_READ_SECONDS:
         return Response(hit[1], media_type="application/json")
-    with db.session(readonly=True) as session:
-        boards = board_choices(session)
-    if board not in boards:
-        shown = ", ".join(boards[:8]) + (", ..." if len(boards) > 8 else "")
-        raise NotFound(f"unknown board {board[:80]!r}; expected one of: {shown}")
-    found = worker_for(db, settings).rows(board, system)
+    found = await worker_for(db, settings).rows(board, system)
     if found.stale is not None:
         raise StaleRatings(found.stale)
     covers = {row["fit_vote_id"] for row in found.rows if row.get("fit_vote_id") is not None}
