@@ -23,18 +23,23 @@ from arena.settings import Settings
 from metrics.robust import RobustResult
 
 __all__ = ["disagreements", "place_ranges", "position_warnings", "robust_rows",
-           "robust_summary"]
+           "robust_summary", "rows_of"]
 
 POSITION_NAMES = "ABCD"
 
 
 def robust_rows(session: Session, board: str, settings: Settings | None = None,
                 wait: bool = True) -> tuple[list[dict[str, Any]], RobustResult]:
-    """The robust board's rows (without names) and its fit; games count the votes the board
-    reads (excluded votes left out, as on every board); ``fit_vote_id`` is the newest vote the
-    fit covers. ``wait=False``: the fit at hand, refitted in the background (see
-    :func:`arena.leaderboard.voters.robust_fit_at_hand`)."""
+    """The robust board's rows (without names) and its fit. ``wait=False``: the fit at hand,
+    refitted in the background (see :func:`arena.leaderboard.voters.robust_fit_at_hand`)."""
     covers, result = robust_fit_at_hand(session, board, settings, wait=wait)
+    return rows_of(covers, result), result
+
+
+def rows_of(covers: int, result: RobustResult) -> list[dict[str, Any]]:
+    """A robust fit as rows (without names): games count the votes the board reads
+    (excluded votes left out, as on every board); ``fit_vote_id`` is ``covers``, the newest
+    vote the fit covers."""
     empty = (0, 0, 0, 0)
     rows = []
     for r in result.ratings:
@@ -42,7 +47,7 @@ def robust_rows(session: Session, board: str, settings: Settings | None = None,
         rows.append({"checkpoint_id": r.checkpoint_id, "rating": r.rating, "lower": r.lower,
                      "upper": r.upper, "games": games, "wins": wins, "draws": draws,
                      "losses": losses, "fit_vote_id": covers})
-    return rows, result
+    return rows
 
 
 def robust_summary(result: RobustResult) -> dict[str, Any]:

@@ -27,8 +27,10 @@ from arena.leaderboard.robust import (
     position_warnings,
     robust_rows,
     robust_summary,
+    rows_of,
 )
 from arena.leaderboard.rows import board_rows, latest_scores
+from arena.leaderboard.voters import robust_fit_in_hand
 from arena.models import Checkpoint, Prompt, RatingSnapshot, TrainingConfigRecord
 from arena.ratings import rating_config, rating_parameters
 from arena.settings import Settings, get_settings
@@ -229,7 +231,15 @@ def _robust_notices(session: Session, view: BoardView, settings: Settings, wait:
     """What the robust board says about this board: the position bias from its fitted term
     (win shares by position mix the bias with who was shown where), checkpoints whose plain
     and robust places differ by more than their intervals allow, and what it discounted."""
-    robust, result = robust_rows(session, view.board, settings, wait=wait)
+    if wait:
+        robust, result = robust_rows(session, view.board, settings)
+    else:  # a dashboard view never waits for a robust fit
+        found = robust_fit_in_hand(session, view.board, settings)
+        if found is None:
+            view.notices.append("robust board: its first fit runs in the background; its "
+                                "warnings appear on a later view")
+            return
+        robust, result = rows_of(*found), found[1]
     view.robust = robust_summary(result)
     for warning in position_warnings(result):
         view.notices.append(f"position bias in {warning}; positions are shuffled, so this is "

@@ -45,6 +45,7 @@ __all__ = [
     "resolve_voter",
     "robust_fit",
     "robust_fit_at_hand",
+    "robust_fit_in_hand",
     "shown_matches",
     "suspicious",
 ]
@@ -121,17 +122,10 @@ def _keep(key: tuple[Any, ...], newest: list[int], result: RobustResult, fitted_
             _CACHE.pop(next(iter(_CACHE)))
 
 
-def robust_fit_at_hand(session: Session | Connection, board: str,
-                       settings: Settings | None = None, store: bool = False,
-                       wait: bool = True) -> tuple[int, RobustResult]:
-    """``(newest vote id it covers, the robust board of board without excluded votes)``:
-    from memory or from its stored aggregate (:mod:`arena.leaderboard.store`, keyed by its
-    parameters and the exclusions) while no match or vote came since, else fitted anew.
-    ``wait=False`` (the dashboard and the API) takes the fit at hand even when newer matches
-    or votes exist and refits in the refit process (:func:`arena.leaderboard.fits.refit_pool`)
-    at most every ``BT_REFIT_SECONDS``, as Bradley-Terry does: reading every shown match is
-    seconds on a large board; only a board never fitted is fitted on the spot. ``store`` (a
-    writing session) stores a new fit, voter reliabilities and signals included."""
+def _lookup(session: Session | Connection, board: str, settings: Settings | None
+            ) -> tuple[tuple[Any, ...], list[int], tuple[list[int], RobustResult, float] | None]:
+    """``(cache key, newest match and vote, the fit at hand or None)``: from memory, else
+    from the board's stored aggregate (keyed by the parameters and the exclusions)."""
     params = robust_params(settings)
     excluded = exclusions(session)
     key = (_url(session), board, params, excluded)
@@ -144,10 +138,28 @@ def robust_fit_at_hand(session: Session | Connection, board: str,
             cached = (stored[1]["newest"], RobustResult.from_state(stored[1]["result"], params),
                       float("-inf"))
             _keep(key, *cached)
-    if cached is not None and (cached[0] == newest or not wait):
-        if cached[0] != newest:
-            _refit_later(key, cached[2], board, settings, excluded)
-        return cached[0][1], cached[1]
+    return key, newest, cached
+
+
+def robust_fit_at_hand(session: Session | Connection, board: str,
+                       settings: Settings | None = None, store: bool = False,
+                       wait: bool = True) -> tuple[int, RobustResult]:
+    """``(newest vote id it covers, the robust board of board without excluded votes)``:
+    from memory or from its stored aggregate (:mod:`arena.leaderboard.store`, keyed by its
+    parameters and the exclusions) while no match or vote came since, else fitted anew.
+    ``wait=False`` (the API) takes the fit at hand even when newer matches or votes exist
+    and refits in the refit process (:func:`arena.leaderboard.fits.refit_pool`) at most
+    every ``BT_REFIT_SECONDS``, as Bradley-Terry does: reading every shown match is seconds
+    on a large board; only a board never fitted is fitted on the spot. ``store`` (a writing
+    session) stores a new fit, voter reliabilities and signals included."""
+    if not wait:
+        found = robust_fit_in_hand(session, board, settings, start=False)
+        if found is not None:
+            return found
+    key, newest, cached = _lookup(session, board, settings)
+    if cached is not None and cached[0] == newest:
+        return newest[1], cached[1]
+    params, excluded = key[2], key[3]
     result = robust_bradley_terry(shown_matches(session, board, excluded), params)
     if store and isinstance(session, Session):
         board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
@@ -155,6 +167,23 @@ def robust_fit_at_hand(session: Session | Connection, board: str,
                          {"newest": newest, "result": result.to_state()})
     _keep(key, newest, result, time.monotonic())
     return newest[1], result
+
+
+def robust_fit_in_hand(session: Session | Connection, board: str,
+                       settings: Settings | None = None, start: bool = True
+                       ) -> tuple[int, RobustResult] | None:
+    """The fit at hand, never fitted here (a dashboard view: its notices wait for no fit):
+    ``(newest vote it covers, the fit)``, a refit started in the refit process when newer
+    matches or votes exist (at most every ``BT_REFIT_SECONDS``); None when the board has no
+    fit yet, a first one started in the background with ``start``."""
+    key, newest, cached = _lookup(session, board, settings)
+    if cached is None:
+        if start:
+            _refit_later(key, float("-inf"), board, settings, key[3])
+        return None
+    if cached[0] != newest:
+        _refit_later(key, cached[2], board, settings, key[3])
+    return cached[0][1], cached[1]
 
 
 def robust_fit(session: Session | Connection, board: str, settings: Settings | None = None,
@@ -194,15 +223,20 @@ _DATABASES: dict[str, Database] = {}
 def fit_robust_state(url: str, board: str, settings: Settings | None,
                      excluded: Exclusions) -> tuple[list[int], dict[str, Any]]:
     """In the refit process: the robust board of ``board`` read and fitted there (the shown
-    matches never cross a process boundary), as ``(newest match and vote, its state)``."""
+    matches never cross a process boundary) and stored with the board's aggregates, as
+    ``(newest match and vote, its state)``."""
     db = _DATABASES.get(url)
     if db is None:
         db = _DATABASES[url] = Database(url)
+    params = robust_params(settings)
     with db.session(readonly=True) as session:
         newest = _newest(session)
-        result = robust_bradley_terry(shown_matches(session, board, excluded),
-                                      robust_params(settings))
-    return newest, result.to_state()
+        result = robust_bradley_terry(shown_matches(session, board, excluded), params)
+    state = result.to_state()
+    with db.session() as session:  # for the next server start
+        board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
+                         newest[1], result.n_votes, {"newest": newest, "result": state})
+    return newest, state
 
 
 def _voter_row(voter: int, external: str, result: RobustResult,

@@ -42,7 +42,7 @@ def forget_caches() -> None:
 def shown(db: Database, board: str, system: str, settings: Settings = SETTINGS) -> str:
     """Everything a view shows (rows, notices, every figure) as one comparable string."""
     with db.session(readonly=True) as s:
-        view = load_view(s, board, system, settings)
+        view = load_view(s, board, system, settings, wait=True)
     return json.dumps({"rows": view.rows, "notices": view.notices, "votes": view.log.votes,
                        "figures": all_figures(view)}, sort_keys=True, default=str)
 

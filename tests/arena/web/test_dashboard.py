@@ -66,7 +66,9 @@ def test_view_matches_ratings_from_the_votes(voted: Database, board: str) -> Non
         tw = load_view(s, board, "tw_elo", SETTINGS)
         ts = load_view(s, board, "trueskill", SETTINGS)
         bt = load_view(s, board, "bt", SETTINGS)
-    assert elo.notices == [] or all("position bias" in n for n in elo.notices)
+    # A view never waits for the robust board's first fit: it says so instead of warning.
+    assert elo.notices == [] or all("position bias" in n or "first fit runs in the background"
+                                    in n for n in elo.notices)
     by_id = {r["checkpoint_id"]: r for r in elo.rows}
     assert set(by_id) == set(book.states)
     for c, state in book.states.items():
