@@ -15,7 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from metrics.elo import EloParams, elo_update, hold_rating, time_weighted_average
-from metrics.outcomes import VoteRecord, pairwise, placements, trueskill_games
+from metrics.outcomes import (
+    BOTH_BAD,
+    TIE,
+    VoteRecord,
+    pairwise,
+    placements,
+    trueskill_games,
+)
 from metrics.trueskill_fast import TrueSkillModel, TrueSkillParams, conservative_score
 
 __all__ = [
@@ -79,6 +86,7 @@ class RatingBook:
         self.config = config or RatingConfig()
         self.trueskill = TrueSkillModel(self.config.trueskill)
         self.states: dict[int, CheckpointRating] = {s.checkpoint_id: s for s in states}
+        self._fast = self.trueskill.engine == "fast"
 
     def new_state(self, checkpoint_id: int) -> CheckpointRating:
         """A checkpoint that has not played on this board yet."""
@@ -97,6 +105,8 @@ class RatingBook:
     def apply(self, vote: VoteRecord) -> tuple[int, ...]:
         """Apply one vote and return the ids of the checkpoints whose state changed (none when
         the vote teaches nothing, e.g. "both bad" with ``both_bad_as_draw=False``)."""
+        if vote.ranking is None and len(vote.participants) == 2 and self._fast:
+            return self._apply_duel(vote)
         both_bad = self.config.both_bad_as_draw
         outcomes = pairwise(vote, both_bad)
         if not outcomes:
@@ -129,6 +139,51 @@ class RatingBook:
                 state.wins += 1
             elif placement == "draw":
                 state.draws += 1
+            else:
+                state.losses += 1
+        return vote.participants
+
+    def _apply_duel(self, vote: VoteRecord) -> tuple[int, ...]:
+        """:meth:`apply` for a duel, without the general path's intermediate outcome, game
+        and placement lists: the same operations in the same order (:func:`pairwise`,
+        :func:`elo_update`, :func:`trueskill_games`, :meth:`TrueSkillModel.rate_duel`,
+        :func:`placements`), so the same numbers bit for bit (tests compare the two paths)."""
+        winner = vote.winner
+        draw = winner in (TIE, BOTH_BAD)
+        if winner == BOTH_BAD and not self.config.both_bad_as_draw:
+            return ()
+        states = self.states
+        pair = []
+        for checkpoint in vote.participants:
+            state = states.get(checkpoint)
+            if state is None:
+                state = states[checkpoint] = self.new_state(checkpoint)
+            pair.append(state)
+        first, second = pair
+        # Elo: the winner first (score 1), or shown order for a draw (score 0.5).
+        best, other = (second, first) if winner == 1 else (first, second)
+        score = 0.5 if draw else 1.0
+        elo = self.config.elo
+        delta = elo.k * (score - 1.0 / (1.0 + elo.base ** ((other.elo - best.elo) / elo.scale)))
+        new_best, new_other = best.elo + delta, other.elo - delta
+        ranks = (0, 0) if draw else ((0, 1) if winner == 0 else (1, 0))
+        rated = self.trueskill.rate_duel(((first.mu, first.sigma), (second.mu, second.sigma)),
+                                         ranks)
+        now = vote.time
+        for state, new_elo, (mu, sigma) in ((best, new_best, rated[best is second]),
+                                            (other, new_other, rated[other is second])):
+            state.weighted_sum, state.held_since = hold_rating(
+                state.weighted_sum, state.held_since, state.elo, now
+            )
+            if state.first_time is None:
+                state.first_time = state.held_since
+            state.elo = new_elo
+            state.mu, state.sigma = mu, sigma
+            state.games += 1
+            if draw:
+                state.draws += 1
+            elif state is best:
+                state.wins += 1
             else:
                 state.losses += 1
         return vote.participants

@@ -165,7 +165,7 @@ class TrueSkillModel:
             groups = [(self._env.create_rating(mu, sigma),) for mu, sigma in ratings]
             return [(g[0].mu, g[0].sigma) for g in self._env.rate(groups, ranks=list(ranks))]
         if len(ratings) == 2:
-            return self._rate_duel(ratings, ranks)
+            return self.rate_duel(ratings, ranks)
         return self._rate_chain(ratings, ranks)
 
     def rate_games(
@@ -177,7 +177,7 @@ class TrueSkillModel:
             checkpoints, ranks = games[0]
             if len(checkpoints) == 2 and self.engine == "fast":
                 a, b = checkpoints
-                new_a, new_b = self._rate_duel((ratings[a], ratings[b]), ranks)
+                new_a, new_b = self.rate_duel((ratings[a], ratings[b]), ranks)
                 return {a: new_a, b: new_b}
             rated = self._rate([ratings[c] for c in checkpoints], ranks)
             return dict(zip(checkpoints, rated, strict=True))
@@ -203,7 +203,9 @@ class TrueSkillModel:
         return out
 
     # ------------------------------------------------------------------- duels
-    def _rate_duel(self, ratings: Sequence[Rating], ranks: Sequence[int]) -> list[Rating]:
+    def rate_duel(self, ratings: Sequence[Rating], ranks: Sequence[int]) -> list[Rating]:
+        """New (mu, sigma) of the two players of a duel (the fast engine's closed form, what
+        :meth:`rate` does for two players); ranks as in :meth:`rate`."""
         first = 1 if ranks[1] < ranks[0] else 0  # the package sorts by rank, stably
         (mu_a, sigma_a), (mu_b, sigma_b) = ratings[first], ratings[1 - first]
         tau2 = self._tau * self._tau

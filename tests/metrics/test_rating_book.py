@@ -84,3 +84,18 @@ def test_reloaded_state_continues_exactly(votes: list[tuple], cut: int, both_bad
     for r in records[cut:]:
         second.apply(r)
     assert second.states == whole.states
+
+
+@given(st.lists(vote_st, min_size=1, max_size=25), st.booleans())
+def test_the_duel_path_equals_the_general_path(votes: list[tuple], both_bad: bool) -> None:
+    """Duels take a path of their own (the replay's hot loop); it gives the general path's
+    numbers bit for bit, Elo, TrueSkill, time weights and counts."""
+    config = RatingConfig(both_bad_as_draw=both_bad)
+    fast, general = RatingBook(config), RatingBook(config)
+    general._fast = False  # every vote through pairwise / elo_update / trueskill_games
+    for i, (kind, shown, outcome) in enumerate(votes):
+        record = (VoteRecord(tuple(shown), ranking=outcome, time=1.7e9 + 37.0 * i)
+                  if kind == "rank" else
+                  VoteRecord(tuple(shown), winner=outcome, time=1.7e9 + 37.0 * i))
+        assert fast.apply(record) == general.apply(record)
+    assert fast.states == general.states
