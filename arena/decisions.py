@@ -6,8 +6,9 @@ for votes): each records its time and reason, and the newest decision per subjec
 action is the one in force. Votes themselves always stay in the log; every reader of the
 boards takes the :class:`Exclusions` in force (:func:`exclusions`: the excluded voters, and the
 prompts whose votes are excluded) to leave votes out, so a replay of the log honours the
-decisions recorded at the time of the replay, and the vote path asks :func:`vote_excluded`
-whether a new vote moves the online ratings.
+decisions recorded at the time of the replay, and the vote path reads
+:func:`newest_exclusion` of the voter and the prompt with the match it loads, to know whether
+a new vote moves the online ratings.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import ColumnElement, Connection, ScalarSelect, select
 from sqlalchemy.orm import Session
 
 from arena.errors import NotFound, UserError
@@ -32,8 +33,8 @@ __all__ = [
     "excluded_voter_ids",
     "exclusions",
     "hidden_prompt_ids",
+    "newest_exclusion",
     "record_decision",
-    "vote_excluded",
 ]
 
 # Each subject's actions, as (action, the action that undoes it) pairs.
@@ -177,27 +178,18 @@ def exclusions(session: Session | Connection) -> Exclusions:
     )
 
 
-def _newest_exclusion(subject: str):  # type: ignore[no-untyped-def]
+def newest_exclusion(subject: str, subject_id: ColumnElement[int]) -> ScalarSelect[str]:
+    """The newest "exclude" or "include" recorded on the voter or prompt ``subject_id`` (a
+    column of the enclosing query, or a bound value), NULL when none: an indexed row read a
+    query carries along, so the vote path learns it with the match it loads (no round trip
+    of its own). A vote is excluded when either its voter's or its prompt's says "exclude"."""
     return (
         select(OperatorDecision.action)
         .where(OperatorDecision.subject == subject,
-               OperatorDecision.subject_id == bindparam(subject),
+               OperatorDecision.subject_id == subject_id,
                OperatorDecision.action.in_(("exclude", "include")))
         .order_by(OperatorDecision.id.desc()).limit(1).scalar_subquery()
     )
-
-
-# Built once (building a statement costs more than running it): the newest exclude / include
-# of the voter and of the prompt, two indexed row reads in one round trip.
-_VOTE_EXCLUDED = select(_newest_exclusion("voter"), _newest_exclusion("prompt"))
-
-
-def vote_excluded(connection: Session | Connection, voter_id: int, prompt_id: int) -> bool:
-    """Whether a vote by ``voter_id`` on a match of ``prompt_id`` is excluded now (its voter
-    or its prompt); the vote path asks it for every vote, in one round trip."""
-    voter, prompt = connection.execute(
-        _VOTE_EXCLUDED, {"voter": voter_id, "prompt": prompt_id}).one()
-    return "exclude" in (voter, prompt)
 
 
 def change_exclusion(session: Session, subject: str, subject_id: int, action: str,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from arena import matchmaking
 from arena.db import Database
-from arena.decisions import hidden_prompt_ids
+from arena.decisions import hidden_prompt_ids, newest_exclusion
 from arena.errors import Conflict, Forbidden, Gone, NotFound, UserError
 from arena.identity import address_key
 from arena.image_store import served_path
@@ -236,6 +236,7 @@ class OpenMatch:
     checkpoints: tuple[int, ...]  # by shown position
     labels: tuple[tuple[str, str], ...]  # (checkpoint, training config) by shown position
     votes_cast: int  # the voter's votes so far
+    excluded: bool  # an operator excluded the voter's or the prompt's votes (arena.decisions)
 
 
 def _open_match_statement():  # type: ignore[no-untyped-def]
@@ -248,6 +249,8 @@ def _open_match_statement():  # type: ignore[no-untyped-def]
     return (
         select(Match.id, Match.kind, Match.voter_id, Match.expires_at, Match.skipped_at,
                Voter.external_id, Vote.id, Match.prompt_id, Prompt.character, votes_cast,
+               newest_exclusion("voter", Match.voter_id),
+               newest_exclusion("prompt", Match.prompt_id),
                MatchImage.checkpoint_id, Checkpoint.name, TrainingConfigRecord.name)
         .join(Voter, Voter.id == Match.voter_id)
         .join(Prompt, Prompt.id == Match.prompt_id)
@@ -268,12 +271,13 @@ def load_match_for(conn: Connection, token: str, voter_external_id: str) -> Open
     """The match behind ``token`` if this voter may still act on it; else a clear refusal.
 
     One round trip: the match, its voter, prompt, images with their checkpoint labels, any
-    vote on it and the voter's vote count."""
+    vote on it, the voter's vote count and whether the voter's or the prompt's votes are
+    excluded now."""
     rows = conn.execute(_OPEN_MATCH, {"token": token}).all()
     if not rows:
         raise NotFound("unknown match token")
     (match_id, kind, voter_id, expires_at, skipped_at, owner, vote_id, prompt_id, character,
-     cast) = rows[0][:10]
+     cast, voter_decision, prompt_decision) = rows[0][:12]
     if owner != voter_external_id:
         raise Forbidden("this match was issued to another voter")
     if vote_id is not None:
@@ -284,9 +288,10 @@ def load_match_for(conn: Connection, token: str, voter_external_id: str) -> Open
         raise Gone("this match has expired; ask for a new one")
     return OpenMatch(
         id=match_id, kind=kind, voter_id=voter_id, prompt_id=prompt_id, character=character,
-        checkpoints=tuple(row[10] for row in rows),
-        labels=tuple((row[11], row[12]) for row in rows),
+        checkpoints=tuple(row[12] for row in rows),
+        labels=tuple((row[13], row[14]) for row in rows),
         votes_cast=int(cast or 0),
+        excluded="exclude" in (voter_decision, prompt_decision),
     )
 
 

@@ -9,7 +9,6 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from arena.db import Database
-from arena.decisions import vote_excluded
 from arena.errors import Conflict, UserError
 from arena.limits import charge
 from arena.matches import load_match_for
@@ -101,8 +100,8 @@ def record_vote(
             }).inserted_primary_key[0]
             # A vote by an excluded voter, or on an excluded prompt, is stored (the log keeps
             # everything) but moves no rating, as a replay of the log leaves it out
-            # (arena.decisions; both asked in one round trip).
-            if not vote_excluded(conn, match.voter_id, match.prompt_id):
+            # (arena.decisions; read with the match).
+            if not match.excluded:
                 apply_vote_online(conn, vote_id, record, match.kind, match.character, settings)
             return Reveal(
                 token=token,

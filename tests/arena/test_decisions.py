@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import literal, select, text
 from sqlalchemy.exc import DBAPIError
 
 from arena.db import Database
@@ -19,8 +19,8 @@ from arena.decisions import (
     excluded_voter_ids,
     exclusions,
     hidden_prompt_ids,
+    newest_exclusion,
     record_decision,
-    vote_excluded,
 )
 from arena.errors import NotFound, UserError
 from arena.models import Prompt, Voter
@@ -122,29 +122,26 @@ def test_an_exclusion_that_changes_nothing_is_refused(db: Database) -> None:
         assert [d.action for d in decisions(session)] == ["exclude"]
 
 
-def test_the_vote_path_asks_voter_and_prompt_in_one_round_trip(db: Database) -> None:
+def test_the_newest_exclusion_of_voter_and_prompt_is_one_query(db: Database) -> None:
+    """What the vote path reads with the match it loads (arena.matches.load_match_for):
+    the newest exclude / include of the voter and of the prompt."""
     voters, prompt = _subjects(db)
     with db.session() as session:
         record_decision(session, "voter", voters[0], "exclude", "bot")
         record_decision(session, "voter", voters[1], "exclude", "bot?")
         record_decision(session, "voter", voters[1], "include", "a human")
-    statements: list[str] = []
+        record_decision(session, "prompt", prompt, "hide", "spam")  # hiding excludes nothing
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
+    def newest(connection: Any, voter: int, prompt_id: int) -> tuple[str | None, str | None]:
+        return connection.execute(select(newest_exclusion("voter", literal(voter)),
+                                         newest_exclusion("prompt", literal(prompt_id)))).one()
 
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        with db.connection(readonly=True) as connection:
-            mark = len(statements)
-            answers = [vote_excluded(connection, voters[0], prompt),
-                       vote_excluded(connection, voters[1], prompt)]
-            assert len(statements) - mark == 2  # one statement each
-        with db.session() as session:
-            record_decision(session, "prompt", prompt, "exclude", "spam")
-        with db.connection(readonly=True) as connection:
-            answers += [vote_excluded(connection, voters[1], prompt),
-                        vote_excluded(connection, voters[1], prompt + 1)]
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
-    assert answers == [True, False, True, False]
+    with db.connection(readonly=True) as connection:
+        answers = [newest(connection, voters[0], prompt), newest(connection, voters[1], prompt)]
+    with db.session() as session:
+        record_decision(session, "prompt", prompt, "exclude", "spam")
+    with db.connection(readonly=True) as connection:
+        answers += [newest(connection, voters[1], prompt),
+                    newest(connection, voters[1], prompt + 1)]
+    assert answers == [("exclude", None), ("include", None), ("include", "exclude"),
+                       ("include", None)]
