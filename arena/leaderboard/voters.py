@@ -91,12 +91,17 @@ def shown_matches(session: Session | Connection, board: str,
 
 
 # Robust fits per (database, board, parameters, exclusions): (newest match and vote covered,
-# the fit, when it was fitted). A fit stays exact until the board gets a new shown match or vote.
-_CACHE: dict[tuple[Any, ...], tuple[list[int], RobustResult, float]] = {}
+# the fit, when it was fitted, the seconds it took). A fit stays exact until the board gets a
+# new shown match or vote.
+_CACHE: dict[tuple[Any, ...], tuple[list[int], RobustResult, float, float]] = {}
 _CACHE_SIZE = 32
 _RUNNING: set[tuple[Any, ...]] = set()
 _GUARD = threading.Lock()
 STATE_LAYOUT = 2  # of RobustResult.to_state
+# A refit reads every shown match of the board, seconds at a million votes: the next one waits
+# at least this many times as long as the last took, so refits take at most about a tenth of
+# the refit process however large the board grows.
+REFIT_SPACING = 10.0
 
 
 def _stored_parameters(params: RobustParams, excluded: Exclusions) -> dict[str, Any]:
@@ -112,18 +117,20 @@ def _url(session: Session | Connection) -> str:
     return str(session.get_bind().url) if isinstance(session, Session) else str(session.engine.url)
 
 
-def _keep(key: tuple[Any, ...], newest: list[int], result: RobustResult, fitted_at: float) -> None:
+def _keep(key: tuple[Any, ...], newest: list[int], result: RobustResult, fitted_at: float,
+          seconds: float) -> None:
     with _GUARD:
         current = _CACHE.get(key)
         if current is None or current[0] <= newest:
             _CACHE.pop(key, None)
-            _CACHE[key] = (newest, result, fitted_at)
+            _CACHE[key] = (newest, result, fitted_at, seconds)
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
 
 
 def _lookup(session: Session | Connection, board: str, settings: Settings | None
-            ) -> tuple[tuple[Any, ...], list[int], tuple[list[int], RobustResult, float] | None]:
+            ) -> tuple[tuple[Any, ...], list[int],
+                       tuple[list[int], RobustResult, float, float] | None]:
     """``(cache key, newest match and vote, the fit at hand or None)``: from memory, else
     from the board's stored aggregate (keyed by the parameters and the exclusions)."""
     params = robust_params(settings)
@@ -136,7 +143,7 @@ def _lookup(session: Session | Connection, board: str, settings: Settings | None
         stored = board_store.load(session, board, ROBUST, _stored_parameters(params, excluded))
         if stored is not None:
             cached = (stored[1]["newest"], RobustResult.from_state(stored[1]["result"], params),
-                      float("-inf"))
+                      float("-inf"), 0.0)
             _keep(key, *cached)
     return key, newest, cached
 
@@ -149,8 +156,9 @@ def robust_fit_at_hand(session: Session | Connection, board: str,
     parameters and the exclusions) while no match or vote came since, else fitted anew.
     ``wait=False`` (the API) takes the fit at hand even when newer matches or votes exist
     and refits in the refit process (:func:`arena.leaderboard.fits.refit_pool`) at most
-    every ``BT_REFIT_SECONDS``, as Bradley-Terry does: reading every shown match is seconds
-    on a large board; only a board never fitted is fitted on the spot. ``store`` (a writing
+    every ``BT_REFIT_SECONDS`` and ``REFIT_SPACING`` times the last fit's duration, as
+    Bradley-Terry does: reading every shown match is seconds on a large board; only a board
+    never fitted is fitted on the spot. ``store`` (a writing
     session) stores a new fit, voter reliabilities and signals included."""
     if not wait:
         found = robust_fit_in_hand(session, board, settings, start=False)
@@ -160,12 +168,13 @@ def robust_fit_at_hand(session: Session | Connection, board: str,
     if cached is not None and cached[0] == newest:
         return newest[1], cached[1]
     params, excluded = key[2], key[3]
+    began = time.monotonic()
     result = robust_bradley_terry(shown_matches(session, board, excluded), params)
     if store and isinstance(session, Session):
         board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
                          newest[1], result.n_votes,
                          {"newest": newest, "result": result.to_state()})
-    _keep(key, newest, result, time.monotonic())
+    _keep(key, newest, result, time.monotonic(), time.monotonic() - began)
     return newest[1], result
 
 
@@ -174,15 +183,15 @@ def robust_fit_in_hand(session: Session | Connection, board: str,
                        ) -> tuple[int, RobustResult] | None:
     """The fit at hand, never fitted here (a dashboard view: its notices wait for no fit):
     ``(newest vote it covers, the fit)``, a refit started in the refit process when newer
-    matches or votes exist (at most every ``BT_REFIT_SECONDS``); None when the board has no
+    matches or votes exist (spaced as in :func:`robust_fit_at_hand`); None when the board has no
     fit yet, a first one started in the background with ``start``."""
     key, newest, cached = _lookup(session, board, settings)
     if cached is None:
         if start:
-            _refit_later(key, float("-inf"), board, settings, key[3])
+            _refit_later(key, float("-inf"), 0.0, board, settings, key[3])
         return None
     if cached[0] != newest:
-        _refit_later(key, cached[2], board, settings, key[3])
+        _refit_later(key, cached[2], cached[3], board, settings, key[3])
     return cached[0][1], cached[1]
 
 
@@ -192,16 +201,18 @@ def robust_fit(session: Session | Connection, board: str, settings: Settings | N
     return robust_fit_at_hand(session, board, settings, store, wait)[1]
 
 
-def _refit_later(key: tuple[Any, ...], fitted_at: float, board: str,
+def _refit_later(key: tuple[Any, ...], fitted_at: float, seconds: float, board: str,
                  settings: Settings | None, excluded: Exclusions) -> None:
+    wait = max(BT_REFIT_SECONDS, REFIT_SPACING * seconds)
     with _GUARD:
-        if key in _RUNNING or time.monotonic() - fitted_at < BT_REFIT_SECONDS:
+        if key in _RUNNING or time.monotonic() - fitted_at < wait:
             return
         _RUNNING.add(key)
     params = key[2]
 
-    def done(answer: tuple[list[int], dict[str, Any]]) -> None:
-        _keep(key, answer[0], RobustResult.from_state(answer[1], params), time.monotonic())
+    def done(answer: tuple[list[int], dict[str, Any], float]) -> None:
+        _keep(key, answer[0], RobustResult.from_state(answer[1], params), time.monotonic(),
+              answer[2])
         with _GUARD:
             _RUNNING.discard(key)
 
@@ -221,14 +232,15 @@ _DATABASES: dict[str, Database] = {}
 
 
 def fit_robust_state(url: str, board: str, settings: Settings | None,
-                     excluded: Exclusions) -> tuple[list[int], dict[str, Any]]:
+                     excluded: Exclusions) -> tuple[list[int], dict[str, Any], float]:
     """In the refit process: the robust board of ``board`` read and fitted there (the shown
     matches never cross a process boundary) and stored with the board's aggregates, as
-    ``(newest match and vote, its state)``."""
+    ``(newest match and vote, its state, seconds taken)``."""
     db = _DATABASES.get(url)
     if db is None:
         db = _DATABASES[url] = Database(url)
     params = robust_params(settings)
+    began = time.monotonic()
     with db.session(readonly=True) as session:
         newest = _newest(session)
         result = robust_bradley_terry(shown_matches(session, board, excluded), params)
@@ -236,7 +248,7 @@ def fit_robust_state(url: str, board: str, settings: Settings | None,
     with db.session() as session:  # for the next server start
         board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
                          newest[1], result.n_votes, {"newest": newest, "result": state})
-    return newest, state
+    return newest, state, time.monotonic() - began
 
 
 def _voter_row(voter: int, external: str, result: RobustResult,
