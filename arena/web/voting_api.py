@@ -133,7 +133,11 @@ async def create_skip(body: SkipRequest, request: Request, caller: CALLER) -> Re
     return Response(status_code=204)
 
 
-SHARED_READ_SECONDS = 1.0  # one answer per board and system serves every reader for 1 s
+# One answer per board and system serves every reader for this long: 1 s for the systems
+# updated by every vote, 5 s for the fitted ones (Bradley-Terry, robust), whose fits change at
+# most every 10 s (arena.leaderboard.fits.BT_REFIT_SECONDS) and say which vote they cover.
+SHARED_READ_SECONDS = 1.0
+SHARED_FIT_SECONDS = 5.0
 
 
 @router.get("/leaderboard")
@@ -153,8 +157,9 @@ async def get_leaderboard(
     The rows are computed in the leaderboard worker process, never in this one: Bradley-Terry
     is the fit at hand (stored, or the worker's newest; a refit starts there when newer votes
     exist), and ``fit_vote_id`` says the newest vote it covers. One answer, serialised once,
-    serves every reader of the same board and system for ``SHARED_READ_SECONDS``; the handler
-    runs on the event loop (no thread hand-off) and awaits the worker."""
+    serves every reader of the same board and system for ``SHARED_READ_SECONDS`` (a fitted
+    system: ``SHARED_FIT_SECONDS``); the handler runs on the event loop (no thread
+    hand-off) and awaits the worker."""
     from arena.errors import StaleRatings
     from arena.leaderboard.worker import worker_for
 
@@ -162,7 +167,8 @@ async def get_leaderboard(
     shared = request.app.state.board_reads
     now = time.monotonic()
     hit = shared.get((board, system))
-    if hit is not None and now - hit[0] < SHARED_READ_SECONDS:
+    shared_for = SHARED_READ_SECONDS if SYSTEMS[system].online else SHARED_FIT_SECONDS
+    if hit is not None and now - hit[0] < shared_for:
         return Response(hit[1], media_type="application/json")
     found = await worker_for(db, settings).rows(board, system)
     if found.stale is not None:
