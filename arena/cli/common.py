@@ -44,6 +44,18 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def print_exclusion(subject: str, decision: Any, replayed: int, as_json: bool) -> None:
+    """What `arena voters|prompts exclude|include` say: the decision recorded (an
+    :class:`arena.decisions.Decision`) and how many votes the replay read."""
+    if as_json:
+        print_json({"decision": decision.as_dict(), "votes_replayed": replayed})
+        return
+    counted = "no longer count" if decision.action == "exclude" else "count again"
+    typer.echo(f"{subject} {decision.subject_id}: its votes {counted} on every board (decision "
+               f"{decision.id}, {decision.created_at.isoformat()}: {decision.reason}); "
+               f"replayed {replayed} votes")
+
+
 def require_existing(url: str) -> None:
     """A SQLite database file that does not exist is an error naming where arenas are (a
     connection would create an empty file there); other backends pass."""

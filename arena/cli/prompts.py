@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from arena.cli.common import new_app, open_database, print_json
+from arena.cli.common import new_app, open_database, print_exclusion, print_json
 
 app = new_app("Prompts voters typed: list them, hide or unhide one, exclude or include its "
               "votes (decisions are logged).")
@@ -133,13 +133,7 @@ def _count(prompt_id: int, action: str, reason: str, as_json: bool) -> None:
 
     decision, replayed = change_and_recompute(open_database(), "prompt", prompt_id, action,
                                               reason)
-    if as_json:
-        print_json({"decision": decision.as_dict(), "votes_replayed": replayed})
-        return
-    counted = "no longer count" if action == "exclude" else "count again"
-    typer.echo(f"prompt {prompt_id}: its votes {counted} on every board (decision "
-               f"{decision.id}, {decision.created_at.isoformat()}: {decision.reason}); "
-               f"replayed {replayed} votes")
+    print_exclusion("prompt", decision, replayed, as_json)
 
 
 @app.command("exclude")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from arena.cli.common import new_app, open_database, print_json
+from arena.cli.common import new_app, open_database, print_exclusion, print_json
 
 app = new_app("Voter reliability and signals of vote rigging; exclude or include a voter.")
 
@@ -54,13 +54,7 @@ def _decide(action: str, voter: str, reason: str, as_json: bool) -> None:
     db = open_database()
     decide = exclude_voter if action == "exclude" else include_voter
     decision, replayed = decide(db, voter, reason)
-    if as_json:
-        print_json({"decision": decision.as_dict(), "votes_replayed": replayed})
-        return
-    counted = "no longer count" if action == "exclude" else "count again"
-    typer.echo(f"voter {decision.subject_id}: its votes {counted} on every board (decision "
-               f"{decision.id}, {decision.created_at.isoformat()}: {decision.reason}); "
-               f"replayed {replayed} votes")
+    print_exclusion("voter", decision, replayed, as_json)
 
 
 @app.command("exclude")
