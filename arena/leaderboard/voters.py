@@ -228,26 +228,24 @@ def _refit_later(key: tuple[Any, ...], fitted_at: float, seconds: float, board: 
         raise
 
 
-_DATABASES: dict[str, Database] = {}
-
-
 def fit_robust_state(url: str, board: str, settings: Settings | None,
                      excluded: Exclusions) -> tuple[list[int], dict[str, Any], float]:
     """In the refit process: the robust board of ``board`` read and fitted there (the shown
     matches never cross a process boundary) and stored with the board's aggregates, as
     ``(newest match and vote, its state, seconds taken)``."""
-    db = _DATABASES.get(url)
-    if db is None:
-        db = _DATABASES[url] = Database(url)
     params = robust_params(settings)
     began = time.monotonic()
-    with db.session(readonly=True) as session:
-        newest = _newest(session)
-        result = robust_bradley_terry(shown_matches(session, board, excluded), params)
-    state = result.to_state()
-    with db.session() as session:  # for the next server start
-        board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
-                         newest[1], result.n_votes, {"newest": newest, "result": state})
+    db = Database(url)  # one per fit: a fit takes far longer than a connection
+    try:
+        with db.session(readonly=True) as session:
+            newest = _newest(session)
+            result = robust_bradley_terry(shown_matches(session, board, excluded), params)
+        state = result.to_state()
+        with db.session() as session:  # for the next server start
+            board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
+                             newest[1], result.n_votes, {"newest": newest, "result": state})
+    finally:
+        db.dispose()
     return newest, state, time.monotonic() - began
 
 
