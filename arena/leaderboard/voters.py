@@ -228,11 +228,18 @@ def _refit_later(key: tuple[Any, ...], fitted_at: float, seconds: float, board: 
         raise
 
 
+# A refit's store is for the next server start: at most one per board this often, so refits
+# do not add a large write (and a commit's flush) to the database every few seconds.
+STORE_SECONDS = 300.0
+_STORED_AT: dict[tuple[Any, ...], float] = {}  # in the refit process
+
+
 def fit_robust_state(url: str, board: str, settings: Settings | None,
                      excluded: Exclusions) -> tuple[list[int], dict[str, Any], float]:
     """In the refit process: the robust board of ``board`` read and fitted there (the shown
-    matches never cross a process boundary) and stored with the board's aggregates, as
-    ``(newest match and vote, its state, seconds taken)``."""
+    matches never cross a process boundary) and stored with the board's aggregates (at most
+    every ``STORE_SECONDS`` per board), as ``(newest match and vote, its state, seconds
+    taken)``."""
     params = robust_params(settings)
     began = time.monotonic()
     db = Database(url)  # one per fit: a fit takes far longer than a connection
@@ -241,9 +248,12 @@ def fit_robust_state(url: str, board: str, settings: Settings | None,
             newest = _newest(session)
             result = robust_bradley_terry(shown_matches(session, board, excluded), params)
         state = result.to_state()
-        with db.session() as session:  # for the next server start
-            board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
-                             newest[1], result.n_votes, {"newest": newest, "result": state})
+        stored_key = (url, board, params, excluded)
+        if time.monotonic() - _STORED_AT.get(stored_key, float("-inf")) >= STORE_SECONDS:
+            with db.session() as session:  # for the next server start
+                board_store.save(session, board, ROBUST, _stored_parameters(params, excluded),
+                                 newest[1], result.n_votes, {"newest": newest, "result": state})
+            _STORED_AT[stored_key] = time.monotonic()
     finally:
         db.dispose()
     return newest, state, time.monotonic() - began
