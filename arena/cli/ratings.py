@@ -29,9 +29,8 @@ def show(
     checkpoints whose 95% intervals overlap share a rank)."""
     if ctx.invoked_subcommand is not None:
         return
-    from arena.errors import UserError
     from arena.leaderboard.rows import board_document
-    from arena.leaderboard.view import board_choices
+    from arena.leaderboard.view import require_board
     from arena.ratings import board_where, rating_parameters
     from arena.settings import get_settings
 
@@ -39,10 +38,7 @@ def show(
     db = open_database()
     with db.session(readonly=True) as session:
         board_where(board)  # a board name that cannot exist: its own error
-        boards = board_choices(session)
-        if board not in boards:
-            raise UserError(f"--board: unknown board {board!r}; expected one of "
-                            f"{', '.join(boards)}")
+        require_board(session, board)
         document = board_document(session, board, system, settings)
     rows = document["rows"]
     if as_json:

@@ -18,7 +18,7 @@ import multiprocessing.pool
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ __all__ = [
     "clear_cache",
     "fit_bt_rows",
     "recompute",
+    "refit_in_background",
     "refit_pool",
     "store_fit",
     "stored_fit",
@@ -124,9 +125,6 @@ class BTFit:
     fitted_at: float
 
 
-_BT_RUNNING: set[tuple[Any, ...]] = set()
-
-
 def bt_rows(session: Session, board: str, settings: Settings | None = None,
             wait: bool = True) -> list[dict[str, Any]]:
     """The Bradley-Terry board (see :func:`leaderboard`), fitted with bootstrap intervals on
@@ -204,24 +202,39 @@ def _keep_fit(key: tuple[Any, ...], fit: BTFit) -> BTFit:
 def _refit_later(key: tuple[Any, ...], fit: BTFit, last_vote_id: int,
                  ballots: Mapping[Ballot, int], config: RatingConfig,
                  settings: Settings) -> None:
+    if time.monotonic() - fit.fitted_at < BT_REFIT_SECONDS:
+        return
+    refit_in_background(
+        ("bt", *key), fit_bt_rows, (dict(ballots), config, settings, last_vote_id),
+        lambda rows: _keep_fit(key, BTFit(last_vote_id, tuple(rows), time.monotonic())))
+
+
+_RUNNING: set[tuple[Any, ...]] = set()
+
+
+def refit_in_background(key: tuple[Any, ...], fit: Callable[..., Any], args: tuple[Any, ...],
+                        keep: Callable[[Any], None]) -> None:
+    """Run ``fit(*args)`` in the refit process (:func:`refit_pool`) unless a refit of ``key``
+    is already running there, and ``keep`` its result here when it lands. A refit that fails,
+    or a pool that cannot start, only means the next view tries again."""
     with _BT_GUARD:
-        if key in _BT_RUNNING or time.monotonic() - fit.fitted_at < BT_REFIT_SECONDS:
+        if key in _RUNNING:
             return
-        _BT_RUNNING.add(key)
+        _RUNNING.add(key)
 
-    def done(rows: list[dict[str, Any]]) -> None:
-        _keep_fit(key, BTFit(last_vote_id, tuple(rows), time.monotonic()))
-        with _BT_GUARD:
-            _BT_RUNNING.discard(key)
+    def done(result: Any) -> None:
+        try:
+            keep(result)
+        finally:
+            failed()
 
-    def failed(_error: BaseException | None = None) -> None:  # the next view tries again
+    def failed(_error: BaseException | None = None) -> None:
         with _BT_GUARD:
-            _BT_RUNNING.discard(key)
+            _RUNNING.discard(key)
 
     try:
-        refit_pool().apply_async(fit_bt_rows, (dict(ballots), config, settings, last_vote_id),
-                                 callback=done, error_callback=failed)
-    except Exception:  # a pool that cannot start: the next view tries again
+        refit_pool().apply_async(fit, args, callback=done, error_callback=failed)
+    except Exception:
         failed()
         raise
 
@@ -230,7 +243,7 @@ _POOL: list[multiprocessing.pool.Pool] = []
 
 
 def refit_pool() -> multiprocessing.pool.Pool:
-    """The process Bradley-Terry refits run in: a refit is seconds of Python on a large
+    """The process Bradley-Terry and robust refits run in: a refit is seconds of Python on a large
     board, which would hold this interpreter's lock (the dashboard's renders in the
     leaderboard worker; the votes, were it the server). Daemonic, so it ends with this
     process."""

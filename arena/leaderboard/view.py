@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena.errors import NotFound
 from arena.leaderboard.fits import BT_REFIT_SECONDS, bt_rows
 from arena.leaderboard.log import BoardLog, board_log
 from arena.leaderboard.robust import (
@@ -135,6 +136,14 @@ def board_choices(session: Session) -> list[str]:
         .order_by(Prompt.character)
     ).all()
     return [*kind_boards(), *(board_name(CHARACTER_KIND, c) for c in characters)]
+
+
+def require_board(session: Session, board: str) -> None:
+    """A :class:`NotFound` naming the known boards when ``board`` is not one of them."""
+    boards = board_choices(session)
+    if board not in boards:
+        shown = ", ".join(boards[:8]) + (", ..." if len(boards) > 8 else "")
+        raise NotFound(f"unknown board {board[:80]!r}; expected one of: {shown}")
 
 
 def _knobs(data: dict[str, Any], step: int | None) -> dict[str, float]:

@@ -28,7 +28,7 @@ from arena.decisions import Decision, Exclusions, excluded_voter_ids, exclusions
 from arena.errors import NotFound
 from arena.export import voter_pseudonym
 from arena.leaderboard import store as board_store
-from arena.leaderboard.fits import BT_REFIT_SECONDS, refit_pool
+from arena.leaderboard.fits import BT_REFIT_SECONDS, refit_in_background
 from arena.models import Match, MatchImage, Prompt, Vote, Voter, utcnow
 from arena.ratings import board_where, record_from, robust_params
 from arena.registry import checkpoint_labels
@@ -95,7 +95,6 @@ def shown_matches(session: Session | Connection, board: str,
 # new shown match or vote.
 _CACHE: dict[tuple[Any, ...], tuple[list[int], RobustResult, float, float]] = {}
 _CACHE_SIZE = 32
-_RUNNING: set[tuple[Any, ...]] = set()
 _GUARD = threading.Lock()
 STATE_LAYOUT = 2  # of RobustResult.to_state
 # A refit reads every shown match of the board, seconds at a million votes: the next one waits
@@ -203,29 +202,13 @@ def robust_fit(session: Session | Connection, board: str, settings: Settings | N
 
 def _refit_later(key: tuple[Any, ...], fitted_at: float, seconds: float, board: str,
                  settings: Settings | None, excluded: Exclusions) -> None:
-    wait = max(BT_REFIT_SECONDS, REFIT_SPACING * seconds)
-    with _GUARD:
-        if key in _RUNNING or time.monotonic() - fitted_at < wait:
-            return
-        _RUNNING.add(key)
+    if time.monotonic() - fitted_at < max(BT_REFIT_SECONDS, REFIT_SPACING * seconds):
+        return
     params = key[2]
-
-    def done(answer: tuple[list[int], dict[str, Any], float]) -> None:
-        _keep(key, answer[0], RobustResult.from_state(answer[1], params), time.monotonic(),
-              answer[2])
-        with _GUARD:
-            _RUNNING.discard(key)
-
-    def failed(_error: BaseException | None = None) -> None:  # the next view tries again
-        with _GUARD:
-            _RUNNING.discard(key)
-
-    try:
-        refit_pool().apply_async(fit_robust_state, (key[0], board, settings, excluded),
-                                 callback=done, error_callback=failed)
-    except Exception:  # a pool that cannot start: the next view tries again
-        failed()
-        raise
+    refit_in_background(
+        ("robust", *key), fit_robust_state, (key[0], board, settings, excluded),
+        lambda answer: _keep(key, answer[0], RobustResult.from_state(answer[1], params),
+                             time.monotonic(), answer[2]))
 
 
 # A refit's store is for the next server start: at most one per board this often, so refits

@@ -147,15 +147,11 @@ def _rows(board: str, system: str) -> Any:
     """The board's rows for the JSON API: Bradley-Terry from the fit at hand (stored, or this
     worker's), a refit started here when newer votes exist, never in the server's process; an
     unknown board is a :class:`NotFound` naming the known ones."""
-    from arena.errors import NotFound
     from arena.leaderboard.rows import board_rows
-    from arena.leaderboard.view import board_choices
+    from arena.leaderboard.view import require_board
 
     with _DB[0].session(readonly=True) as session:
-        boards = board_choices(session)
-        if board not in boards:
-            shown = ", ".join(boards[:8]) + (", ..." if len(boards) > 8 else "")
-            raise NotFound(f"unknown board {board[:80]!r}; expected one of: {shown}")
+        require_board(session, board)
         return board_rows(session, board, system, _SETTINGS[0], wait=False)
 
 

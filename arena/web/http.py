@@ -223,7 +223,7 @@ def install(app: FastAPI) -> None:
     voter_secret(app.state.settings)  # a missing or short key is refused at start
     app.state.writer = writer_threads(app.state.db)
     app.state.read_limiter = ReadLimiter(app.state.settings)
-    app.state.board_reads = {}  # (board, system) -> (when, JSON body), shared for 1 s
+    app.state.board_reads = {}  # (board, system) -> (when, JSON body); see voting_api
     app.add_middleware(VoterCookieMiddleware, settings=app.state.settings)
 
 
