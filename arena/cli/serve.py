@@ -129,4 +129,20 @@ def serve(
     # Worker processes build the app from the environment: pin it to what was chosen here.
     os.environ["ARENA_HOME"] = str(settings.home)
     os.environ["ARENA_DATABASE_URL"] = settings.url
-    run_server("arena.web.app:create_app", factory=True, workers=workers, **options)
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    run_server("arena.cli.serve:worker_app", factory=True, workers=workers, **options)
+
+
+SUPERVISOR_ENV = "ARENA_SUPERVISOR_PID"
+
+
+def worker_app() -> Any:
+    """The app of one of uvicorn's worker processes (``--workers`` > 1). A worker ends with
+    the supervisor that started it, even when that one is killed (uvicorn's workers would
+    otherwise live on, reparented, still serving the port); its own helper processes follow
+    it (:mod:`arena.lifeline`)."""
+    from arena.lifeline import exit_with_parent
+    from arena.web.app import create_app
+
+    exit_with_parent(int(os.environ[SUPERVISOR_ENV]))
+    return create_app()

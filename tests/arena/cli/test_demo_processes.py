@@ -1,8 +1,9 @@
-"""`arena demo` as a user runs it, in its own process: stopping it leaves no process behind.
+"""`arena demo` and `arena serve --workers 2` as a user runs them, in their own process:
+stopping them leaves no process behind.
 
 A SIGTERM or SIGINT ends the server and every process it started within 5 s; a SIGKILL of
-the server (which runs no cleanup at all) makes its helper processes end on their own
-within 10 s (:mod:`arena.lifeline`).
+the server (which runs no cleanup at all) makes its helper processes, and uvicorn's worker
+processes with theirs, end on their own within 10 s (:mod:`arena.lifeline`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -42,17 +44,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def running_demo(
-    demo_home: Path, tmp_path: Path
+@contextmanager
+def running(
+    demo_home: Path, tmp_path: Path, args: list[str], helpers: int
 ) -> Iterator[tuple[psutil.Process, list[psutil.Process]]]:
-    """`arena demo` serving ``demo_home``, once its helper processes are up: the server and
-    its descendants. Whatever a test leaves running is killed at the end."""
+    """``arena ARGS --port N`` serving ``demo_home``, once at least ``helpers`` processes
+    descend from it: the server and its descendants. Whatever a test leaves running is killed
+    at the end."""
     port = free_port()
     env = {**os.environ, "ARENA_HOME": str(demo_home), "PYTHONUNBUFFERED": "1"}
-    log = (tmp_path / "demo.log").open("wb")
+    log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-m", "arena.cli.main", "demo", "--votes", "0",
+        [sys.executable, "-X", "faulthandler", "-m", "arena.cli.main", *args,
          "--port", str(port)],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -61,19 +64,19 @@ def running_demo(
     try:
         deadline = time.monotonic() + 180
         while True:
-            assert process.poll() is None, (tmp_path / "demo.log").read_text()
-            assert time.monotonic() < deadline, "the demo did not come up"
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "the server did not come up"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2):
                     break
             except OSError:
                 time.sleep(0.5)
         # The leaderboard worker starts with the UI, its refit pool with the first pass.
-        deadline = time.monotonic() + 60
-        while len(server.children(recursive=True)) < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while len(server.children(recursive=True)) < helpers and time.monotonic() < deadline:
             time.sleep(0.5)
         seen = server.children(recursive=True)
-        assert seen, "the demo started no helper process"
+        assert len(seen) >= helpers, f"the server started {len(seen)} helper processes"
         yield server, seen
     finally:
         if server.is_running() and server.status() != psutil.STATUS_ZOMBIE:
@@ -84,7 +87,16 @@ def running_demo(
                 child.kill()
         process.wait(timeout=30)
         log.close()
-        print((tmp_path / "demo.log").read_text())
+        print((tmp_path / "server.log").read_text())
+
+
+@pytest.fixture
+def running_demo(
+    demo_home: Path, tmp_path: Path
+) -> Iterator[tuple[psutil.Process, list[psutil.Process]]]:
+    """`arena demo` serving ``demo_home`` with its helper processes up."""
+    with running(demo_home, tmp_path, ["demo", "--votes", "0"], helpers=2) as started:
+        yield started
 
 
 def survivors(processes: list[psutil.Process], within: float) -> list[psutil.Process]:
@@ -113,3 +125,14 @@ def test_a_killed_demo_leaves_no_helper_running(
     server, helpers = running_demo
     server.kill()  # SIGKILL: no atexit, no pool shutdown
     assert survivors(helpers, within=10.0) == []
+
+
+def test_a_killed_multi_worker_server_leaves_no_process_running(
+    demo_home: Path, tmp_path: Path
+) -> None:
+    """`arena serve --workers 2`: uvicorn's worker processes and the leaderboard workers they
+    start end on their own once the supervisor is killed."""
+    with running(demo_home, tmp_path, ["serve", "--demo", "--workers", "2"],
+                 helpers=4) as (server, helpers):
+        server.kill()
+        assert survivors(helpers, within=10.0) == []
