@@ -287,15 +287,15 @@ static int chain(const Params *p, int n, const int *draw, double *mu, double *si
 }
 
 static int read_rating(PyObject *item, double *mu, double *sigma) {
-    PyObject *pair = PySequence_Fast(item, "trueskill: expected (mu, sigma) pairs");
+    PyObject *pair = PySequence_Tuple(item);
     if (pair == NULL)
         return 0;
-    int ok = PySequence_Fast_GET_SIZE(pair) == 2;
+    int ok = PyTuple_GET_SIZE(pair) == 2;
     if (!ok)
         PyErr_SetString(PyExc_ValueError, "trueskill: expected (mu, sigma) pairs");
     else {
-        *mu = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(pair, 0));
-        *sigma = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(pair, 1));
+        *mu = PyFloat_AsDouble(PyTuple_GET_ITEM(pair, 0));
+        *sigma = PyFloat_AsDouble(PyTuple_GET_ITEM(pair, 1));
         ok = !PyErr_Occurred();
     }
     Py_DECREF(pair);
@@ -326,17 +326,19 @@ static PyObject *rate(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOddd:rate", &ratings_arg, &ranks_arg, &p.beta2, &p.dyn,
                           &p.margin))
         return NULL;
-    PyObject *ratings = PySequence_Fast(ratings_arg, "trueskill: ratings must be a sequence");
+    /* Tuples (a tuple argument is not copied): comparisons and float conversions may run
+     * Python code, which cannot change a tuple under the loops below. */
+    PyObject *ratings = PySequence_Tuple(ratings_arg);
     if (ratings == NULL)
         return NULL;
-    PyObject *ranks = PySequence_Fast(ranks_arg, "trueskill: ranks must be a sequence");
+    PyObject *ranks = PySequence_Tuple(ranks_arg);
     if (ranks == NULL) {
         Py_DECREF(ratings);
         return NULL;
     }
     PyObject *result = NULL;
-    Py_ssize_t size = PySequence_Fast_GET_SIZE(ratings);
-    if (size < 2 || size != PySequence_Fast_GET_SIZE(ranks) || size > INT_MAX / 2) {
+    Py_ssize_t size = PyTuple_GET_SIZE(ratings);
+    if (size < 2 || size != PyTuple_GET_SIZE(ranks) || size > INT_MAX / 2) {
         PyErr_SetString(PyExc_ValueError, "trueskill: expected one rank per rating, 2 or more");
         goto done;
     }
@@ -365,7 +367,7 @@ static PyObject *rate(PyObject *self, PyObject *args) {
     }
     int *draw = order + n;
     double *sigma = mu + n;
-    PyObject **rank = PySequence_Fast_ITEMS(ranks);
+    PyObject **rank = &PyTuple_GET_ITEM(ranks, 0);
     /* Stable sort by rank with < only, as sorted(range(n), key=ranks.__getitem__). */
     for (int i = 0; i < n; i++) {
         int j = i;
@@ -380,7 +382,7 @@ static PyObject *rate(PyObject *self, PyObject *args) {
         order[j] = i;
     }
     for (int k = 0; k < n; k++)
-        if (!read_rating(PySequence_Fast_GET_ITEM(ratings, order[k]), &mu[k], &sigma[k]))
+        if (!read_rating(PyTuple_GET_ITEM(ratings, order[k]), &mu[k], &sigma[k]))
             goto free;
     for (int x = 0; x < n - 1; x++) {
         draw[x] = PyObject_RichCompareBool(rank[order[x]], rank[order[x + 1]], Py_EQ);

@@ -39,8 +39,15 @@ from typing import Literal
 
 import trueskill
 
-from metrics import _trueskill_kernel
 from metrics.outcomes import RankedGame
+
+try:
+    from metrics import _trueskill_kernel
+except ImportError as error:  # a checkout whose C extension was never built
+    raise ImportError(
+        "metrics._trueskill_kernel is not built: run `pip install -e .`, or in a worktree "
+        '`python -c "import setuptools; setuptools.setup()" build_ext --inplace`'
+    ) from error
 
 __all__ = [
     "Rating",
