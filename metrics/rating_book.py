@@ -167,8 +167,7 @@ class RatingBook:
         delta = elo.k * (score - 1.0 / (1.0 + elo.base ** ((other.elo - best.elo) / elo.scale)))
         new_best, new_other = best.elo + delta, other.elo - delta
         ranks = (0, 0) if draw else ((0, 1) if winner == 0 else (1, 0))
-        rated = self.trueskill.rate(((first.mu, first.sigma), (second.mu, second.sigma)),
-                                         ranks)
+        rated = self.trueskill.rate(((first.mu, first.sigma), (second.mu, second.sigma)), ranks)
         now = vote.time
         for state, new_elo, (mu, sigma) in ((best, new_best, rated[best is second]),
                                             (other, new_other, rated[other is second])):
