@@ -146,7 +146,7 @@ class RatingBook:
     def _apply_duel(self, vote: VoteRecord) -> tuple[int, ...]:
         """:meth:`apply` for a duel, without the general path's intermediate outcome, game
         and placement lists: the same operations in the same order (:func:`pairwise`,
-        :func:`elo_update`, :func:`trueskill_games`, :meth:`TrueSkillModel.rate_duel`,
+        :func:`elo_update`, :func:`trueskill_games`, :meth:`TrueSkillModel.rate`,
         :func:`placements`), so the same numbers bit for bit (tests compare the two paths)."""
         winner = vote.winner
         draw = winner in (TIE, BOTH_BAD)
@@ -167,8 +167,7 @@ class RatingBook:
         delta = elo.k * (score - 1.0 / (1.0 + elo.base ** ((other.elo - best.elo) / elo.scale)))
         new_best, new_other = best.elo + delta, other.elo - delta
         ranks = (0, 0) if draw else ((0, 1) if winner == 0 else (1, 0))
-        rated = self.trueskill.rate_duel(((first.mu, first.sigma), (second.mu, second.sigma)),
-                                         ranks)
+        rated = self.trueskill.rate(((first.mu, first.sigma), (second.mu, second.sigma)), ranks)
         now = vote.time
         for state, new_elo, (mu, sigma) in ((best, new_best, rated[best is second]),
                                             (other, new_other, rated[other is second])):

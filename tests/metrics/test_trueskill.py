@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 import trueskill
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metrics import _trueskill_kernel
 from metrics.outcomes import VoteRecord, trueskill_games
-from metrics.trueskill_fast import (
-    TrueSkillModel,
-    TrueSkillParams,
-    _cdf,
-    _pdf,
-    conservative_score,
-)
+from metrics.trueskill_fast import TrueSkillModel, TrueSkillParams, conservative_score
 
 TOL = 1e-6
 
@@ -30,9 +26,11 @@ def test_defaults_are_the_packages() -> None:
 
 def test_primitives_are_bit_identical_to_the_packages() -> None:
     env = trueskill.TrueSkill()
-    for x in [i / 7.0 for i in range(-300, 300)] + [-40.0, -8.5, 0.0, 8.5, 40.0]:
-        assert _cdf(x) == env.cdf(x)
-        assert _pdf(x) == env.pdf(x)
+    rng = random.Random(0)  # x*x differs from pow(x, 2) for about one x in a thousand
+    for x in ([i / 7.0 for i in range(-300, 300)] + [-40.0, -8.5, 0.0, 8.5, 40.0]
+              + [rng.uniform(-12.0, 12.0) for _ in range(20_000)]):
+        assert _trueskill_kernel.cdf(x) == env.cdf(x)
+        assert _trueskill_kernel.pdf(x) == env.pdf(x)
 
 
 def _random_log(seed: int, players: int, votes: int) -> list[VoteRecord]:
@@ -106,6 +104,74 @@ def test_single_games_match_the_package(ratings: list[tuple[float, float]],
         assert abs(mu - mu_ref) < TOL and abs(sigma - sigma_ref) < TOL
 
 
+extreme = st.tuples(st.floats(-1e4, 1e4), st.floats(1e-3, 1e3))
+
+
+def _outcome(rate: Callable[[], list[tuple[float, float]]]) -> object:
+    """The ratings ``rate`` returns, or the class of the error it raises."""
+    try:
+        return rate()
+    except (ArithmeticError, ValueError) as error:  # FloatingPointError is an ArithmeticError
+        return type(error)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(rating, extreme), min_size=3, max_size=5), st.data())
+def test_games_of_three_to_five_are_the_packages_bit_for_bit(
+    ratings: list[tuple[float, float]], data: st.DataObject
+) -> None:
+    """The kernel replays the package's message schedule for 3-5 players, draws and extreme
+    ratings included: the same doubles, or an error of the same class."""
+    ranks = data.draw(st.lists(st.integers(0, len(ratings) - 1), min_size=len(ratings),
+                               max_size=len(ratings)))
+    package = TrueSkillModel(engine="package")
+    assert _outcome(lambda: TrueSkillModel().rate(ratings, ranks)) == _outcome(
+        lambda: package.rate(ratings, ranks))
+
+
+@pytest.mark.parametrize("players", [9, 12])
+def test_large_games_are_the_packages_bit_for_bit(players: int) -> None:
+    """Games bigger than the kernel's stack buffers (8 players) take its heap path."""
+    rng = random.Random(players)
+    ratings = [(rng.uniform(10, 40), rng.uniform(1, 8)) for _ in range(players)]
+    ranks = [rng.randrange(players // 2) for _ in range(players)]  # with draws
+    expected = TrueSkillModel(engine="package").rate(ratings, ranks)
+    assert TrueSkillModel().rate(ratings, ranks) == expected
+
+
+def _closed_form_duel(a: tuple[float, float], b: tuple[float, float],
+                      ranks: tuple[int, int]) -> list[tuple[float, float]]:
+    """The duel formula of :mod:`metrics.trueskill_fast`'s docstring, written out in Python
+    with the package's v and w functions."""
+    env = trueskill.TrueSkill()
+    first = 1 if ranks[1] < ranks[0] else 0
+    (mu_a, sigma_a), (mu_b, sigma_b) = (a, b)[first], (a, b)[1 - first]
+    tau2 = env.tau * env.tau
+    var_a, var_b = sigma_a * sigma_a + tau2, sigma_b * sigma_b + tau2
+    c2 = 2.0 * env.beta**2 + var_a + var_b
+    c = math.sqrt(c2)
+    t, margin = (mu_a - mu_b) / c, trueskill.calc_draw_margin(env.draw_probability, 2, env) / c
+    if ranks[0] == ranks[1]:
+        v, w = env.v_draw(t, margin), env.w_draw(t, margin)
+    else:
+        v, w = env.v_win(t, margin), env.w_win(t, margin)
+    new_a = (mu_a + var_a / c * v, math.sqrt(var_a * (1.0 - var_a / c2 * w)))
+    new_b = (mu_b - var_b / c * v, math.sqrt(var_b * (1.0 - var_b / c2 * w)))
+    return [new_a, new_b] if first == 0 else [new_b, new_a]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(rating, extreme), st.one_of(rating, extreme),
+       st.sampled_from([(0, 1), (1, 0), (0, 0), (2, 2)]))
+def test_duels_are_the_closed_form_bit_for_bit(a: tuple[float, float], b: tuple[float, float],
+                                               ranks: tuple[int, int]) -> None:
+    """The kernel's duel computes the closed form in the same operations and order as the
+    Python formula: the same doubles, FloatingPointError where the package's v or w gives
+    up."""
+    assert _outcome(lambda: TrueSkillModel().rate([a, b], ranks)) == _outcome(
+        lambda: _closed_form_duel(a, b, ranks))
+
+
 def test_best_of_four_combines_three_duels_from_the_pre_vote_ratings() -> None:
     """Losers get exactly their duel; the winner's three messages multiply; no draw is
     claimed among the losers (their order would change nothing)."""
@@ -160,3 +226,16 @@ def test_an_impossible_upset_is_a_clear_error() -> None:
         TrueSkillModel().rate(ratings, ranks)
     with pytest.raises(FloatingPointError, match="update underflows for ratings"):
         TrueSkillModel().rate(ratings[:2], [0, 1])
+    for ranks in ([0, 0], [0, 0, 1], [1, 0, 0]):  # a draw can be too unlikely as well
+        with pytest.raises(FloatingPointError):
+            TrueSkillModel(engine="package").rate(ratings[: len(ranks)], ranks)
+        with pytest.raises(FloatingPointError, match=r"ratings \(0.000, 0.500\), \(400.000"):
+            TrueSkillModel().rate(ratings[: len(ranks)], ranks)
+
+
+def test_arithmetic_errors_are_those_of_python_arithmetic() -> None:
+    """Ratings no game produces raise what the same formulas raise in Python arithmetic."""
+    with pytest.raises(ZeroDivisionError, match="cannot be raised to a negative power"):
+        TrueSkillModel().rate([(25.0, 0.0), (25.0, 1.0), (25.0, 1.0)], [0, 1, 2])
+    with pytest.raises(OverflowError):  # sigma ** -2 overflows, in the package too
+        TrueSkillModel().rate([(25.0, 1e-200), (25.0, 1.0), (25.0, 1.0)], [0, 1, 2])
