@@ -16,6 +16,11 @@ them (``imgutils.data.image.load_image(..., mode="RGB", force_background="white"
 
 The library also asks a palette image's palette for a transparent colour; that never changes
 the outcome (a palette image is refused as a mask either way), so it is not repeated here.
+
+Steps 2 and 3 run in the compiled ``metrics._ccip_resample`` (built with the package): the same
+integers as Pillow's bilinear resize, about three times faster, written straight into the
+normalised float32 planes through :data:`_LOOKUP`.  Without it (a source tree where the
+extension was not built) Pillow's resize and a numpy lookup produce the same numbers.
 """
 
 from __future__ import annotations
@@ -27,10 +32,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+try:
+    from metrics import _ccip_resample
+except ImportError:  # not built: Pillow's own resize gives the same numbers, slower
+    _ccip_resample = None
+
 __all__ = [
     "CCIP_INPUT_SIZE",
     "CCIP_MEAN",
     "CCIP_STD",
+    "FAST_RESIZE",
     "ImageFailure",
     "has_alpha",
     "load_rgb",
@@ -59,6 +70,8 @@ def _build_lookup() -> np.ndarray:
 
 
 _LOOKUP = _build_lookup()
+
+FAST_RESIZE = _ccip_resample is not None  # whether the compiled resize is in use
 
 
 @dataclass(frozen=True)
@@ -118,12 +131,22 @@ def preprocess_ccip(
     When ``out`` is given (a float32 ``[3, 384, 384]`` view, e.g. one row of a batch buffer)
     the result is written there and ``out`` is returned, so batches need no extra copy.
     """
-    image = load_rgb(source).resize(
-        (CCIP_INPUT_SIZE, CCIP_INPUT_SIZE), resample=Image.Resampling.BILINEAR
-    )
-    pixels = np.asarray(image, dtype=np.uint8)  # [H, W, 3]
+    image = load_rgb(source)
     if out is None:
         out = np.empty((3, CCIP_INPUT_SIZE, CCIP_INPUT_SIZE), dtype=np.float32)
+    if _ccip_resample is None:
+        _resize_with_pillow(image, out)
+        return out
+    try:
+        pixels: object = image.__arrow_c_array__()  # Pillow's own pixel memory, no copy
+    except ValueError:  # an image larger than one Pillow memory block: a packed RGB copy
+        pixels = np.asarray(image)
+    _ccip_resample.resample_rgb(pixels, image.width, image.height, _LOOKUP, out)
+    return out
+
+
+def _resize_with_pillow(image: Image.Image, out: np.ndarray) -> None:
+    resized = image.resize((CCIP_INPUT_SIZE, CCIP_INPUT_SIZE), resample=Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.uint8)  # [H, W, 3]
     for channel in range(3):
         np.take(_LOOKUP[channel], pixels[:, :, channel], out=out[channel])
-    return out
