@@ -128,38 +128,30 @@ static inline uint8_t clip8(int32_t sum) {
 
 /* ---- scalar passes (any CPU) ---- */
 
-/* RGBX rows `src` (stride `src_stride` bytes) -> RGBX rows `dst` of `h->out_size` pixels. */
-static void horizontal_scalar(const uint8_t *src, size_t src_stride, int rows, const Pass *h,
-                              uint8_t *dst) {
-    size_t dst_stride = (size_t)h->out_size * 4;
-    for (int y = 0; y < rows; y++) {
-        const uint8_t *row = src + y * src_stride;
-        uint8_t *out = dst + y * dst_stride;
-        for (int i = 0; i < h->out_size; i++) {
-            const int32_t *k = h->weights + (size_t)i * h->ksize;
-            const uint8_t *p = row + (size_t)h->first[i] * 4;
-            int32_t s0 = HALF, s1 = HALF, s2 = HALF;
-            for (int x = 0; x < h->count[i]; x++) {
-                s0 += p[x * 4 + 0] * k[x];
-                s1 += p[x * 4 + 1] * k[x];
-                s2 += p[x * 4 + 2] * k[x];
-            }
-            out[i * 4 + 0] = clip8(s0);
-            out[i * 4 + 1] = clip8(s1);
-            out[i * 4 + 2] = clip8(s2);
-            out[i * 4 + 3] = 0;
+/* One RGBX row -> one RGBX row of `h->out_size` pixels. */
+static void horizontal_row_scalar(const uint8_t *row, const Pass *h, uint8_t *out) {
+    for (int i = 0; i < h->out_size; i++) {
+        const int32_t *k = h->weights + (size_t)i * h->ksize;
+        const uint8_t *p = row + (size_t)h->first[i] * 4;
+        int32_t s0 = HALF, s1 = HALF, s2 = HALF;
+        for (int x = 0; x < h->count[i]; x++) {
+            s0 += p[x * 4 + 0] * k[x];
+            s1 += p[x * 4 + 1] * k[x];
+            s2 += p[x * 4 + 2] * k[x];
         }
+        out[i * 4 + 0] = clip8(s0);
+        out[i * 4 + 1] = clip8(s1);
+        out[i * 4 + 2] = clip8(s2);
+        out[i * 4 + 3] = 0;
     }
 }
 
-/* One output row of the vertical pass over RGBX rows `src`: `width` pixels into `dst`. */
-static void vertical_row_scalar(const uint8_t *src, size_t stride, int width, const Pass *v,
-                                int i, uint8_t *dst) {
-    const int32_t *k = v->weights + (size_t)i * v->ksize;
-    const uint8_t *base = src + (size_t)v->first[i] * stride;
+/* One output row of the vertical pass: `n` input rows weighted by `k`, `width` RGBX pixels. */
+static void vertical_row_scalar(const uint8_t *const *rows, int n, const int32_t *k, int width,
+                                uint8_t *dst) {
     for (int x = 0; x < width * 4; x++) {
         int32_t s = HALF;
-        for (int y = 0; y < v->count[i]; y++) s += base[y * stride + x] * k[y];
+        for (int y = 0; y < n; y++) s += rows[y][x] * k[y];
         dst[x] = clip8(s);
     }
 }
@@ -205,45 +197,83 @@ static void pairs_free(PairWeights *pw) {
     free(pw->lanes);
 }
 
-__attribute__((target("avx2"))) static void horizontal_avx2(const uint8_t *src,
-                                                            size_t src_stride, int rows,
-                                                            const Pass *h,
-                                                            const PairWeights *pw,
-                                                            uint8_t *dst) {
-    size_t dst_stride = (size_t)h->out_size * 4;
-    const __m256i half = _mm256_setr_epi32(HALF, HALF, HALF, HALF, 0, 0, 0, 0);
-    for (int y = 0; y < rows; y++) {
-        const uint8_t *row = src + y * src_stride;
-        uint8_t *out = dst + y * dst_stride;
-        for (int i = 0; i < h->out_size; i++) {
-            const uint8_t *p = row + (size_t)pw->start[i] * 4;
-            const __m256i *k = (const __m256i *)(pw->lanes + (size_t)i * pw->pairs * 8);
-            __m256i acc = half;
-            for (int q = 0; q < pw->pairs; q++) {
-                __m256i px = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8 * q)));
-                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(px, _mm256_load_si256(k + q)));
-            }
-            __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc),
+/* One output pixel of one row: 4 lanes per pixel, the two halves summed (HALF is in one). */
+__attribute__((target("avx2"), always_inline)) static inline __m256i
+horizontal_sum(const uint8_t *p, const __m256i *k, int pairs) {
+    __m256i acc = _mm256_setr_epi32(HALF, HALF, HALF, HALF, 0, 0, 0, 0);
+    for (int q = 0; q < pairs; q++) {
+        __m256i px = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8 * q)));
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(px, _mm256_load_si256(k + q)));
+    }
+    return acc;
+}
+
+/* Two rows (`r1` may be NULL) by two output pixels at a time, sharing the weight loads;
+ * `pairs` is a constant in each instantiation so the tap loop unrolls.  The X byte of the
+ * result is left unspecified: nothing reads it. */
+__attribute__((target("avx2"), always_inline)) static inline void
+horizontal_avx2_body(const uint8_t *r0, const uint8_t *r1, uint8_t *o0, uint8_t *o1,
+                     const Pass *h, const PairWeights *pw, int pairs) {
+    int out_w = h->out_size, rows = r1 ? 2 : 1;
+    if (!r1) r1 = r0; /* computed and dropped */
+    int i = 0;
+    for (; i + 1 < out_w; i += 2) {
+        const __m256i *ka = (const __m256i *)(pw->lanes + (size_t)i * pairs * 8);
+        const __m256i *kb = ka + pairs;
+        size_t sa = (size_t)pw->start[i] * 4, sb = (size_t)pw->start[i + 1] * 4;
+        __m256i a0 = horizontal_sum(r0 + sa, ka, pairs);
+        __m256i a1 = horizontal_sum(r1 + sa, ka, pairs);
+        __m256i b0 = horizontal_sum(r0 + sb, kb, pairs);
+        __m256i b1 = horizontal_sum(r1 + sb, kb, pairs);
+        /* [row 0 | row 1] sums of pixel i, then of pixel i + 1 */
+        __m256i a = _mm256_add_epi32(_mm256_permute2x128_si256(a0, a1, 0x20),
+                                     _mm256_permute2x128_si256(a0, a1, 0x31));
+        __m256i b = _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20),
+                                     _mm256_permute2x128_si256(b0, b1, 0x31));
+        a = _mm256_srai_epi32(a, PRECISION_BITS);
+        b = _mm256_srai_epi32(b, PRECISION_BITS);
+        __m256i w = _mm256_packus_epi32(a, b); /* negative -> 0 */
+        w = _mm256_packus_epi16(w, w);         /* > 255 -> 255 */
+        _mm_storel_epi64((__m128i *)(o0 + (size_t)i * 4), _mm256_castsi256_si128(w));
+        if (rows == 2)
+            _mm_storel_epi64((__m128i *)(o1 + (size_t)i * 4), _mm256_extracti128_si256(w, 1));
+    }
+    for (; i < out_w; i++) {
+        const __m256i *k = (const __m256i *)(pw->lanes + (size_t)i * pairs * 8);
+        size_t s = (size_t)pw->start[i] * 4;
+        for (int r = 0; r < rows; r++) {
+            __m256i acc = horizontal_sum((r ? r1 : r0) + s, k, pairs);
+            __m128i v = _mm_add_epi32(_mm256_castsi256_si128(acc),
                                       _mm256_extracti128_si256(acc, 1));
-            s = _mm_srai_epi32(s, PRECISION_BITS);
-            s = _mm_packus_epi32(s, s); /* negative -> 0 */
-            s = _mm_packus_epi16(s, s); /* > 255 -> 255 */
-            uint32_t v = (uint32_t)_mm_cvtsi128_si32(s) & 0x00FFFFFFu; /* X = 0 as in Pillow */
-            memcpy(out + (size_t)i * 4, &v, 4);
+            v = _mm_srai_epi32(v, PRECISION_BITS);
+            v = _mm_packus_epi16(_mm_packus_epi32(v, v), v);
+            uint32_t px = (uint32_t)_mm_cvtsi128_si32(v);
+            memcpy((r ? o1 : o0) + (size_t)i * 4, &px, 4);
         }
     }
 }
 
-__attribute__((target("avx2"))) static void vertical_row_avx2(const uint8_t *src, size_t stride,
-                                                              int width, const Pass *v, int i,
+__attribute__((target("avx2"))) static void horizontal_avx2(const uint8_t *r0, const uint8_t *r1,
+                                                            uint8_t *o0, uint8_t *o1,
+                                                            const Pass *h,
+                                                            const PairWeights *pw) {
+    switch (pw->pairs) { /* the common window widths get unrolled copies */
+    case 1: horizontal_avx2_body(r0, r1, o0, o1, h, pw, 1); break;
+    case 2: horizontal_avx2_body(r0, r1, o0, o1, h, pw, 2); break;
+    case 3: horizontal_avx2_body(r0, r1, o0, o1, h, pw, 3); break;
+    case 4: horizontal_avx2_body(r0, r1, o0, o1, h, pw, 4); break;
+    default: horizontal_avx2_body(r0, r1, o0, o1, h, pw, pw->pairs); break;
+    }
+}
+
+__attribute__((target("avx2"))) static void vertical_row_avx2(const uint8_t *const *rows, int n,
+                                                              const int32_t *k, int width,
                                                               uint8_t *dst) {
-    const int32_t *k = v->weights + (size_t)i * v->ksize;
-    const uint8_t *base = src + (size_t)v->first[i] * stride;
-    int n = v->count[i], bytes = width * 4, x = 0;
+    int bytes = width * 4, x = 0;
     for (; x + 16 <= bytes; x += 16) {
         __m256i a = _mm256_set1_epi32(HALF), b = a;
         for (int y = 0; y < n; y++) {
-            const uint8_t *p = base + y * stride + x;
+            const uint8_t *p = rows[y] + x;
             __m256i w = _mm256_set1_epi32(k[y]);
             a = _mm256_add_epi32(
                 a, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)), w));
@@ -260,7 +290,7 @@ __attribute__((target("avx2"))) static void vertical_row_avx2(const uint8_t *src
     }
     for (; x < bytes; x++) {
         int32_t s = HALF;
-        for (int y = 0; y < n; y++) s += base[y * stride + x] * k[y];
+        for (int y = 0; y < n; y++) s += rows[y][x] * k[y];
         dst[x] = clip8(s);
     }
 }
@@ -287,58 +317,93 @@ static void lookup_row(const uint8_t *rgbx, int width, const float *lut, float *
     }
 }
 
-/* Horizontal pass over `rows` RGBX rows, AVX2 when allowed and every window fits. */
-static int horizontal(const uint8_t *src, size_t stride, int rows, const Pass *h, int in_w,
-                      int simd, uint8_t *dst) {
+/* The horizontal pass, prepared once per image. */
+typedef struct {
+    const Pass *pass;
+    int simd; /* AVX2 allowed and every pair window fits */
 #if HAVE_X86
+    PairWeights pw;
+#endif
+} Horizontal;
+
+static int horizontal_init(Horizontal *hz, const Pass *h, int in_w, int simd) {
+    hz->pass = h;
+    hz->simd = 0;
+#if HAVE_X86
+    memset(&hz->pw, 0, sizeof(hz->pw));
     if (simd) {
-        PairWeights pw = {0};
-        int r = pairs_init(&pw, h, in_w);
-        if (r == 0) horizontal_avx2(src, stride, rows, h, &pw, dst);
-        pairs_free(&pw);
-        if (r != -1) return r;
+        int r = pairs_init(&hz->pw, h, in_w);
+        if (r == -2) return -1;
+        hz->simd = r == 0;
     }
 #endif
-    horizontal_scalar(src, stride, rows, h, dst);
     return 0;
 }
 
-static void vertical_row(const uint8_t *src, size_t stride, int width, const Pass *v, int i,
-                         int simd, uint8_t *dst) {
+static void horizontal_free(Horizontal *hz) {
 #if HAVE_X86
-    if (simd) {
-        vertical_row_avx2(src, stride, width, v, i, dst);
+    pairs_free(&hz->pw);
+#endif
+}
+
+/* Rows `r0` and `r1` (NULL: only `r0`) into `o0` and `o1`. */
+static void horizontal_rows(const Horizontal *hz, const uint8_t *r0, const uint8_t *r1,
+                            uint8_t *o0, uint8_t *o1) {
+#if HAVE_X86
+    if (hz->simd) {
+        horizontal_avx2(r0, r1, o0, o1, hz->pass, &hz->pw);
         return;
     }
 #endif
-    vertical_row_scalar(src, stride, width, v, i, dst);
+    horizontal_row_scalar(r0, hz->pass, o0);
+    if (r1) horizontal_row_scalar(r1, hz->pass, o1);
+}
+
+static void vertical_row(const uint8_t *const *rows, const Pass *v, int i, int width, int simd,
+                         uint8_t *dst) {
+    const int32_t *k = v->weights + (size_t)i * v->ksize;
+#if HAVE_X86
+    if (simd) {
+        vertical_row_avx2(rows, v->count[i], k, width, dst);
+        return;
+    }
+#endif
+    vertical_row_scalar(rows, v->count[i], k, width, dst);
 }
 
 /* The whole resize + lookup; returns 0, or -1 when out of memory.
  *
  * Pass order as in Pillow 12.3: horizontal first, except that Image.resize runs the vertical
  * pass first (as a separate resize) for an image more than 100 times taller than wide whose
- * height shrinks. */
+ * height shrinks.  Horizontal-first rows are made just before the vertical pass reads them,
+ * into a ring of a few rows that stays in the L1 cache. */
 static int resample(const uint8_t *src, int in_w, int in_h, int out_w, int out_h,
                     const float *lut, float *out, int simd) {
     Pass h = {0}, v = {0};
+    Horizontal hz = {0};
     uint8_t *tmp = NULL, *row = NULL;
+    const uint8_t **window = NULL;
     int status = -1;
     if (pass_init(&h, in_w, out_w) || pass_init(&v, in_h, out_h)) goto done;
+    if (horizontal_init(&hz, &h, in_w, simd)) goto done;
     int need_h = out_w != in_w, need_v = out_h != in_h;
     size_t plane = (size_t)out_w * out_h, src_stride = (size_t)in_w * 4;
-    row = malloc((size_t)out_w * 4 + 16);
-    if (!row) goto done;
+    size_t out_stride = (size_t)out_w * 4;
+    row = malloc(out_stride + 16);
+    window = malloc(sizeof(*window) * v.ksize);
+    if (!row || !window) goto done;
     if ((long long)in_h > (long long)in_w * 100 && out_h < in_h) {
-        size_t tmp_stride = (size_t)in_w * 4;
-        tmp = malloc((size_t)out_h * tmp_stride + 16);
+        tmp = malloc((size_t)out_h * src_stride + 16);
         if (!tmp) goto done;
-        for (int i = 0; i < out_h; i++)
-            vertical_row(src, src_stride, in_w, &v, i, simd, tmp + i * tmp_stride);
         for (int i = 0; i < out_h; i++) {
-            const uint8_t *rgbx = tmp + i * tmp_stride;
+            for (int y = 0; y < v.count[i]; y++)
+                window[y] = src + (size_t)(v.first[i] + y) * src_stride;
+            vertical_row(window, &v, i, in_w, simd, tmp + i * src_stride);
+        }
+        for (int i = 0; i < out_h; i++) {
+            const uint8_t *rgbx = tmp + i * src_stride;
             if (need_h) {
-                if (horizontal(rgbx, tmp_stride, 1, &h, in_w, simd, row)) goto done;
+                horizontal_rows(&hz, rgbx, NULL, row, NULL);
                 rgbx = row;
             }
             float *r = out + (size_t)i * out_w;
@@ -347,25 +412,32 @@ static int resample(const uint8_t *src, int in_w, int in_h, int out_w, int out_h
         status = 0;
         goto done;
     }
-    const uint8_t *mid = src; /* the image the vertical pass reads */
-    size_t mid_stride = src_stride;
+    /* Row y of the horizontal result lives in ring slot y % ring; rows are made two at a time,
+     * so the ring holds the widest window plus one row made ahead. */
+    int ring = v.ksize + 2;
+    int made = v.first[0]; /* the rows before it are never read */
+    int last = v.first[out_h - 1] + v.count[out_h - 1];
     if (need_h) {
-        /* Only the rows the vertical pass reads; its windows shift to match. */
-        int first = v.first[0];
-        int last = v.first[out_h - 1] + v.count[out_h - 1];
-        for (int i = 0; i < out_h; i++) v.first[i] -= first;
-        mid_stride = (size_t)out_w * 4;
-        tmp = malloc((size_t)(last - first) * mid_stride + 16);
+        tmp = malloc((size_t)ring * out_stride + 16);
         if (!tmp) goto done;
-        if (horizontal(src + (size_t)first * src_stride, src_stride, last - first, &h, in_w,
-                       simd, tmp))
-            goto done;
-        mid = tmp;
     }
     for (int i = 0; i < out_h; i++) {
-        const uint8_t *rgbx = mid + (size_t)i * mid_stride;
+        int end = v.first[i] + v.count[i];
+        for (; need_h && made < end; made += 2) {
+            int two = made + 1 < last;
+            horizontal_rows(&hz, src + (size_t)made * src_stride,
+                            two ? src + (size_t)(made + 1) * src_stride : NULL,
+                            tmp + (size_t)(made % ring) * out_stride,
+                            two ? tmp + (size_t)((made + 1) % ring) * out_stride : NULL);
+        }
+        for (int y = 0; y < v.count[i]; y++) {
+            int at = v.first[i] + y;
+            window[y] = need_h ? tmp + (size_t)(at % ring) * out_stride
+                               : src + (size_t)at * src_stride;
+        }
+        const uint8_t *rgbx = window[0]; /* an unchanged height reads row i itself */
         if (need_v) {
-            vertical_row(mid, mid_stride, out_w, &v, i, simd, row);
+            vertical_row(window, &v, i, out_w, simd, row);
             rgbx = row;
         }
         float *r = out + (size_t)i * out_w;
@@ -373,8 +445,10 @@ static int resample(const uint8_t *src, int in_w, int in_h, int out_w, int out_h
     }
     status = 0;
 done:
+    free(window);
     free(row);
     free(tmp);
+    horizontal_free(&hz);
     pass_free(&h);
     pass_free(&v);
     return status;

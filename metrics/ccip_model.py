@@ -196,6 +196,9 @@ def load_ccip_model(
     providers = _providers(device)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # Idle intra-op threads sleep instead of spinning: feature calls overlap the decoding of the
+    # next chunk, and spinning threads would take those cores from the decoder threads.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     sessions = []
     for filename in (FEAT_FILE, METRICS_FILE):
