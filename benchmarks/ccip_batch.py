@@ -6,9 +6,9 @@ reference PNGs of ``--size`` (default 832x1216: gradients, shapes and a grainy r
 a temporary folder otherwise), builds a CCIP-shaped ONNX stand-in of about 4 million
 parameters (:mod:`tests.support.ccip_stand_in`, ``pool=32, hidden=1024``), then measures:
 
-1. naive: the published library's way -- decode one image at a time, one feature-model call
-   per image, then one metrics call on the full square matrix over references and generated
-   images, no cache;
+1. naive: the published library's way -- decode and preprocess one image at a time as imgutils
+   does (Pillow's resize, then the normalisation), one feature-model call per image, then one
+   metrics call on the full square matrix over references and generated images, no cache;
 2. batched: :func:`metrics.ccip.score_character` -- threaded decode overlapping batched
    feature calls, reference x generated differences block by block, cold in-memory cache;
    both paths' per-image fractions are compared; against it, decoding the same files alone
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metrics.ccip import InMemoryFeatureCache, score_character
 from metrics.ccip_model import CCIPModel, load_ccip_model
-from metrics.ccip_preprocess import preprocess_ccip
+from metrics.ccip_preprocess import FAST_RESIZE, preprocess_ccip, preprocess_ccip_pillow
 from tests.support.ccip_stand_in import cached_ccip_stand_in
 
 MODEL_PARAMS = {"pool": 32, "hidden": 1024, "threshold": 0.15}
@@ -88,8 +88,11 @@ def make_dataset(
 
 
 def naive_fractions(model: CCIPModel, refs: list[Path], gens: list[Path]) -> np.ndarray:
-    """One image per feature call, then the square matrix over everything (imgutils' way)."""
-    feats = np.concatenate([model.run_features(preprocess_ccip(p)[None]) for p in refs + gens])
+    """One image per feature call, then the square matrix over everything (imgutils' way, with
+    its preprocessing: Pillow's resize, then the normalisation)."""
+    feats = np.concatenate(
+        [model.run_features(preprocess_ccip_pillow(p)[None]) for p in refs + gens]
+    )
     square = model.run_metrics(feats)
     block = square[: len(refs), len(refs) :]
     return (block <= model.threshold).mean(axis=0)
@@ -135,6 +138,15 @@ def stage_cpu(model: CCIPModel, paths: list[Path]) -> dict[str, float]:
     model.run_features(batch)
     cpu["feature model"] = time.process_time() - t4
     return {stage: 1000 * seconds / len(paths) for stage, seconds in cpu.items()}
+
+
+def resize_kind() -> str:
+    """The resize :func:`preprocess_ccip` uses: compiled (AVX2 or scalar) or Pillow's."""
+    if not FAST_RESIZE:
+        return "Pillow (metrics._ccip_resample not built)"
+    from metrics import _ccip_resample
+
+    return "compiled, " + ("AVX2" if _ccip_resample.simd_available() else "scalar")
 
 
 def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -192,7 +204,8 @@ def main() -> None:
         print(
             f"{len(gens)} generated + {len(refs)} references, {width}x{height} PNG"
             f" (~{mean_mb:.1f} MB each); stand-in with {n_params / 1e6:.1f}M parameters;"
-            f" {os.cpu_count()} CPUs, {args.workers} decode threads, chunks of {args.chunk_size}"
+            f" {os.cpu_count()} CPUs, {args.workers} decode threads, chunks of {args.chunk_size};"
+            f" resize: {resize_kind()}"
         )
         # Warm the page cache and the sessions so neither path pays first-touch costs.
         for p in refs + gens:

@@ -1,18 +1,22 @@
 /* Bilinear resize of an RGB image plus the CCIP normalisation lookup, bit-identical to Pillow.
  *
- * Pillow's Image.resize(size, BILINEAR) (src/libImaging/Resample.c) is a separable two-pass
- * convolution in fixed point: per output pixel, triangle-filter weights computed in double and
- * normalised to sum 1, then rounded to integers with 22 fractional bits; each pass sums
- * pixel * weight in int32 starting from half a unit, shifts right by 22 and clamps to 0..255.
- * The horizontal pass runs first (over the rows the vertical pass reads), its 8-bit result feeds
- * the vertical pass, and a pass whose dimension is unchanged is skipped.  This file recomputes
- * exactly those integers -- integer sums do not depend on the order of the additions, so SIMD
- * and scalar code agree on every CPU -- then maps each 8-bit value through a per-channel float32
- * table straight into a channels-first output, saving Pillow's extra image and numpy copies.
+ * Pillow's Image.resize(size, BILINEAR) (Pillow 12.3, src/libImaging/Resample.c) is a separable
+ * two-pass convolution in fixed point: per output pixel, triangle-filter weights computed in
+ * double and normalised to sum 1, then rounded to integers with 22 fractional bits; each pass
+ * sums pixel * weight in int32 starting from half a unit, shifts right by 22 and clamps to
+ * 0..255.  The horizontal pass runs first (over the rows the vertical pass reads) and its 8-bit
+ * result feeds the vertical pass -- except for images over 100 times taller than wide, which
+ * Image.resize shrinks vertically first -- and a pass whose dimension is unchanged is skipped.
+ * This file recomputes exactly those integers (integer sums do not depend on the order of the
+ * additions, so the SIMD and scalar paths agree on every CPU), then maps each 8-bit value
+ * through a per-channel float32 table straight into channels-first planes, with no resized
+ * image or numpy copy in between.
  *
  * The speed comes from AVX2 (chosen at run time; a portable scalar path otherwise): the
  * horizontal pass multiplies two neighbouring RGBX pixels by their two weights in one 8-lane
- * instruction, the vertical pass works on 8 contiguous bytes of a row at a time.
+ * instruction, two rows and two output pixels at a time; the vertical pass works on 16
+ * contiguous bytes of a row at a time, reading horizontal rows from a small ring that is filled
+ * just before they are needed, so the intermediate image never leaves the L1/L2 cache.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -18,7 +18,9 @@ The library also asks a palette image's palette for a transparent colour; that n
 the outcome (a palette image is refused as a mask either way), so it is not repeated here.
 
 Steps 2 and 3 run in the compiled ``metrics._ccip_resample`` (built with the package): the same
-integers as Pillow's bilinear resize, about three times faster, written straight into the
+integers as Pillow's bilinear resize (Pillow 12.3's algorithm and pass order;
+``tests/metrics/test_ccip_resample.py`` compares it with the installed Pillow, so a Pillow release
+that resizes differently fails there), several times faster, written straight into the
 normalised float32 planes through :data:`_LOOKUP`.  Without it (a source tree where the
 extension was not built) Pillow's resize and a numpy lookup produce the same numbers.
 """
@@ -46,6 +48,7 @@ __all__ = [
     "has_alpha",
     "load_rgb",
     "preprocess_ccip",
+    "preprocess_ccip_pillow",
     "unreadable_reason",
 ]
 
@@ -128,15 +131,15 @@ def preprocess_ccip(
 ) -> np.ndarray:
     """Return the CCIP feature-model input for one image: float32 ``[3, 384, 384]``.
 
-    When ``out`` is given (a float32 ``[3, 384, 384]`` view, e.g. one row of a batch buffer)
-    the result is written there and ``out`` is returned, so batches need no extra copy.
+    When ``out`` is given (a C-contiguous float32 ``[3, 384, 384]`` view, e.g. one row of a
+    batch buffer) the result is written there and ``out`` is returned, so batches need no extra
+    copy.
     """
     image = load_rgb(source)
     if out is None:
         out = np.empty((3, CCIP_INPUT_SIZE, CCIP_INPUT_SIZE), dtype=np.float32)
     if _ccip_resample is None:
-        _resize_with_pillow(image, out)
-        return out
+        return _resize_with_pillow(image, out)
     try:
         pixels: object = image.__arrow_c_array__()  # Pillow's own pixel memory, no copy
     except ValueError:  # an image larger than one Pillow memory block: a packed RGB copy
@@ -145,8 +148,17 @@ def preprocess_ccip(
     return out
 
 
-def _resize_with_pillow(image: Image.Image, out: np.ndarray) -> None:
+def preprocess_ccip_pillow(source: str | Path | bytes | Image.Image) -> np.ndarray:
+    """:func:`preprocess_ccip` the way imgutils computes it: Pillow's ``resize`` to an 8-bit
+    image, then the normalisation -- the same numbers, slower; the reference the compiled resize
+    is tested against and the published library's cost in benchmarks."""
+    out = np.empty((3, CCIP_INPUT_SIZE, CCIP_INPUT_SIZE), dtype=np.float32)
+    return _resize_with_pillow(load_rgb(source), out)
+
+
+def _resize_with_pillow(image: Image.Image, out: np.ndarray) -> np.ndarray:
     resized = image.resize((CCIP_INPUT_SIZE, CCIP_INPUT_SIZE), resample=Image.Resampling.BILINEAR)
     pixels = np.asarray(resized, dtype=np.uint8)  # [H, W, 3]
     for channel in range(3):
         np.take(_LOOKUP[channel], pixels[:, :, channel], out=out[channel])
+    return out

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from metrics import _ccip_resample
-from metrics.ccip_preprocess import _LOOKUP, preprocess_ccip
+from metrics.ccip_preprocess import _LOOKUP, preprocess_ccip, preprocess_ccip_pillow
 
 PATHS = [
     pytest.param(True, id="avx2"),
@@ -126,8 +126,17 @@ def test_image_larger_than_one_pillow_block_goes_through_packed_bytes() -> None:
     image = noise(2400, 1900, seed=11)  # 18 MB of RGBX: more than Pillow's 16 MiB block
     with pytest.raises(ValueError):
         image.__arrow_c_array__()
-    want = pillow_planes(image, 384, 384)
-    np.testing.assert_array_equal(preprocess_ccip(image), want)
+    np.testing.assert_array_equal(preprocess_ccip(image), preprocess_ccip_pillow(image))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "L", "P", "PA", "I;16", "CMYK"])
+def test_preprocess_equals_the_pillow_reference_for_every_mode(simd: bool, mode: str) -> None:
+    rng = np.random.default_rng(5)
+    rgba = Image.fromarray(rng.integers(0, 256, (517, 301, 4), dtype=np.uint8), "RGBA")
+    image = rgba.convert(mode) if mode != "PA" else rgba.convert("P").convert("PA")
+    got = preprocess_ccip(image)
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got, preprocess_ccip_pillow(image))
 
 
 def test_rejects_wrong_buffers() -> None:
