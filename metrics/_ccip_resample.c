@@ -72,10 +72,12 @@ typedef struct {
     int32_t *weights;
 } Pass;
 
-static void pass_free(Pass *p) {
+static void pass_free(Pass *p) { /* safe to call twice */
     free(p->first);
     free(p->count);
     free(p->weights);
+    p->first = p->count = NULL;
+    p->weights = NULL;
 }
 
 static double triangle(double x) {
