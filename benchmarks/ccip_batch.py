@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metrics.ccip import InMemoryFeatureCache, score_character
 from metrics.ccip_model import CCIPModel, load_ccip_model
-from metrics.ccip_preprocess import FAST_RESIZE, preprocess_ccip, preprocess_ccip_pillow
+from metrics.ccip_preprocess import preprocess_ccip, preprocess_ccip_pillow
 from tests.support.ccip_stand_in import cached_ccip_stand_in
 
 MODEL_PARAMS = {"pool": 32, "hidden": 1024, "threshold": 0.15}
@@ -141,9 +141,7 @@ def stage_cpu(model: CCIPModel, paths: list[Path]) -> dict[str, float]:
 
 
 def resize_kind() -> str:
-    """The resize :func:`preprocess_ccip` uses: compiled (AVX2 or scalar) or Pillow's."""
-    if not FAST_RESIZE:
-        return "Pillow (metrics._ccip_resample not built)"
+    """The path :func:`preprocess_ccip`'s compiled resize takes on this CPU."""
     from metrics import _ccip_resample
 
     return "compiled, " + ("AVX2" if _ccip_resample.simd_available() else "scalar")

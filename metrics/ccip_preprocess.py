@@ -21,8 +21,8 @@ Steps 2 and 3 run in the compiled ``metrics._ccip_resample`` (built with the pac
 integers as Pillow's bilinear resize (Pillow 12.3's algorithm and pass order;
 ``tests/metrics/test_ccip_resample.py`` compares it with the installed Pillow, so a Pillow release
 that resizes differently fails there), several times faster, written straight into the
-normalised float32 planes through :data:`_LOOKUP`.  Without it (a source tree where the
-extension was not built) Pillow's resize and a numpy lookup produce the same numbers.
+normalised float32 planes through :data:`_LOOKUP`. :func:`preprocess_ccip_pillow` computes
+the same numbers with Pillow's resize and a numpy lookup, as imgutils does: the reference.
 """
 
 from __future__ import annotations
@@ -36,14 +36,16 @@ from PIL import Image, UnidentifiedImageError
 
 try:
     from metrics import _ccip_resample
-except ImportError:  # not built: Pillow's own resize gives the same numbers, slower
-    _ccip_resample = None
+except ImportError as error:  # a checkout whose C extension was never built
+    raise ImportError(
+        "metrics._ccip_resample is not built: run `pip install -e .`, or in a worktree "
+        '`python -c "import setuptools; setuptools.setup()" build_ext --inplace`'
+    ) from error
 
 __all__ = [
     "CCIP_INPUT_SIZE",
     "CCIP_MEAN",
     "CCIP_STD",
-    "FAST_RESIZE",
     "ImageFailure",
     "has_alpha",
     "load_rgb",
@@ -73,8 +75,6 @@ def _build_lookup() -> np.ndarray:
 
 
 _LOOKUP = _build_lookup()
-
-FAST_RESIZE = _ccip_resample is not None  # whether the compiled resize is in use
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,6 @@ def preprocess_ccip(
     image = load_rgb(source)
     if out is None:
         out = np.empty((3, CCIP_INPUT_SIZE, CCIP_INPUT_SIZE), dtype=np.float32)
-    if _ccip_resample is None:
-        return _resize_with_pillow(image, out)
     try:
         pixels: object = image.__arrow_c_array__()  # Pillow's own pixel memory, no copy
     except ValueError:  # an image larger than one Pillow memory block: a packed RGB copy
