@@ -31,9 +31,11 @@ def _post(client: TestClient, path: str, body: str, voter: dict[str, str],
 
 
 def _shape(value: object) -> object:
-    """The structure of a JSON answer with its random values (tokens, image names) blanked."""
+    """The structure of a JSON answer with its random values (token, prompt, image names)
+    blanked."""
     if isinstance(value, dict):
-        return {k: _shape(v) if k not in ("token", "url") else "*" for k, v in value.items()}
+        return {k: _shape(v) if k not in ("token", "prompt", "url") else "*"
+                for k, v in value.items()}
     if isinstance(value, list):
         return [_shape(v) for v in value]
     return value
