@@ -27,6 +27,7 @@ from arena.settings import Settings
 
 __all__ = [
     "SECRET_FILE",
+    "VoterIds",
     "address_key",
     "client_address",
     "issue_voter_id",
@@ -116,6 +117,31 @@ def verify_voter_id(settings: Settings, value: str | None) -> str:
             "(or the arena_voter cookie) and send it back unchanged"
         )
     return value
+
+
+class VoterIds:
+    """:func:`verify_voter_id` under one server's settings, remembering the ids it accepted.
+
+    A signature, once valid, stays valid (the key never changes while the process runs), so
+    a voter's later requests skip the HMAC and the key lookup: each voter sends its id on
+    every request. At most ``MAX_REMEMBERED`` ids are kept; past that the memory starts over.
+    """
+
+    MAX_REMEMBERED = 65536
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._accepted: set[str] = set()
+
+    def verify(self, value: str) -> str:
+        """``value`` if this server signed it; else :func:`verify_voter_id`'s 403."""
+        if value in self._accepted:
+            return value
+        verify_voter_id(self.settings, value)
+        if len(self._accepted) >= self.MAX_REMEMBERED:
+            self._accepted.clear()
+        self._accepted.add(value)
+        return value
 
 
 def client_address(settings: Settings, peer: str | None, forwarded: Sequence[str] = ()) -> str:

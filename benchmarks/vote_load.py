@@ -10,7 +10,8 @@ transaction each; no HTTP, no checks, no rating update).
 
     python benchmarks/vote_load.py [--clients 32] [--seconds 10] [--backend sqlite|postgresql|both]
 
-``VOTE_LOAD_PROFILE=FILE`` also records the server with py-spy (if installed) into FILE.
+``VOTE_LOAD_PROFILE=FILE`` also records the server with py-spy (if installed) into FILE, at
+``VOTE_LOAD_RATE`` samples per second (default 100).
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             if os.environ.get("VOTE_LOAD_PROFILE"):
                 # --gil: only the thread holding the GIL, i.e. where Python spends CPU.
                 subprocess.Popen(["py-spy", "record", "-o", os.environ["VOTE_LOAD_PROFILE"],
-                                  "-f", "raw", "--gil", "-d", str(int(args.seconds) + 3), "-p",
+                                  "-f", "raw", "-r", os.environ.get("VOTE_LOAD_RATE", "100"), "--gil", "-d", str(int(args.seconds) + 3), "-p",
                                   str(server.pid)], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
             asyncio.run(drive(base, args.clients, min(2.0, args.seconds)))  # warm-up

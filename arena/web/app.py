@@ -9,6 +9,9 @@ from fastapi import FastAPI
 from arena.db import Database
 from arena.settings import Settings, get_settings
 from arena.web import admin_api, http, voting_api
+from arena.web.hot_path import HotPathMiddleware
+
+UI_QUEUE_POLL_SECONDS = 0.01
 
 
 def create_app(
@@ -25,6 +28,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.db = db
+    # Added before http.install's voter-cookie middleware, so it runs inside it.
+    app.add_middleware(HotPathMiddleware, routes=voting_api.HOT_ROUTES, state=app.state)
     http.install(app)
     app.include_router(voting_api.router)
     app.include_router(admin_api.router)
@@ -35,6 +40,10 @@ def create_app(
         from arena.web.voting_ui import PAGE_CSS, PAGE_HEAD, SHORTCUTS_JS, build_ui
 
         blocks = build_ui(db, settings)
+        # Gradio's queue looks for new UI events every millisecond while idle: a wake-up of
+        # the event loop between every two API requests (an idle server: 56 ms of CPU per
+        # second, 22-28 ms with 10 ms). A UI event now waits at most 10 ms to start.
+        blocks._queue.sleep_when_free = UI_QUEUE_POLL_SECONDS
         # No allowed_paths: images reach the page only through the API's per-match names,
         # never through Gradio's file route (which names a file by its path).
         app = gr.mount_gradio_app(

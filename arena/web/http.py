@@ -1,6 +1,7 @@
 """Plumbing every router of the JSON API shares: the one error shape and its handlers, the
-request dependencies (database, settings, caller, admin token), the writer threads of the vote
-path, and the middleware that gives each request a voter id and a client address.
+request dependencies (database, settings, caller, admin token), the vote path's writer
+(:mod:`arena.web.writer`), and the middleware that gives each request a voter id and a client
+address.
 
 Every error, 4xx or 5xx, has one shape, :class:`ErrorOut`: ``{"error": "one line"}``, plus
 ``"detail"`` (the invalid fields) for a body that does not validate. A 500 says nothing about
@@ -10,14 +11,10 @@ never each other.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import secrets
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -31,9 +28,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.db import Database
 from arena.errors import Forbidden, InputError, UserError, one_line, status_code
-from arena.identity import client_address, issue_voter_id, verify_voter_id, voter_secret
+from arena.identity import VoterIds, client_address, issue_voter_id, voter_secret
 from arena.limits import ReadLimiter
 from arena.settings import Settings
+from arena.web.writer import Writer
 
 VOTER_COOKIE = "arena_voter"
 VOTER_HEADER = "X-Voter-Id"
@@ -64,9 +62,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 
-T = TypeVar("T")
-
-
 async def get_db(request: Request) -> Database:
     return request.app.state.db
 
@@ -88,6 +83,7 @@ class Caller:
     settings: Settings
     voter: str
     address: str
+    writer: Writer  # where its transactions run
 
 
 async def get_caller(
@@ -100,11 +96,8 @@ async def get_caller(
     cookie the middleware guarantees. One dependency, not one per value: FastAPI's
     dependency resolution costs about as much as a database statement per dependency."""
     state = request.app.state
-    if x_voter_id is not None:
-        voter = verify_voter_id(state.settings, x_voter_id)
-    else:
-        voter = request.state.voter_id
-    return Caller(state.db, state.settings, voter, request.state.client_address)
+    voter = request.state.voter_id if x_voter_id is None else state.voter_ids.verify(x_voter_id)
+    return Caller(state.db, state.settings, voter, request.state.client_address, state.writer)
 
 
 # The dependencies above are ``async def`` although they never wait: FastAPI runs a plain
@@ -113,29 +106,6 @@ DB = Annotated[Database, Depends(get_db)]
 SETTINGS = Annotated[Settings, Depends(get_settings_dep)]
 ADDRESS = Annotated[str, Depends(get_address)]
 CALLER = Annotated[Caller, Depends(get_caller)]
-
-
-def writer_threads(db: Database) -> ThreadPoolExecutor:
-    """The threads that run the voting endpoints' transactions: one on SQLite, whose writers
-    queue behind one lock anyway (one thread spares the GIL hand-offs of many), four on
-    PostgreSQL, where transactions overlap while they wait on the network. More threads cost
-    more than they overlap: every statement releases the GIL, and each waiting thread takes
-    it (vote_load, 8 clients: 4.2-4.6 ms of server CPU per cycle with 16, 3.4 ms with 4)."""
-    workers = 1 if db.dialect == "sqlite" else 4
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arena-writer")
-
-
-async def in_writer(request: Request, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` on the app's writer threads and wait for it without blocking the event loop.
-
-    The voting endpoints are ``async def`` and hand their work over here: cheaper than
-    FastAPI's thread pool for a plain ``def`` endpoint (anyio's capacity limiter, cancel
-    scopes and worker bookkeeping on every request). A request whose client goes away still
-    finishes its transaction; only the answer is dropped.
-    """
-    loop = asyncio.get_running_loop()
-    call = functools.partial(fn, *args, **kwargs)
-    return await loop.run_in_executor(request.app.state.writer, call)
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:
@@ -182,13 +152,25 @@ def _one_line(text: str) -> str:
     return one_line(text)[:300]
 
 
+def input_error_response(exc: InputError) -> JSONResponse:
+    """The answer to an error of the service's input-error family."""
+    return JSONResponse({"error": _one_line(str(exc))}, status_code=status_code(exc))
+
+
+def database_down_response(exc: OperationalError) -> JSONResponse:
+    """The answer when the database fails (the cause goes to the log only)."""
+    log.error("database error: %s", _one_line(str(exc.orig or exc)))
+    return JSONResponse({"error": "the database is unavailable; try again shortly"},
+                        status_code=503)
+
+
 def install(app: FastAPI) -> None:
     """Add the voter cookie, the error handlers (one error shape) and the writer threads to
     ``app``; ``app.state.settings`` and ``app.state.db`` must be set."""
 
     @app.exception_handler(InputError)  # the service's UserError family and the lower layers'
     async def _input_error(_request: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"error": _one_line(str(exc))}, status_code=status_code(exc))
+        return input_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -211,9 +193,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database error: %s", _one_line(str(exc.orig or exc)))
-        return JSONResponse({"error": "the database is unavailable; try again shortly"},
-                            status_code=503)
+        return database_down_response(exc)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -221,10 +201,12 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
     voter_secret(app.state.settings)  # a missing or short key is refused at start
-    app.state.writer = writer_threads(app.state.db)
+    app.state.voter_ids = VoterIds(app.state.settings)
+    app.state.writer = Writer(app.state.db)
     app.state.read_limiter = ReadLimiter(app.state.settings)
     app.state.board_reads = {}  # (board, system) -> (when, JSON body); see voting_api
-    app.add_middleware(VoterCookieMiddleware, settings=app.state.settings)
+    app.add_middleware(VoterCookieMiddleware, settings=app.state.settings,
+                       voter_ids=app.state.voter_ids)
 
 
 class VoterCookieMiddleware:
@@ -238,9 +220,10 @@ class VoterCookieMiddleware:
     the vote path.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, voter_ids: VoterIds) -> None:
         self.app = app
         self.settings = settings
+        self.voter_ids = voter_ids
         self.proxy_header = (settings.trusted_proxy_header or "").lower().encode() or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -259,7 +242,7 @@ class VoterCookieMiddleware:
                 proxied.append(value.decode("latin-1"))
         existing = cookie_parser(cookies).get(VOTER_COOKIE) if cookies else None
         try:
-            voter = verify_voter_id(self.settings, existing) if existing else None
+            voter = self.voter_ids.verify(existing) if existing else None
         except UserError:
             voter = None
         state = scope.setdefault("state", {})

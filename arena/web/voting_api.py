@@ -23,7 +23,7 @@ from arena.web.http import (
     DB,
     ERROR_RESPONSES,
     SETTINGS,
-    in_writer,
+    Caller,
     json_response,
 )
 from metrics.boards import OVERALL
@@ -98,38 +98,55 @@ async def create_voter(request: Request, db: DB, settings: SETTINGS,
                        address: ADDRESS) -> Response:
     """A new voter id signed by this server (limited per client address)."""
     voter = issue_voter_id(settings)
-    await in_writer(request, register_voter, db, voter, settings, address)
+    await request.app.state.writer.run(register_voter, db, voter, settings, address)
     return json_response(VoterOut(voter_id=voter), status_code=201)
 
 
-@router.post("/matches", response_model=MatchOut)
-async def create_match(body: MatchRequest, request: Request, caller: CALLER) -> Response:
-    """Issue a match of the given mode; the response names no checkpoint."""
-    issued = await in_writer(request, issue_match, caller.db, caller.settings, caller.voter,
-                             body.mode, body.prompt, address=caller.address)
-    return json_response(MatchOut(
+async def issue(body: MatchRequest, caller: Caller) -> bytes:
+    """The answer to POST /matches, as JSON bytes (for :func:`create_match` and the hot path,
+    :mod:`arena.web.hot_path`)."""
+    issued = await caller.writer.run(issue_match, caller.db, caller.settings,
+                             caller.voter, body.mode, body.prompt, address=caller.address)
+    return MatchOut(
         token=issued.token,
         mode=issued.mode,
         prompt=issued.prompt,
         images=[ShownImageOut(position=i.position, url=image_url(i.name)) for i in issued.images],
         notice=issued.notice,
-    ))
+    ).model_dump_json().encode()
+
+
+async def vote(body: VoteRequest, caller: Caller) -> bytes:
+    """The answer to POST /votes, as JSON bytes (for :func:`create_vote` and the hot path)."""
+    reveal = await caller.writer.run(record_vote, caller.db, caller.settings, body.token,
+                             caller.voter, winner=body.winner, ranking=body.ranking,
+                             address=caller.address)
+    return RevealOut.model_validate(reveal.as_dict()).model_dump_json().encode()
+
+
+# The two requests of every vote, answered by the hot path (arena.web.hot_path) without
+# FastAPI's per-request machinery; the routes below answer what it hands on (a body that does
+# not validate, a forged voter id, another content type) and document both.
+HOT_ROUTES = {"/api/v1/matches": (MatchRequest, issue), "/api/v1/votes": (VoteRequest, vote)}
+
+
+@router.post("/matches", response_model=MatchOut)
+async def create_match(body: MatchRequest, caller: CALLER) -> Response:
+    """Issue a match of the given mode; the response names no checkpoint."""
+    return Response(await issue(body, caller), media_type="application/json")
 
 
 @router.post("/votes", response_model=RevealOut)
-async def create_vote(body: VoteRequest, request: Request, caller: CALLER) -> Response:
+async def create_vote(body: VoteRequest, caller: CALLER) -> Response:
     """Vote on a match (a winner position, 'tie', 'both_bad', or a full ranking); reveals it."""
-    reveal = await in_writer(request, record_vote, caller.db, caller.settings, body.token,
-                             caller.voter, winner=body.winner, ranking=body.ranking,
-                             address=caller.address)
-    return json_response(RevealOut.model_validate(reveal.as_dict()))
+    return Response(await vote(body, caller), media_type="application/json")
 
 
 @router.post("/skips", status_code=204)
-async def create_skip(body: SkipRequest, request: Request, caller: CALLER) -> Response:
+async def create_skip(body: SkipRequest, caller: CALLER) -> Response:
     """Pass on a match without voting."""
-    await in_writer(request, skip_match, caller.db, caller.settings, body.token, caller.voter,
-                    caller.address)
+    await caller.writer.run(skip_match, caller.db, caller.settings, body.token,
+                    caller.voter, caller.address)
     return Response(status_code=204)
 
 

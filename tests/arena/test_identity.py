@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from arena.db import Database
 from arena.errors import Forbidden
-from arena.identity import SECRET_FILE, issue_voter_id, verify_voter_id
+from arena.identity import SECRET_FILE, VoterIds, issue_voter_id, verify_voter_id
 from arena.models import LimitEvent, Match, Vote, Voter
 from arena.settings import Settings
 from tests.support.api_client import make_client, new_voter
@@ -54,6 +54,27 @@ def test_ids_are_signed_by_the_server_secret(arena_home: Path) -> None:
     assert verify_voter_id(other_home, issue_voter_id(shared))
     with pytest.raises(Forbidden):
         verify_voter_id(shared, voter)
+
+
+def test_remembered_voter_ids_are_the_verified_ones_only(arena_home: Path) -> None:
+    settings = Settings(home=arena_home)
+    ids = VoterIds(settings)
+    voter = issue_voter_id(settings)
+    nonce, _, signature = voter.partition(".")
+    forged = f"{nonce}.{signature[:-1]}{'B' if signature[-1] == 'A' else 'A'}"
+    for _ in range(2):  # the second time from memory, the forged one refused again
+        assert ids.verify(voter) == voter
+        with pytest.raises(Forbidden, match="not issued by this server"):
+            ids.verify(forged)
+    # Another server's id (another key) is refused though this one remembers its own.
+    other = issue_voter_id(Settings(home=arena_home, voter_secret="k" * 40))
+    with pytest.raises(Forbidden):
+        ids.verify(other)
+    # Past the bound the memory starts over; ids are still verified.
+    ids.MAX_REMEMBERED = 2
+    fresh = [issue_voter_id(settings) for _ in range(3)]
+    assert [ids.verify(v) for v in fresh] == fresh
+    assert len(ids._accepted) <= 2
 
 
 def test_forged_and_unsigned_voter_ids_are_refused(
