@@ -241,10 +241,11 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             wait_ready(base, server)
             if os.environ.get("VOTE_LOAD_PROFILE"):
                 # --gil: only the thread holding the GIL, i.e. where Python spends CPU.
+                rate = os.environ.get("VOTE_LOAD_RATE", "100")  # py-spy samples a second
                 subprocess.Popen(["py-spy", "record", "-o", os.environ["VOTE_LOAD_PROFILE"],
-                                  "-f", "raw", "-r", os.environ.get("VOTE_LOAD_RATE", "100"), "--gil", "-d", str(int(args.seconds) + 3), "-p",
-                                  str(server.pid)], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+                                  "-f", "raw", "-r", rate, "--gil",
+                                  "-d", str(int(args.seconds) + 3), "-p", str(server.pid)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             asyncio.run(drive(base, args.clients, min(2.0, args.seconds)))  # warm-up
             # The baseline before and after the timed run (the server idle meanwhile), so
             # a change in the load of the shared cores shows as a gap between the two.
