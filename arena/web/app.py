@@ -28,6 +28,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.board_reads = voting_api.SharedAnswers()
     # Added before http.install's voter-cookie middleware, so it runs inside it.
     app.add_middleware(HotPathMiddleware, routes=voting_api.HOT_ROUTES, state=app.state)
     http.install(app)

@@ -204,7 +204,6 @@ def install(app: FastAPI) -> None:
     app.state.voter_ids = VoterIds(app.state.settings)
     app.state.writer = Writer(app.state.db)
     app.state.read_limiter = ReadLimiter(app.state.settings)
-    app.state.board_reads = {}  # (board, system) -> (when, JSON body); see voting_api
     app.add_middleware(VoterCookieMiddleware, settings=app.state.settings,
                        voter_ids=app.state.voter_ids)
 

@@ -157,6 +157,28 @@ SHARED_READ_SECONDS = 1.0
 SHARED_FIT_SECONDS = 5.0
 
 
+class SharedAnswers:
+    """The serialised answer of GET /leaderboard per (board, system), shared by every reader
+    while it is fresh; read by the route and by the hot path (:mod:`arena.web.hot_path`), which
+    answers a fresh one without FastAPI's per-request work."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, str], tuple[float, bytes]] = {}
+
+    def fresh(self, board: str, system: str) -> bytes | None:
+        """The shared answer of ``board`` and ``system`` while it is fresh, else None (also for
+        a board or system no answer was kept for, valid or not)."""
+        hit = self._answers.get((board, system))
+        if hit is None:
+            return None
+        shared_for = SHARED_READ_SECONDS if SYSTEMS[system].online else SHARED_FIT_SECONDS
+        return hit[1] if time.monotonic() - hit[0] < shared_for else None
+
+    def keep(self, board: str, system: str, body: bytes, since: float) -> None:
+        """Share ``body`` as the answer computed from ``since`` (``time.monotonic()``)."""
+        self._answers[(board, system)] = (since, body)
+
+
 @router.get("/leaderboard")
 async def get_leaderboard(
     request: Request,
@@ -181,12 +203,11 @@ async def get_leaderboard(
     from arena.leaderboard.worker import worker_for
 
     request.app.state.read_limiter.charge(address)
-    shared = request.app.state.board_reads
-    now = time.monotonic()
-    hit = shared.get((board, system))
-    shared_for = SHARED_READ_SECONDS if SYSTEMS[system].online else SHARED_FIT_SECONDS
-    if hit is not None and now - hit[0] < shared_for:
-        return Response(hit[1], media_type="application/json")
+    shared: SharedAnswers = request.app.state.board_reads
+    hit = shared.fresh(board, system)
+    if hit is not None:
+        return Response(hit, media_type="application/json")
+    began = time.monotonic()
     found = await worker_for(db, settings).rows(board, system)
     if found.stale is not None:
         raise StaleRatings(found.stale)
@@ -202,7 +223,7 @@ async def get_leaderboard(
         answer["robust"] = found.robust
     body = json.dumps(jsonable_encoder(answer), ensure_ascii=False, allow_nan=False,
                       separators=(",", ":")).encode()
-    shared[(board, system)] = (now, body)
+    shared.keep(board, system, body, began)
     return Response(body, media_type="application/json")
 
 

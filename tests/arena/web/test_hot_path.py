@@ -78,3 +78,34 @@ def test_a_forged_voter_id_is_refused_as_by_the_routes(client: TestClient) -> No
     hot = _post(client, "matches", '{"mode": "fixed"}', forged, HOT)
     assert hot == _post(client, "matches", '{"mode": "fixed"}', forged, ROUTES)
     assert hot[0] == 403 and "voter id" in hot[2]["error"]
+
+
+def test_a_fresh_shared_leaderboard_answer_is_served_without_the_route(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that the shared answer serves is answered by the hot path (no FastAPI route
+    runs) with the route's status, headers and body; the read limit is charged as by the
+    route; a read with no fresh answer goes on to the routes."""
+    params = {"board": "overall", "system": "bt"}
+    first = client.get("/api/v1/leaderboard", params=params)
+    assert first.status_code == 200
+    headers = {k: v for k, v in first.headers.items() if k != "set-cookie"}  # a new voter's
+    router = type(client.app.router)
+
+    async def no_route(*_args: object) -> None:
+        raise AssertionError("a FastAPI route answered")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(router, "__call__", no_route)
+        repeated = "board=fixed&board=overall&system=bt"  # the last of a repeated one counts
+        for query in ("board=overall&system=bt", repeated):
+            again = client.get(f"/api/v1/leaderboard?{query}")
+            assert (again.status_code, dict(again.headers), again.content) == (
+                200, headers, first.content)
+        with pytest.raises(AssertionError, match="a FastAPI route answered"):
+            client.get("/api/v1/leaderboard", params={"board": "overall", "system": "elo"})
+    client.app.state.settings.address_reads_per_minute = 6  # a burst of one read, then none
+    limited = [client.get("/api/v1/leaderboard", params=params) for _ in range(3)]
+    refused = [r for r in limited if r.status_code == 429]
+    assert refused and set(refused[0].json()) == {"error"}
+    assert "leaderboard reads a minute" in refused[0].json()["error"]
