@@ -38,6 +38,9 @@ def _worker(db: Database, home: Path, *args: str, lease: float = 30.0) -> subpro
     return subprocess.Popen(
         [sys.executable, "-m", "arena.cli.main", "worker", *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # Ctrl-C's default action, whatever this run inherited: a shell starts a background
+        # job with SIGINT ignored, and Python then never raises KeyboardInterrupt for it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
