@@ -108,7 +108,7 @@ class Database:
         # SQLite has one writer at a time; in-process writers queue on this lock instead of
         # polling the file lock (busy_timeout sleeps up to 100 ms between tries, which turns
         # contention into long latency tails). Other processes still meet busy_timeout.
-        self._write_lock = threading.RLock() if self.dialect == "sqlite" else nullcontext()
+        self.write_lock = threading.RLock() if self.dialect == "sqlite" else nullcontext()
         self._read_engine = self.engine.execution_options(arena_readonly=True)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         self._read_factory = sessionmaker(self._read_engine, expire_on_commit=False)
@@ -144,7 +144,7 @@ class Database:
         """
         if serialized and readonly:
             raise ValueError("a serialized session is a writing session")
-        with nullcontext() if readonly else self._write_lock:
+        with nullcontext() if readonly else self.write_lock:
             yield from self._transaction(serialized, readonly)
 
     @contextmanager
@@ -158,7 +158,7 @@ class Database:
         if serialized and readonly:
             raise ValueError("a serialized session is a writing session")
         engine = self._read_engine if readonly else self.engine
-        with nullcontext() if readonly else self._write_lock, engine.begin() as conn:
+        with nullcontext() if readonly else self.write_lock, engine.begin() as conn:
             if serialized and self.dialect == "postgresql":
                 conn.execute(_VOTE_LOCK, {"key": VOTE_LOCK_KEY})
             yield conn

@@ -34,13 +34,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-try:
-    from metrics import _ccip_resample
-except ImportError as error:  # a checkout whose C extension was never built
-    raise ImportError(
-        "metrics._ccip_resample is not built: run `pip install -e .`, or in a worktree "
-        '`python -c "import setuptools; setuptools.setup()" build_ext --inplace`'
-    ) from error
+from metrics.compiled import compiled
+
+_ccip_resample = compiled("_ccip_resample")
 
 __all__ = [
     "CCIP_INPUT_SIZE",

@@ -39,15 +39,10 @@ from typing import Literal
 
 import trueskill
 
+from metrics.compiled import compiled
 from metrics.outcomes import RankedGame
 
-try:
-    from metrics import _trueskill_kernel
-except ImportError as error:  # a checkout whose C extension was never built
-    raise ImportError(
-        "metrics._trueskill_kernel is not built: run `pip install -e .`, or in a worktree "
-        '`python -c "import setuptools; setuptools.setup()" build_ext --inplace`'
-    ) from error
+_trueskill_kernel = compiled("_trueskill_kernel")
 
 __all__ = [
     "Rating",

@@ -165,7 +165,7 @@ def database_down_response(exc: OperationalError) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Add the voter cookie, the error handlers (one error shape) and the writer threads to
+    """Add the voter cookie, the error handlers (one error shape) and the vote path's writer to
     ``app``; ``app.state.settings`` and ``app.state.db`` must be set."""
 
     @app.exception_handler(InputError)  # the service's UserError family and the lower layers'

@@ -105,8 +105,8 @@ async def create_voter(request: Request, db: DB, settings: SETTINGS,
 async def issue(body: MatchRequest, caller: Caller) -> bytes:
     """The answer to POST /matches, as JSON bytes (for :func:`create_match` and the hot path,
     :mod:`arena.web.hot_path`)."""
-    issued = await caller.writer.run(issue_match, caller.db, caller.settings,
-                             caller.voter, body.mode, body.prompt, address=caller.address)
+    issued = await caller.writer.run(issue_match, caller.db, caller.settings, caller.voter,
+                                     body.mode, body.prompt, address=caller.address)
     return MatchOut(
         token=issued.token,
         mode=issued.mode,
@@ -119,8 +119,8 @@ async def issue(body: MatchRequest, caller: Caller) -> bytes:
 async def vote(body: VoteRequest, caller: Caller) -> bytes:
     """The answer to POST /votes, as JSON bytes (for :func:`create_vote` and the hot path)."""
     reveal = await caller.writer.run(record_vote, caller.db, caller.settings, body.token,
-                             caller.voter, winner=body.winner, ranking=body.ranking,
-                             address=caller.address)
+                                     caller.voter, winner=body.winner, ranking=body.ranking,
+                                     address=caller.address)
     return RevealOut.model_validate(reveal.as_dict()).model_dump_json().encode()
 
 
@@ -145,8 +145,8 @@ async def create_vote(body: VoteRequest, caller: CALLER) -> Response:
 @router.post("/skips", status_code=204)
 async def create_skip(body: SkipRequest, caller: CALLER) -> Response:
     """Pass on a match without voting."""
-    await caller.writer.run(skip_match, caller.db, caller.settings, body.token,
-                    caller.voter, caller.address)
+    await caller.writer.run(skip_match, caller.db, caller.settings, body.token, caller.voter,
+                            caller.address)
     return Response(status_code=204)
 
 

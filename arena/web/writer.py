@@ -56,7 +56,7 @@ class Writer:
 
         A request whose client goes away still finishes its transaction; only the answer is
         dropped."""
-        if self._inline and self.db._write_lock.acquire(blocking=False):
+        if self._inline and self.db.write_lock.acquire(blocking=False):
             attempt = self._attempt
             attempt.on, attempt.began = True, False
             try:
@@ -68,7 +68,7 @@ class Writer:
                 # on the writer thread below.
             finally:
                 attempt.on = False
-                self.db._write_lock.release()
+                self.db.write_lock.release()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.threads, functools.partial(fn, *args, **kwargs))
 
