@@ -377,14 +377,183 @@ static void vertical_row(const uint8_t *const *rows, const Pass *v, int i, int w
     vertical_row_scalar(rows, v->count[i], k, width, dst);
 }
 
+/* Where the input rows come from: a Pillow RGBX image, or the inflated scanlines of an 8-bit
+ * RGB PNG (a filter-type byte, then 3 bytes a pixel), unfiltered on demand into a ring of RGBX
+ * rows -- the same pixels Pillow's PNG decoder would store, without the full image in memory. */
+typedef struct {
+    const uint8_t *image; /* RGBX rows of `stride` bytes, or NULL for PNG scanlines */
+    size_t stride;
+    const uint8_t *png;
+    int width, next; /* PNG: the next row to unfilter */
+    int ring_rows;
+    uint8_t *ring; /* ring_rows RGBX rows (the newest ones) */
+    uint8_t *zeros; /* one RGBX row of zeros: the row above the first */
+    int simd;
+} Source;
+
+static inline int paeth(int a, int b, int c) {
+    int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+    return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+/* One PNG scanline (its filter type 0-4, checked by the caller, then packed RGB) -> RGBX `out`,
+ * given the previous row's RGBX `up` (NULL for the first row, which PNG reads as zeros). */
+static void unfilter_row(const uint8_t *line, int width, const uint8_t *up, uint8_t *out,
+                         uint8_t *zeros) {
+    int filter = line[0];
+    const uint8_t *in = line + 1;
+    if (!up) up = zeros; /* width * 4 zero bytes */
+    if (filter == 1 || filter == 3 || filter == 4) {
+        /* the first pixel has no left neighbour: Sub adds 0, Avg adds up / 2, Paeth adds up */
+        for (int c = 0; c < 3; c++)
+            out[c] = (uint8_t)(in[c] + (filter == 1 ? 0 : filter == 3 ? up[c] >> 1 : up[c]));
+        out[3] = 255;
+    }
+    int x0 = filter == 1 || filter == 3 || filter == 4;
+    switch (filter) {
+    case 0:
+        for (int x = 0; x < width; x++) {
+            out[4 * x] = in[3 * x];
+            out[4 * x + 1] = in[3 * x + 1];
+            out[4 * x + 2] = in[3 * x + 2];
+            out[4 * x + 3] = 255;
+        }
+        break;
+    case 1:
+        for (int x = x0; x < width; x++) {
+            for (int c = 0; c < 3; c++) out[4 * x + c] = (uint8_t)(in[3 * x + c] + out[4 * x - 4 + c]);
+            out[4 * x + 3] = 255;
+        }
+        break;
+    case 2:
+        for (int x = 0; x < width; x++) {
+            for (int c = 0; c < 3; c++) out[4 * x + c] = (uint8_t)(in[3 * x + c] + up[4 * x + c]);
+            out[4 * x + 3] = 255;
+        }
+        break;
+    case 3:
+        for (int x = x0; x < width; x++) {
+            for (int c = 0; c < 3; c++)
+                out[4 * x + c] = (uint8_t)(in[3 * x + c] + ((out[4 * x - 4 + c] + up[4 * x + c]) >> 1));
+            out[4 * x + 3] = 255;
+        }
+        break;
+    default:
+        for (int x = x0; x < width; x++) {
+            for (int c = 0; c < 3; c++)
+                out[4 * x + c] = (uint8_t)(in[3 * x + c] + paeth(out[4 * x - 4 + c], up[4 * x + c],
+                                                                 up[4 * x - 4 + c]));
+            out[4 * x + 3] = 255;
+        }
+        break;
+    }
+}
+
+#if HAVE_X86
+/* Pixel x of a packed RGB scanline as RGBX with X = 0 (the last one read byte by byte). */
+static inline uint32_t packed_pixel(const uint8_t *in, int x, int width) {
+    const uint8_t *p = in + 3 * x;
+    if (x + 1 < width) {
+        uint32_t v;
+        memcpy(&v, p, 4); /* a constant size: one load, no byte loop through the stack */
+        return v & 0x00FFFFFFu;
+    }
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+}
+
+/* unfilter_row with whole pixels in registers: None and Up four pixels per step, Sub and
+ * Average as four byte lanes in a 32-bit word, Paeth on 16-bit lanes; the same bytes. */
+__attribute__((target("avx2"))) static void unfilter_row_simd(const uint8_t *line, int width,
+                                                             const uint8_t *up, uint8_t *out,
+                                                             uint8_t *zeros) {
+    int filter = line[0];
+    const uint8_t *in = line + 1;
+    const uint32_t alpha = 0xFF000000u;
+    if (!up) up = zeros;
+    int x = 0;
+    if (filter == 0 || filter == 2) {
+        const __m128i spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+        const __m128i opaque = _mm_set1_epi32((int)alpha);
+        for (; 3 * x + 16 <= 3 * width; x += 4) { /* 16 bytes read, 12 used */
+            __m128i v = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(in + 3 * x)), spread);
+            if (filter == 2) v = _mm_add_epi8(v, _mm_loadu_si128((const __m128i *)(up + 4 * x)));
+            _mm_storeu_si128((__m128i *)(out + 4 * x), _mm_or_si128(v, opaque));
+        }
+        for (; x < width; x++) {
+            uint32_t v = packed_pixel(in, x, width), u;
+            memcpy(&u, up + 4 * x, 4);
+            if (filter == 2) /* bytewise v + u, no carry between bytes */
+                v = ((v & 0x7F7F7F7Fu) + (u & 0x7F7F7F7Fu)) ^ ((v ^ u) & 0x80808080u);
+            v = (v & 0x00FFFFFFu) | alpha;
+            memcpy(out + 4 * x, &v, 4);
+        }
+        return;
+    }
+    if (filter == 1 || filter == 3) {
+        uint32_t left = 0;
+        for (; x < width; x++) {
+            uint32_t v = packed_pixel(in, x, width), u, predicted = left;
+            memcpy(&u, up + 4 * x, 4);
+            u &= 0x00FFFFFFu;
+            if (filter == 3) /* bytewise floor((left + up) / 2) */
+                predicted = (left & u) + (((left ^ u) & 0xFEFEFEFEu) >> 1);
+            left = (((v & 0x7F7F7F7Fu) + (predicted & 0x7F7F7F7Fu)) ^ ((v ^ predicted) & 0x80808080u))
+                   & 0x00FFFFFFu;
+            uint32_t px = left | alpha;
+            memcpy(out + 4 * x, &px, 4);
+        }
+        return;
+    }
+    /* Paeth: a = left, b = up, c = up-left, as 16-bit lanes; a pixel's result is the next a. */
+    const __m128i low_byte = _mm_set1_epi16(0xFF);
+    __m128i a = _mm_setzero_si128(), c = _mm_setzero_si128();
+    for (; x < width; x++) {
+        uint32_t raw = packed_pixel(in, x, width), above;
+        memcpy(&above, up + 4 * x, 4);
+        __m128i b = _mm_cvtepu8_epi16(_mm_cvtsi32_si128((int)above));
+        __m128i bc = _mm_sub_epi16(b, c), ac = _mm_sub_epi16(a, c);
+        __m128i pa = _mm_abs_epi16(bc), pb = _mm_abs_epi16(ac);
+        __m128i pc = _mm_abs_epi16(_mm_add_epi16(ac, bc));
+        __m128i not_a = _mm_or_si128(_mm_cmpgt_epi16(pa, pb), _mm_cmpgt_epi16(pa, pc));
+        __m128i b_or_c = _mm_blendv_epi8(b, c, _mm_cmpgt_epi16(pb, pc));
+        __m128i predicted = _mm_blendv_epi8(a, b_or_c, not_a);
+        a = _mm_and_si128(
+            _mm_add_epi16(_mm_cvtepu8_epi16(_mm_cvtsi32_si128((int)raw)), predicted), low_byte);
+        uint32_t px = ((uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(a, a)) & 0x00FFFFFFu) | alpha;
+        memcpy(out + 4 * x, &px, 4);
+        c = b;
+    }
+}
+#endif
+
+/* Input row `y` as RGBX.  PNG rows are made in order and kept in the ring, so `y` must be
+ * newer than the ring's oldest row (the passes below never reach further back). */
+static const uint8_t *source_row(Source *s, int y) {
+    if (s->image) return s->image + (size_t)y * s->stride;
+    size_t rgbx = (size_t)s->width * 4, line = (size_t)s->width * 3 + 1;
+    for (; s->next <= y; s->next++) {
+        int n = s->next;
+        const uint8_t *up = n ? s->ring + (size_t)((n - 1) % s->ring_rows) * rgbx : NULL;
+        uint8_t *out = s->ring + (size_t)(n % s->ring_rows) * rgbx;
+#if HAVE_X86
+        if (s->simd) {
+            unfilter_row_simd(s->png + (size_t)n * line, s->width, up, out, s->zeros);
+            continue;
+        }
+#endif
+        unfilter_row(s->png + (size_t)n * line, s->width, up, out, s->zeros);
+    }
+    return s->ring + (size_t)(y % s->ring_rows) * rgbx;
+}
+
 /* The whole resize + lookup; returns 0, or -1 when out of memory.
  *
  * Pass order as in Pillow 12.3: horizontal first, except that Image.resize runs the vertical
  * pass first (as a separate resize) for an image more than 100 times taller than wide whose
  * height shrinks.  Horizontal-first rows are made just before the vertical pass reads them,
  * into a ring of a few rows that stays in the L1 cache. */
-static int resample(const uint8_t *src, int in_w, int in_h, int out_w, int out_h,
-                    const float *lut, float *out, int simd) {
+static int resample(Source *src, int in_w, int in_h, int out_w, int out_h, const float *lut,
+                    float *out, int simd) {
     Pass h = {0}, v = {0};
     Horizontal hz = {0};
     uint8_t *tmp = NULL, *row = NULL;
@@ -398,12 +567,19 @@ static int resample(const uint8_t *src, int in_w, int in_h, int out_w, int out_h
     row = malloc(out_stride + 16);
     window = malloc(sizeof(*window) * v.ksize);
     if (!row || !window) goto done;
+    if (!src->image) { /* a vertical window plus the row being made and the one above it */
+        src->ring_rows = v.ksize + 2;
+        src->ring = malloc((size_t)src->ring_rows * src_stride + 16);
+        src->zeros = calloc(src_stride + 16, 1);
+        src->simd = simd;
+        if (!src->ring || !src->zeros) goto done;
+    }
     if ((long long)in_h > (long long)in_w * 100 && out_h < in_h) {
         tmp = malloc((size_t)out_h * src_stride + 16);
         if (!tmp) goto done;
         for (int i = 0; i < out_h; i++) {
             for (int y = 0; y < v.count[i]; y++)
-                window[y] = src + (size_t)(v.first[i] + y) * src_stride;
+                window[y] = source_row(src, v.first[i] + y);
             vertical_row(window, &v, i, in_w, simd, tmp + i * src_stride);
         }
         for (int i = 0; i < out_h; i++) {
@@ -431,15 +607,14 @@ static int resample(const uint8_t *src, int in_w, int in_h, int out_w, int out_h
         int end = v.first[i] + v.count[i];
         for (; need_h && made < end; made += 2) {
             int two = made + 1 < last;
-            horizontal_rows(&hz, src + (size_t)made * src_stride,
-                            two ? src + (size_t)(made + 1) * src_stride : NULL,
+            const uint8_t *r0 = source_row(src, made);
+            horizontal_rows(&hz, r0, two ? source_row(src, made + 1) : NULL,
                             tmp + (size_t)(made % ring) * out_stride,
                             two ? tmp + (size_t)((made + 1) % ring) * out_stride : NULL);
         }
         for (int y = 0; y < v.count[i]; y++) {
             int at = v.first[i] + y;
-            window[y] = need_h ? tmp + (size_t)(at % ring) * out_stride
-                               : src + (size_t)at * src_stride;
+            window[y] = need_h ? tmp + (size_t)(at % ring) * out_stride : source_row(src, at);
         }
         const uint8_t *rgbx = window[0]; /* an unchanged height reads row i itself */
         if (need_v) {
@@ -451,6 +626,11 @@ static int resample(const uint8_t *src, int in_w, int in_h, int out_w, int out_h
     }
     status = 0;
 done:
+    if (!src->image) {
+        free(src->ring);
+        free(src->zeros);
+        src->ring = src->zeros = NULL;
+    }
     free(window);
     free(row);
     free(tmp);
@@ -480,6 +660,42 @@ static const uint8_t *arrow_pixels(PyObject *pair, Py_ssize_t pixels) {
     return (const uint8_t *)child->buffers[1] + child->offset + array->offset * 4;
 }
 
+/* The table and output arguments, checked; 0, or -1 with an exception set (both released). */
+static int lut_and_out(PyObject *lut_obj, PyObject *out_obj, Py_buffer *lut, Py_buffer *out) {
+    if (PyObject_GetBuffer(lut_obj, lut, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (PyObject_GetBuffer(out_obj, out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) <
+        0) {
+        PyBuffer_Release(lut);
+        return -1;
+    }
+    const char *problem = NULL;
+    if (lut->len != 3 * 256 * 4 || strcmp(lut->format, "f") != 0)
+        problem = "lut: expected float32 [3, 256]";
+    else if (out->ndim != 3 || out->shape[0] != 3 || strcmp(out->format, "f") != 0 ||
+             out->shape[1] < 1 || out->shape[2] < 1 || out->shape[1] > INT32_MAX / 4 ||
+             out->shape[2] > INT32_MAX / 4)
+        problem = "out: expected float32 [3, height, width]";
+    if (problem) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        PyBuffer_Release(out);
+        PyBuffer_Release(lut);
+        return -1;
+    }
+    return 0;
+}
+
+/* Resample `src` into `out` without the GIL; 0, or -1 with MemoryError set. */
+static int run(Source *src, int in_w, int in_h, Py_buffer *lut, Py_buffer *out) {
+    if (use_simd < 0) use_simd = simd_available();
+    int status, simd = use_simd;
+    int out_h = (int)out->shape[1], out_w = (int)out->shape[2];
+    Py_BEGIN_ALLOW_THREADS
+    status = resample(src, in_w, in_h, out_w, out_h, lut->buf, out->buf, simd);
+    Py_END_ALLOW_THREADS
+    if (status) PyErr_NoMemory();
+    return status;
+}
+
 static PyObject *py_resample(PyObject *self, PyObject *args) {
     PyObject *source, *lut_obj, *out_obj;
     int in_w, in_h;
@@ -491,25 +707,13 @@ static PyObject *py_resample(PyObject *self, PyObject *args) {
     Py_buffer lut = {0}, out = {0}, raw = {0};
     PyObject *result = NULL;
     uint8_t *expanded = NULL;
-    if (PyObject_GetBuffer(lut_obj, &lut, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
-    if (PyObject_GetBuffer(out_obj, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) <
-        0)
-        goto done;
-    if (lut.len != 3 * 256 * 4 || strcmp(lut.format, "f") != 0) {
-        PyErr_SetString(PyExc_ValueError, "lut: expected float32 [3, 256]");
-        goto done;
-    }
-    if (out.ndim != 3 || out.shape[0] != 3 || strcmp(out.format, "f") != 0 ||
-        out.shape[1] < 1 || out.shape[2] < 1 || out.shape[1] > INT32_MAX / 4 ||
-        out.shape[2] > INT32_MAX / 4) {
-        PyErr_SetString(PyExc_ValueError, "out: expected float32 [3, height, width]");
-        goto done;
-    }
+    if (lut_and_out(lut_obj, out_obj, &lut, &out)) return NULL;
     Py_ssize_t pixels = (Py_ssize_t)in_w * in_h;
-    const uint8_t *src;
+    Source src = {0};
+    src.stride = (size_t)in_w * 4;
     if (PyTuple_Check(source)) {
-        src = arrow_pixels(source, pixels);
-        if (!src) goto done;
+        src.image = arrow_pixels(source, pixels);
+        if (!src.image) goto done;
     } else {
         /* Packed RGB bytes (e.g. numpy's copy of an image too large for one Pillow block). */
         if (PyObject_GetBuffer(source, &raw, PyBUF_C_CONTIGUOUS) < 0) goto done;
@@ -527,25 +731,56 @@ static PyObject *py_resample(PyObject *self, PyObject *args) {
             memcpy(expanded + 4 * j, rgb + 3 * j, 3);
             expanded[4 * j + 3] = 0;
         }
-        src = expanded;
+        src.image = expanded;
     }
-    if (use_simd < 0) use_simd = simd_available();
-    int status, simd = use_simd;
-    int out_h = (int)out.shape[1], out_w = (int)out.shape[2];
-    Py_BEGIN_ALLOW_THREADS
-    status = resample(src, in_w, in_h, out_w, out_h, lut.buf, out.buf, simd);
-    Py_END_ALLOW_THREADS
-    if (status) {
-        PyErr_NoMemory();
-        goto done;
+    if (run(&src, in_w, in_h, &lut, &out) == 0) {
+        result = Py_None;
+        Py_INCREF(result);
     }
-    result = Py_None;
-    Py_INCREF(result);
 done:
     free(expanded);
     if (raw.obj) PyBuffer_Release(&raw);
-    if (out.obj) PyBuffer_Release(&out);
+    PyBuffer_Release(&out);
     PyBuffer_Release(&lut);
+    return result;
+}
+
+static PyObject *py_resample_png(PyObject *self, PyObject *args) {
+    PyObject *lut_obj, *out_obj;
+    Py_buffer lines = {0}, lut = {0}, out = {0};
+    int in_w, in_h;
+    if (!PyArg_ParseTuple(args, "y*iiOO", &lines, &in_w, &in_h, &lut_obj, &out_obj)) return NULL;
+    PyObject *result = NULL;
+    size_t line = (size_t)in_w * 3 + 1;
+    if (in_w < 1 || in_h < 1 || in_w > INT32_MAX / 4) {
+        PyErr_SetString(PyExc_ValueError, "image size must be positive");
+        goto release;
+    }
+    if ((size_t)lines.len != line * (size_t)in_h) {
+        PyErr_SetString(PyExc_ValueError, "scanlines: expected height * (3 * width + 1) bytes");
+        goto release;
+    }
+    const uint8_t *png = lines.buf;
+    for (int y = 0; y < in_h; y++) {
+        if (png[(size_t)y * line] > 4) {
+            PyErr_Format(PyExc_ValueError, "scanline %d: unknown PNG filter type %d", y,
+                         png[(size_t)y * line]);
+            goto release;
+        }
+    }
+    if (lut_and_out(lut_obj, out_obj, &lut, &out)) goto release;
+    Source src = {0};
+    src.stride = (size_t)in_w * 4;
+    src.png = png;
+    src.width = in_w;
+    if (run(&src, in_w, in_h, &lut, &out) == 0) {
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&lut);
+release:
+    PyBuffer_Release(&lines);
     return result;
 }
 
@@ -567,6 +802,11 @@ static PyMethodDef methods[] = {
      "Bilinear-resize an RGB image of width x height to out's [3, H, W] float32 planes, each "
      "8-bit value mapped through lut[channel]; bit-identical to Pillow's resize(BILINEAR). "
      "source: the image's __arrow_c_array__() pair, or packed RGB bytes."},
+    {"resample_png", py_resample_png, METH_VARARGS,
+     "resample_png(scanlines, width, height, lut, out)\n\n"
+     "As resample_rgb, from the inflated image data of an 8-bit RGB, non-interlaced PNG (per "
+     "row a filter type 0-4, then 3 bytes a pixel), unfiltered row by row as it is read: the "
+     "pixels Pillow's PNG decoder stores.  ValueError for a wrong length or filter type."},
     {"set_simd", py_set_simd, METH_O,
      "set_simd(enabled) -> previous: use AVX2 when available (default) or the scalar path."},
     {"simd_available", py_simd_available, METH_NOARGS, "Whether this CPU has AVX2."},

@@ -156,23 +156,77 @@ def extract_features(
     new features are written back to ``cache``.  Unreadable files are skipped and listed in
     ``failures``.  ``progress`` is called with the number of inputs finished after each chunk.
     """
+    names = [str(s) for s in sources]
+    if sha256 is not None and len(sha256) != len(names):
+        raise ValueError(f"sha256: expected one entry per source ({len(names)}), got {len(sha256)}")
+    shas = list(sha256) if sha256 is not None else [None] * len(names)
+    run = _extract(model, names, shas, cache, chunk_size, workers, progress)
+    return run.feature_set(range(len(names)))
+
+
+@dataclass
+class _Extraction:
+    """What one pass over some inputs found, per input index and per distinct image."""
+
+    names: list[str]
+    shas: list[str | None]
+    found: dict[str, np.ndarray]  # sha256 -> feature
+    failures: dict[int, str]  # input index -> why it could not be read or decoded
+    embedded_by: dict[str, int]  # sha256 -> the input index whose decode was embedded
+    hit_by: dict[str, int]  # sha256 -> the input index whose cache lookup found it
+
+    def feature_set(self, span: range) -> FeatureSet:
+        """The :class:`FeatureSet` of the inputs in ``span``; an image shared with another span
+        counts as computed (or a cache hit) in the span where it was first met."""
+        kept = [i for i in span if i not in self.failures]
+        features = (
+            np.stack([self.found[self.shas[i]] for i in kept])  # type: ignore[index]
+            if kept
+            else np.empty((0, FEATURE_DIM), np.float32)
+        )
+        return FeatureSet(
+            names=[self.names[i] for i in kept],
+            sha256=[self.shas[i] for i in kept],  # type: ignore[misc]
+            features=features,
+            failures=[
+                ImageFailure(self.names[i], self.failures[i])
+                for i in sorted(self.failures)
+                if i in span
+            ],
+            cache_hits=sum(i in span for i in self.hit_by.values()),
+            computed=sum(i in span for i in self.embedded_by.values()),
+        )
+
+
+def _extract(
+    model: CCIPModel,
+    names: list[str],
+    shas: list[str | None],
+    cache: FeatureCache | None,
+    chunk_size: int,
+    workers: int,
+    progress: Progress | None,
+) -> _Extraction:
+    """One pipelined pass over ``names`` (see :func:`extract_features`); fills in ``shas``."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size}")
     if workers < 1:
         raise ValueError(f"workers: expected a positive integer, got {workers}")
-    names = [str(s) for s in sources]
-    if sha256 is not None and len(sha256) != len(names):
-        raise ValueError(f"sha256: expected one entry per source ({len(names)}), got {len(sha256)}")
-    shas: list[str | None] = list(sha256) if sha256 is not None else [None] * len(names)
-    found: dict[str, np.ndarray] = {}  # sha256 -> feature
+    found: dict[str, np.ndarray] = {}
     bad: dict[str, str] = {}  # sha256 -> why it could not be decoded
     failures: dict[int, str] = {}  # input index -> why it could not be read
-    hits = computed = 0
+    embedded_by: dict[str, int] = {}
+    hit_by: dict[str, int] = {}
     size = CCIP_INPUT_SIZE
-    buffers = [np.empty((chunk_size, 3, size, size), np.float32) for _ in range(2)]
+    # A buffer is only as tall as the largest chunk, and the second one exists only when there
+    # is a second chunk: untouched pages cost nothing, but each written page is zeroed first.
+    rows = min(chunk_size, len(names))
+    buffers = [
+        np.empty((rows, 3, size, size), np.float32)
+        for _ in range(1 if len(names) <= chunk_size else 2)
+    ]
 
     def start(pool: ThreadPoolExecutor, indices: Sequence[int], buffer: np.ndarray) -> _Chunk:
-        nonlocal hits
         data: dict[int, bytes] = {}
         unhashed = [i for i in indices if shas[i] is None]
         reads = [pool.submit(_read, names[i]) for i in unhashed]
@@ -182,16 +236,16 @@ def extract_features(
             except OSError as exc:
                 failures[i] = unreadable_reason(exc)
         present = [i for i in indices if i not in failures]
-        wanted = sorted({shas[i] for i in present} - found.keys() - bad.keys())  # type: ignore[operator]
+        first: dict[str, int] = {}  # sha256 -> its first input index in this chunk
+        for i in present:
+            first.setdefault(shas[i], i)  # type: ignore[arg-type]
+        wanted = sorted(first.keys() - found.keys() - bad.keys())
         if cache is not None and wanted:
             cached = cache.get_many([FeatureKey(h, model.key) for h in wanted])
-            found.update({k.image_sha256: np.asarray(v, np.float32) for k, v in cached.items()})
-            hits += len(cached)
-        todo: dict[str, int] = {}
-        for i in present:
-            sha = shas[i]
-            if sha not in found and sha not in bad and sha not in todo:
-                todo[sha] = i  # type: ignore[index]
+            for key, value in cached.items():
+                found[key.image_sha256] = np.asarray(value, np.float32)
+                hit_by[key.image_sha256] = first[key.image_sha256]
+        todo = {sha: i for sha, i in first.items() if sha not in found and sha not in bad}
         # Files whose hash was given are read by the decoding thread itself.
         decodes = [
             pool.submit(_decode_into, data.get(i, names[i]), buffer[row])
@@ -200,7 +254,6 @@ def extract_features(
         return _Chunk(indices, [(i, sha) for sha, i in todo.items()], decodes, buffer)
 
     def finish(chunk: _Chunk) -> None:
-        nonlocal computed
         rows = []
         for row, ((_, sha), future) in enumerate(zip(chunk.todo, chunk.decodes, strict=True)):
             reason = future.result()
@@ -213,7 +266,7 @@ def extract_features(
             feats = model.run_features(batch)
             new = {chunk.todo[row][1]: feats[k] for k, row in enumerate(rows)}
             found.update(new)
-            computed += len(new)
+            embedded_by.update({chunk.todo[row][1]: chunk.todo[row][0] for row in rows})
             if cache is not None:
                 cache.put_many({FeatureKey(h, model.key): v for h, v in new.items()})
         if progress is not None:
@@ -223,7 +276,7 @@ def extract_features(
         pending: _Chunk | None = None
         for number, start_index in enumerate(range(0, len(names), chunk_size)):
             indices = range(start_index, min(start_index + chunk_size, len(names)))
-            current = start(pool, indices, buffers[number % 2])
+            current = start(pool, indices, buffers[number % len(buffers)])
             if pending is not None:
                 finish(pending)
             pending = current
@@ -233,20 +286,7 @@ def extract_features(
     for i, sha in enumerate(shas):
         if i not in failures and sha in bad:
             failures[i] = bad[sha]
-    kept = [i for i in range(len(names)) if i not in failures]
-    features = (
-        np.stack([found[shas[i]] for i in kept])  # type: ignore[index]
-        if kept
-        else np.empty((0, FEATURE_DIM), np.float32)
-    )
-    return FeatureSet(
-        names=[names[i] for i in kept],
-        sha256=[shas[i] for i in kept],  # type: ignore[misc]
-        features=features,
-        failures=[ImageFailure(names[i], failures[i]) for i in sorted(failures)],
-        cache_hits=hits,
-        computed=computed,
-    )
+    return _Extraction(names, shas, found, failures, embedded_by, hit_by)
 
 
 def difference_blocks(
@@ -428,8 +468,18 @@ def score_character(
     mean of those fractions.  ``image_sha256`` passes known content hashes of ``images`` (see
     :func:`extract_features`).  Unreadable files are skipped and returned in ``unreadable``;
     :class:`NothingToScoreError` is raised when either side has no readable image.
+
+    References and images go through one pipelined pass (:func:`extract_features` each would
+    drain the pipeline between them); ``progress`` counts both.
     """
-    common = {"cache": cache, "chunk_size": chunk_size, "workers": workers, "progress": progress}
-    ref_set = extract_features(model, references, **common)
-    image_set = extract_features(model, images, sha256=image_sha256, **common)
+    if image_sha256 is not None and len(image_sha256) != len(images):
+        raise ValueError(
+            f"image_sha256: expected one entry per image ({len(images)}), got {len(image_sha256)}"
+        )
+    names = [str(s) for s in (*references, *images)]
+    shas: list[str | None] = [None] * len(references)
+    shas += list(image_sha256) if image_sha256 is not None else [None] * len(images)
+    run = _extract(model, names, shas, cache, chunk_size, workers, progress)
+    ref_set = run.feature_set(range(len(references)))
+    image_set = run.feature_set(range(len(references), len(names)))
     return score_features(model, ref_set, image_set, block=block)

@@ -10,8 +10,6 @@ and images too large for one Pillow memory block (passed as packed RGB bytes).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,20 +18,6 @@ from PIL import Image
 
 from metrics import _ccip_resample
 from metrics.ccip_preprocess import _LOOKUP, preprocess_ccip, preprocess_ccip_pillow
-
-PATHS = [
-    pytest.param(True, id="avx2"),
-    pytest.param(False, id="scalar"),
-]
-
-
-@pytest.fixture(params=PATHS)
-def simd(request: pytest.FixtureRequest) -> Iterator[bool]:
-    if request.param and not _ccip_resample.simd_available():
-        pytest.skip("this CPU has no AVX2")
-    previous = _ccip_resample.set_simd(request.param)
-    yield request.param
-    _ccip_resample.set_simd(previous)
 
 
 def pillow_planes(image: Image.Image, width: int, height: int) -> np.ndarray:
