@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from metrics.compiled import compiled
 
@@ -164,7 +164,14 @@ def preprocess_ccip(
 # Chunks a plain PNG may carry that Pillow reads without any way to fail, at these lengths
 # (None: any length); a file with any other chunk is left to Pillow.
 _PLAIN_CHUNKS = {b"gAMA": 4, b"cHRM": 32, b"sRGB": 1, b"pHYs": 9, b"tIME": 7, b"tEXt": None}
-_MAX_TEXT = 1 << 20  # far below Pillow's own text limits
+_MAX_TEXT = 1 << 20  # far below Pillow's own text limit (PngImagePlugin.MAX_TEXT_MEMORY)
+# Pillow stores a tEXt keyword in ``image.info``, where its PNG plugin also keeps what it reads
+# back while decoding ("interlace" switches to Adam7, "bbox" sets the extent, "transparency"
+# turns on alpha handling): text under any name the plugin uses leaves the file to Pillow.
+_PILLOW_INFO_KEYS = frozenset(
+    b"interlace bbox transparency default_image gamma chromaticity srgb dpi aspect icc_profile"
+    b" exif xmp loop duration disposal blend".split()
+)
 
 
 def plain_rgb_png(data: bytes) -> tuple[int, int, bytes] | None:
@@ -176,8 +183,8 @@ def plain_rgb_png(data: bytes) -> tuple[int, int, bytes] | None:
     checksum) and the data length are checked, and only files whose every chunk is on a short
     list that Pillow reads without error qualify, so for each such file Pillow would decode
     exactly these pixels; anything else (alpha or ``tRNS``, palettes, other depths, interlacing,
-    animation, damage, unusual chunks, images over ``Image.MAX_IMAGE_PIXELS``) returns None and
-    goes through Pillow.
+    animation, damage, unusual chunks, text under a name Pillow's PNG plugin reads back from
+    ``image.info``, images over ``Image.MAX_IMAGE_PIXELS``) returns None and goes through Pillow.
     """
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return None
@@ -205,12 +212,14 @@ def plain_rgb_png(data: bytes) -> tuple[int, int, bytes] | None:
             break
         elif kind not in _PLAIN_CHUNKS or _PLAIN_CHUNKS[kind] not in (None, length):
             return None
-        else:
-            text += length if kind == b"tEXt" else 0
+        elif kind == b"tEXt":
+            if body.split(b"\0", 1)[0] in _PILLOW_INFO_KEYS:
+                return None
+            text += length
         last, pos = kind, end + 4
     else:
         return None  # no IEND
-    if header is None or not idat or text > _MAX_TEXT:
+    if header is None or not idat or text > min(_MAX_TEXT, PngImagePlugin.MAX_TEXT_MEMORY):
         return None
     width, height, depth, colour, compression, filtering, interlace = header
     if (depth, colour, compression, filtering, interlace) != (8, 2, 0, 0, 0):

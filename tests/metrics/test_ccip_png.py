@@ -204,6 +204,7 @@ OTHER_FILES: dict[str, Callable[[], bytes]] = {
     "iCCP": lambda: encode(_rgb(), before=[chunk(b"iCCP", b"p\0\0" + zlib.compress(b"x"))]),
     "zTXt": lambda: encode(_rgb(), after=[chunk(b"zTXt", b"k\0\0" + zlib.compress(b"v"))]),
     "private chunk": lambda: encode(_rgb(), before=[chunk(b"prVt", b"anything")]),
+    "too much text": lambda: encode(_rgb(), after=[chunk(b"tEXt", b"k\0" + bytes(1 << 20))]),
     "no IEND": _without_iend,
     "truncated": _truncated,
     "corrupt stream": _corrupt_stream,
@@ -211,6 +212,10 @@ OTHER_FILES: dict[str, Callable[[], bytes]] = {
     "too little data": lambda: encode(_rgb(), data=scanlines(_rgb(), (0,))[:-1]),
     "too much data": lambda: encode(_rgb(), data=scanlines(_rgb(), (0,)) + b"\0"),
     "not a PNG": lambda: b"GIF89a" + bytes(40),
+    # Text under a name Pillow's PNG plugin reads back from image.info while decoding:
+    "text 'interlace'": lambda: encode(picture(2, 13), before=[chunk(b"tEXt", b"interlace\0x")]),
+    "text 'bbox'": lambda: encode(_rgb(), before=[chunk(b"tEXt", b"bbox\0x")]),
+    "text 'transparency'": lambda: encode(_rgb(), before=[chunk(b"tEXt", b"transparency")]),
 }
 
 
