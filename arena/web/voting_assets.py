@@ -2,14 +2,15 @@
 (a script run once on page load) and the line on each voting tab that names them.
 
 The shortcuts press the tab's own buttons (found by their element ids, ``<mode>-<action>``),
-so a key does exactly what a click does; keys typed into a text field are left alone.
+so a key does exactly what a click does, one at a time: the next key waits until the previous
+button's event has come back; keys typed into a text field are left alone.
 """
 
 from __future__ import annotations
 
 import json
 
-__all__ = ["KEY_HELP", "PAGE_CSS", "PAGE_HEAD", "SHORTCUTS_JS"]
+__all__ = ["KEY_HELP", "PAGE_CSS", "PAGE_HEAD", "SETTLED_JS", "SHORTCUTS_JS"]
 
 # The line under each voting tab's buttons.
 KEY_HELP = {
@@ -42,6 +43,20 @@ SHORTCUTS_JS = """
     }
     return false;
   };
+  // One shortcut at a time: a key pressed while the previous one's event is on its way waits
+  // for it (every button a key presses chains SETTLED_JS), so keys typed fast are neither
+  // dropped nor sent with the state from before the previous one changed it.
+  const waiting = [];
+  let busy = false, timer = null;
+  const pump = () => {
+    while (!busy && waiting.length) {
+      const [mode, actions] = waiting.shift();
+      if (press(mode, actions)) { busy = true; timer = setTimeout(settled, 5000); }
+    }
+  };
+  const settled = () => { clearTimeout(timer); busy = false; pump(); };
+  window.arenaSettled = settled;
+  const enqueue = (mode, actions) => { waiting.push([mode, actions]); pump(); };
   const openPanel = () => [...document.querySelectorAll(".arena-panel")]
     .find((p) => p.offsetParent !== null);
   document.addEventListener("keydown", (event) => {
@@ -55,14 +70,18 @@ SHORTCUTS_JS = """
       .find((c) => c.startsWith("arena-panel-")).slice("arena-panel-".length);
     const kind = panel.classList.contains("arena-ranking") ? "ranking" : "duel";
     const actions = keys[kind][event.key.toLowerCase()];
-    if (actions && press(mode, actions)) event.preventDefault();
+    if (!actions) return;
+    const now = actions.some((a) => usable(document.getElementById(`${mode}-${a}`)));
+    if (!now && !busy && !waiting.length) return;  // nothing to press: the key is the browser's
+    event.preventDefault();
+    enqueue(mode, actions);
   });
   // A ranking match: clicking an image ranks it next, as the button under it does.
   document.addEventListener("click", (event) => {
     const image = event.target.closest && event.target.closest(".arena-ranking [id*='-image-']");
     if (!image) return;
     const [mode, position] = image.id.split("-image-");
-    press(mode, ["pick-" + position]);
+    enqueue(mode, ["pick-" + position]);
   });
   // Leaderboard cells cut short (ellipsis) show their full text on hover.
   document.addEventListener("mouseover", (event) => {
@@ -72,6 +91,9 @@ SHORTCUTS_JS = """
   window.arenaShortcuts = true;
 }
 """.replace("__KEYS__", json.dumps(_KEYS))
+
+# Chained after the event of every button a key can press: lets the next waiting key go.
+SETTLED_JS = "() => { if (window.arenaSettled) window.arenaSettled(); }"
 
 PAGE_CSS = """
 .arena-figure { margin: 0; }

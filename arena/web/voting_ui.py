@@ -27,7 +27,7 @@ from arena.votes import Reveal, record_vote, votes_cast
 from arena.web.dashboard import build_leaderboard_tab
 from arena.web.http import VOTER_COOKIE
 from arena.web.voting_api import image_url
-from arena.web.voting_assets import KEY_HELP, PAGE_CSS, PAGE_HEAD, SHORTCUTS_JS
+from arena.web.voting_assets import KEY_HELP, PAGE_CSS, PAGE_HEAD, SETTLED_JS, SHORTCUTS_JS
 from metrics.match_kinds import KINDS, MATCH_KINDS
 
 __all__ = ["PAGE_CSS", "PAGE_HEAD", "SHORTCUTS_JS", "build_ui", "requester", "voter_from_request"]
@@ -387,21 +387,29 @@ class MatchPanel:
 
     def _wire(self) -> None:
         mode, outputs = self.mode, self.outputs
-        for button, key, winner in self.choices:
+        # Every button a key can press tells the page's shortcuts when its event is back.
+        keyed = [
             button.click(self._voter(winner), inputs=[self.state], outputs=outputs,
                          api_name=f"{mode}_vote_{key}")
-        self.next.click(self.next_match, inputs=None, outputs=outputs, api_name=f"{mode}_next")
-        self.skip.click(self.skip_then_next, inputs=[self.state], outputs=outputs,
-                        api_name=f"{mode}_skip")
+            for button, key, winner in self.choices
+        ]
+        keyed.append(self.next.click(self.next_match, inputs=None, outputs=outputs,
+                                     api_name=f"{mode}_next"))
+        keyed.append(self.skip.click(self.skip_then_next, inputs=[self.state], outputs=outputs,
+                                     api_name=f"{mode}_skip"))
         if self.kind.rankings:
             ranking = [self.picks, *self.pick_buttons, self.undo, self.submit, self.status]
-            for position, button in enumerate(self.pick_buttons):
+            keyed += [
                 button.click(self._picker(position), inputs=[self.picks, self.state],
                              outputs=ranking, api_name=f"{mode}_pick_{position + 1}")
-            self.undo.click(self.undo_pick, inputs=[self.picks, self.state], outputs=ranking,
-                            api_name=f"{mode}_undo")
-            self.submit.click(self.submit_ranking, inputs=[self.picks, self.state],
-                              outputs=outputs, api_name=f"{mode}_submit")
+                for position, button in enumerate(self.pick_buttons)
+            ]
+            keyed.append(self.undo.click(self.undo_pick, inputs=[self.picks, self.state],
+                                         outputs=ranking, api_name=f"{mode}_undo"))
+            keyed.append(self.submit.click(self.submit_ranking, inputs=[self.picks, self.state],
+                                           outputs=outputs, api_name=f"{mode}_submit"))
+        for event in keyed:
+            event.then(None, js=SETTLED_JS, api_visibility="private")
         if self.own_prompt is not None:
             self.use_prompt.click(self.with_prompt, inputs=[self.own_prompt], outputs=outputs,
                                   api_name="free_prompt")

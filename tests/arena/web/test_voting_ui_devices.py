@@ -4,11 +4,13 @@ On load each voting tab shows the voter's vote count and its keyboard shortcuts;
 reachable without an overflow menu; the header takes at most a fifth of the first screen; on
 a phone the duel images fill the width. Votes by keyboard are stored as clicks would be; a
 four-way match is ranked by clicking images in order (undoable, shown on the buttons), and
-the reveal lists the full ranking given.
+the reveal lists the full ranking given. Keys and clicks that come faster than the server
+answers are applied one after another, in order.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from arena.db import Database
 from arena.models import Match, Vote
 from arena.settings import Settings
 from arena.web.app import create_app
+from arena.web.voting_ui import MatchPanel
 from tests.support.pool import build_pool, serve
 
 pytestmark = pytest.mark.browser
@@ -112,3 +115,40 @@ def test_vote_by_keyboard_and_rank_by_clicking(
         assert places == [["3", "1st"], ["4", "2nd"], ["2", "3rd"], ["1", "4th"]], reveal
         assert votes(db)[-1] == ("ffa", "ranking", None, [2, 3, 1, 0])
         page.screenshot(path=tmp_path / f"ffa-reveal-{width}.png", full_page=True)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_keys_typed_faster_than_the_server_answers_all_count_in_order(
+    arena_env: Database, arena_home: Path, tmp_path: Path, browser: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every four-way control answers 0.3 s late; keys and clicks come in faster than that. Each
+    # waits for the previous one's answer: none is dropped, none works on stale picks.
+    slow = MatchPanel._ranking
+
+    def late(self: MatchPanel, picks: list[int], voting: bool = True) -> dict[Any, Any]:
+        time.sleep(0.3)
+        return slow(self, picks, voting)
+
+    monkeypatch.setattr(MatchPanel, "_ranking", late)
+    db = arena_env
+    build_pool(db, arena_home, tmp_path / "pool")
+    settings = Settings(home=arena_home, database_url=db.url)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    try:
+        with serve(create_app(settings, db)) as url:
+            page.goto(url + "/")
+            page.wait_for_function("window.arenaShortcuts === true")
+            page.get_by_role("tab", name="Four-way").click()
+            ffa = page.locator("#tab-ffa")
+            expect(ffa.locator(".arena-status").first).to_contain_text("Pick the best image.")
+            page.locator("#ffa-image-1").click()
+            page.locator("#ffa-image-3").click()
+            for key in ("Backspace", "4", "3", "Enter"):
+                page.keyboard.press(key)
+            ffa.get_by_text("Revealed").wait_for()
+            assert votes(db)[-1] == ("ffa", "ranking", None, [1, 3, 2, 0])
+    finally:
+        context.close()
