@@ -188,6 +188,7 @@ def plain_rgb_png(data: bytes) -> tuple[int, int, bytes] | None:
     """
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return None
+    view = memoryview(data)  # chunk bodies as views: the image data is copied once, by join
     pos, size, idat, text, header = 8, len(data), [], 0, None
     last = b""
     while pos + 12 <= size:
@@ -195,7 +196,7 @@ def plain_rgb_png(data: bytes) -> tuple[int, int, bytes] | None:
         end = pos + 8 + length
         if end + 4 > size:
             return None
-        body = data[pos + 8 : end]
+        body = view[pos + 8 : end]
         # Pillow checks the CRCs of the chunks before the image data only, and so does this.
         checked = not idat and kind != b"IDAT"
         if checked and zlib.crc32(body, zlib.crc32(kind)) != int.from_bytes(data[end : end + 4]):
@@ -213,7 +214,7 @@ def plain_rgb_png(data: bytes) -> tuple[int, int, bytes] | None:
         elif kind not in _PLAIN_CHUNKS or _PLAIN_CHUNKS[kind] not in (None, length):
             return None
         elif kind == b"tEXt":
-            if body.split(b"\0", 1)[0] in _PILLOW_INFO_KEYS:
+            if bytes(body).split(b"\0", 1)[0] in _PILLOW_INFO_KEYS:
                 return None
             text += length
         last, pos = kind, end + 4
